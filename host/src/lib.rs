@@ -1,1 +1,17 @@
+//! wask: a WebAssembly-sandboxed, content-addressed task runner for workspaces.
+//!
+//! This crate is everything outside the sandbox itself (which is `wask-runtime`):
+//!
+//! * [`workspace`] loads and checks `wask.toml` files (WS, ID, PATH rules);
+//! * [`refs`] parses task references and [`graph`] builds the task graph (DAG rules);
+//! * [`key`] derives cache keys and [`cache`] stores and restores entries (CACHE rules);
+//! * [`exec`] runs a run set: the lifecycle of one task and the scheduler (EXEC rules);
+//! * [`cli`] is the `wask` command line, and the one place errors become messages.
 
+pub mod cache;
+pub mod cli;
+pub mod exec;
+pub mod graph;
+pub mod key;
+pub mod refs;
+pub mod workspace;

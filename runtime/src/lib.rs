@@ -23,7 +23,7 @@ mod sandbox;
 pub mod view;
 
 pub use limits::Limits;
-pub use sandbox::{Failure, LoadedModule, RunOutcome, RunSpec, Sandbox};
+pub use sandbox::{CodeSource, Failure, LoadedModule, RunOutcome, RunSpec, Sandbox};
 
 /// A blake3 digest, used by the runtime for module identity and integrity checks.
 pub type Digest = [u8; 32];

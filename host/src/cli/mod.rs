@@ -1,0 +1,119 @@
+//! The `wask` command line. Each command lives in its own module; [`main`] is the one
+//! place where errors become messages and exit codes (EXEC-021).
+
+mod cache;
+mod check;
+mod run;
+
+use crate::graph::Graph;
+use crate::workspace::{self, LoadErrors, Workspace};
+use clap::{Parser, Subcommand};
+use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
+use std::path::PathBuf;
+
+/// A WebAssembly-sandboxed task runner: every task is a WASI module that sees only what
+/// it declared, so its cached result is as good as a fresh run.
+#[derive(Parser)]
+#[command(name = "wask", version, propagate_version = true)]
+pub struct Cli {
+    /// Run as if wask was started in DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    directory: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run tasks and their dependencies, from the cache where possible.
+    Run(run::RunArgs),
+    /// Load and check the workspace without running anything.
+    Check,
+    /// Inspect or empty the local cache.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
+}
+
+/// Everything that can stop a command, and the exit code it maps to.
+#[derive(Debug)]
+pub enum CliError {
+    /// The workspace files are wrong: every error, with its location (exit 2).
+    Load(LoadErrors),
+    /// The command line is wrong (exit 2).
+    Usage(String),
+    /// Anything else that stopped wask itself (exit 2).
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> Self {
+        CliError::Other(e)
+    }
+}
+
+/// Exit codes (EXEC-021).
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_TASK_FAILED: i32 = 1;
+pub const EXIT_BAD_CONFIG: i32 = 2;
+
+/// Parses the command line, runs the command, prints any error; returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_BAD_CONFIG } else { EXIT_OK };
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => run::run(cli.directory, args),
+        Command::Check => check::check(cli.directory),
+        Command::Cache(c) => cache::cache(cli.directory, c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(CliError::Load(errors)) => {
+            let mut err = StandardStream::stderr(color_choice());
+            let _ = errors.render(&mut err);
+            EXIT_BAD_CONFIG
+        }
+        Err(CliError::Usage(message)) => {
+            eprintln!("error: {message}");
+            EXIT_BAD_CONFIG
+        }
+        Err(CliError::Other(e)) => {
+            eprintln!("error: {e:#}");
+            EXIT_BAD_CONFIG
+        }
+    }
+}
+
+fn color_choice() -> ColorChoice {
+    use std::io::IsTerminal;
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) || !std::io::stderr().is_terminal() {
+        ColorChoice::Never
+    } else {
+        ColorChoice::Auto
+    }
+}
+
+/// The directory commands start from: `-C DIR` or the current directory.
+fn start_dir(directory: Option<PathBuf>) -> Result<PathBuf, CliError> {
+    match directory {
+        Some(d) => Ok(d),
+        None => std::env::current_dir().map_err(|e| CliError::Other(e.into())),
+    }
+}
+
+/// Finds, loads and checks the workspace and its graph.
+fn load(directory: &std::path::Path) -> Result<(Workspace, Graph), CliError> {
+    let root = workspace::find_root(directory)?;
+    let ws = workspace::load(&root).map_err(CliError::Load)?;
+    match Graph::build(&ws) {
+        Ok(g) => Ok((ws, g)),
+        Err(errors) => Err(CliError::Load(LoadErrors {
+            sources: ws.sources,
+            errors,
+        })),
+    }
+}

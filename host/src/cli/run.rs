@@ -1,0 +1,179 @@
+//! `wask run`: run tasks and their dependencies, from the cache where possible.
+
+use super::{CliError, EXIT_OK, EXIT_TASK_FAILED};
+use crate::exec::observer::ConsoleObserver;
+use crate::exec::record::{Source, TaskRecord, TaskState};
+use crate::exec::{self, RunContext, task};
+use crate::graph::Graph;
+use crate::key::Digest;
+use crate::refs::TaskRef;
+use crate::workspace::{OutputMode, Workspace};
+use clap::{Args, ValueEnum};
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Tasks to run: `project:task`, `~:task`, `^:task`, `[tag]:task`, or a bare `task`
+    /// (in the current project, or in every project outside one).
+    #[arg(value_name = "REFS")]
+    refs: Vec<String>,
+    /// Run every task of the workspace.
+    #[arg(long, alias = "all")]
+    workspace: bool,
+    /// How many tasks may run at once [default: the number of logical CPUs].
+    #[arg(long, short = 'j', value_name = "N")]
+    jobs: Option<usize>,
+    /// Print the run set in order with hit or miss for each, and run nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// `live`: each line as `[project:task] line`; `buffered`: each task's output in one
+    /// block when it ends.
+    #[arg(long, value_enum, value_name = "MODE")]
+    output_mode: Option<ModeArg>,
+    /// Write a JSON record of every task of the run to FILE.
+    #[arg(long, value_name = "FILE.json")]
+    summary: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Live,
+    Buffered,
+}
+
+pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
+    let started = Instant::now();
+    let dir = super::start_dir(directory)?;
+    let (ws, graph) = super::load(&dir)?;
+    let selected = select(&ws, &graph, &dir, &args)?;
+    let run_set = graph.run_set(&selected);
+    let mode = match args.output_mode {
+        Some(ModeArg::Live) => OutputMode::Live,
+        Some(ModeArg::Buffered) => OutputMode::Buffered,
+        None => ws.settings.output_mode,
+    };
+    let jobs = match args.jobs.or(ws.settings.jobs) {
+        Some(0) => return Err(CliError::Usage("--jobs must be at least 1".into())),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    };
+    let observer = ConsoleObserver::new(mode);
+    let ctx = RunContext::new(&ws, &graph, &observer)?;
+    if args.dry_run {
+        dry_run(&ctx, &run_set);
+        return Ok(EXIT_OK);
+    }
+    let records = exec::run(&ctx, &run_set, jobs);
+    let elapsed = started.elapsed();
+
+    let count = |f: &dyn Fn(&TaskRecord) -> bool| records.iter().filter(|r| f(r)).count();
+    let completed = count(&|r| r.state == TaskState::Succeeded);
+    let cached = count(&|r| r.source == Some(Source::Cache));
+    let failed = count(&|r| r.state == TaskState::Failed);
+    let skipped = count(&|r| r.state == TaskState::Skipped);
+    eprintln!(
+        "Tasks: {completed} completed ({cached} cached), {failed} failed, {skipped} skipped in {:.2}s",
+        elapsed.as_secs_f64()
+    );
+    if let Some(path) = &args.summary {
+        let summary = serde_json::json!({
+            "tasks": records.iter().map(TaskRecord::to_json).collect::<Vec<_>>(),
+            "completed": completed,
+            "cached": cached,
+            "failed": failed,
+            "skipped": skipped,
+            "duration_ms": elapsed.as_secs_f64() * 1000.0,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&summary).expect("summary serialises"))
+            .map_err(|e| anyhow::anyhow!("cannot write the summary to {}: {e}", path.display()))?;
+    }
+    Ok(if completed == records.len() { EXIT_OK } else { EXIT_TASK_FAILED })
+}
+
+/// Turns the command line's references into graph nodes.
+fn select(ws: &Workspace, graph: &Graph, dir: &std::path::Path, args: &RunArgs) -> Result<Vec<usize>, CliError> {
+    if args.workspace {
+        return Ok((0..graph.nodes.len()).collect());
+    }
+    if args.refs.is_empty() {
+        return Err(CliError::Usage(
+            "name the tasks to run (for example `wask run site:build`), or pass --workspace to run them all".into(),
+        ));
+    }
+    let here = ws.project_containing(dir).map(|p| p.name.clone());
+    let mut selected = BTreeSet::new();
+    for text in &args.refs {
+        let r = TaskRef::parse_cli(text).map_err(|e| CliError::Usage(format!("invalid task reference `{text}`: {e}")))?;
+        let ids = r.resolve(ws, here.as_deref());
+        if ids.is_empty() {
+            return Err(CliError::Usage(format!(
+                "no task matches `{text}`{}; `wask check` lists the workspace",
+                here.as_ref().map(|p| format!(" (from project {p})")).unwrap_or_default()
+            )));
+        }
+        selected.extend(ids.iter().map(|id| graph.find(id).expect("resolved ids exist")));
+    }
+    Ok(selected.into_iter().collect())
+}
+
+/// Dependency order with canonical tie-breaks: the order `--dry-run` prints.
+fn topological(graph: &Graph, run_set: &[usize]) -> Vec<usize> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let in_set: BTreeSet<usize> = run_set.iter().copied().collect();
+    let preds = |n: usize| {
+        graph.nodes[n]
+            .hard
+            .iter()
+            .chain(&graph.nodes[n].soft)
+            .filter(|p| in_set.contains(p))
+            .count()
+    };
+    let mut waiting: HashMap<usize, usize> = run_set.iter().map(|&n| (n, preds(n))).collect();
+    let mut ready: BinaryHeap<Reverse<usize>> = waiting.iter().filter(|(_, c)| **c == 0).map(|(n, _)| Reverse(*n)).collect();
+    let mut order = Vec::new();
+    while let Some(Reverse(n)) = ready.pop() {
+        order.push(n);
+        for &m in run_set {
+            let node = &graph.nodes[m];
+            if node.hard.contains(&n) || node.soft.contains(&n) {
+                let c = waiting.get_mut(&m).unwrap();
+                *c -= 1;
+                if *c == 0 {
+                    ready.push(Reverse(m));
+                }
+            }
+        }
+    }
+    order
+}
+
+/// EXEC-030: the run set in order, with hit or miss for each; nothing runs.
+fn dry_run(ctx: &RunContext<'_>, run_set: &[usize]) {
+    let g = ctx.graph;
+    let mut streams: HashMap<usize, (Digest, Digest)> = HashMap::new();
+    for n in topological(g, run_set) {
+        let node = &g.nodes[n];
+        let def = g.task(ctx.ws, n);
+        let unknown: Vec<String> = node.hard.iter().filter(|p| !streams.contains_key(p)).map(|p| g.nodes[*p].id.to_string()).collect();
+        if !unknown.is_empty() {
+            println!("miss  {}  (runs after {} which will run)", node.id, unknown.join(", "));
+            continue;
+        }
+        let preds = node.hard.iter().map(|p| streams[p]).collect();
+        let project_dir = &ctx.ws.projects[node.project].dir;
+        match task::prepare(ctx, def, project_dir, preds) {
+            Err(e) => println!("miss  {}  ({e})", node.id),
+            Ok(p) => match ctx.cache.lookup(&p.key) {
+                Some(entry) => {
+                    let d = |h: &str| Digest::from_hex(h).unwrap_or(Digest([0; 32]));
+                    streams.insert(n, (d(&entry.manifest.stdout.hash), d(&entry.manifest.stderr.hash)));
+                    println!("hit   {}  {}", node.id, p.key);
+                }
+                None => println!("miss  {}  {}", node.id, p.key),
+            },
+        }
+    }
+}

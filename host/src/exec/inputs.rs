@@ -1,0 +1,96 @@
+//! Resolving a task's input patterns to files (PATH-003, PATH-004), with the symlink
+//! policy of `docs/sandbox.md`: a link among the inputs is followed only when it leads
+//! to another declared input of the same task, inside the workspace.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use wask_runtime::view::{InputFile, glob_set, is_glob_segment, output_root};
+
+/// Resolves `patterns` (workspace-absolute) under `root` (canonical). Directories in
+/// `excluded` (the `.wask` directory, the cache) are never inputs.
+pub fn resolve(root: &Path, patterns: &[String], excluded: &[PathBuf]) -> Result<Vec<InputFile>, String> {
+    // guest path -> host path as found (not yet checked for links)
+    let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let is_excluded = |p: &Path| excluded.iter().any(|e| p.starts_with(e));
+    for pattern in patterns {
+        let host = root.join(pattern.trim_start_matches('/'));
+        if !pattern.split('/').any(is_glob_segment) {
+            match std::fs::symlink_metadata(&host) {
+                Err(_) => return Err(format!("input {pattern} does not exist")),
+                Ok(m) if m.is_dir() => {
+                    return Err(format!(
+                        "input {pattern} is a directory; declare the files in it with a glob such as `{pattern}/**`"
+                    ));
+                }
+                Ok(_) if is_excluded(&host) => {
+                    return Err(format!("input {pattern} lies in wask's own directory and cannot be read by tasks"));
+                }
+                Ok(_) => {
+                    found.insert(pattern.clone(), host);
+                }
+            }
+            continue;
+        }
+        let matcher = glob_set(std::slice::from_ref(pattern)).map_err(|e| e.to_string())?;
+        let base = root.join(output_root(pattern).trim_start_matches('/'));
+        let walker = walkdir::WalkDir::new(&base)
+            .follow_links(false)
+            .into_iter()
+            .filter_entry(|e| !is_excluded(e.path()));
+        for entry in walker.flatten() {
+            if entry.file_type().is_dir() {
+                continue;
+            }
+            let Ok(rel) = entry.path().strip_prefix(root) else { continue };
+            let guest = format!("/{}", rel.to_string_lossy());
+            if matcher.is_match(&guest) {
+                found.insert(guest, entry.path().to_path_buf());
+            }
+        }
+    }
+
+    // Anything whose real path is not where it appears went through a link.
+    let mut plain: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut linked: Vec<(String, PathBuf)> = Vec::new();
+    for (guest, host) in found {
+        let real = host
+            .canonicalize()
+            .map_err(|e| format!("input {guest} cannot be resolved: {e}"))?;
+        if real == host {
+            if !real.is_file() {
+                return Err(format!("input {guest} is not a regular file"));
+            }
+            plain.insert(guest, real);
+        } else {
+            linked.push((guest, real));
+        }
+    }
+    let mut resolved: Vec<InputFile> = Vec::new();
+    for (guest, real) in linked {
+        let target = real
+            .strip_prefix(root)
+            .ok()
+            .filter(|_| !is_excluded(&real))
+            .map(|rel| format!("/{}", rel.to_string_lossy()));
+        match target {
+            None => {
+                return Err(format!(
+                    "input {guest} is a symbolic link that leads outside the workspace (to {}); wask does not follow it",
+                    real.display()
+                ));
+            }
+            Some(t) if plain.contains_key(&t) => resolved.push(InputFile {
+                guest_path: guest,
+                host_path: real,
+            }),
+            Some(t) => {
+                return Err(format!(
+                    "input {guest} is a symbolic link to {t}, which is not a declared input of this task; declare {t} too"
+                ));
+            }
+        }
+    }
+    resolved.extend(plain.into_iter().map(|(guest_path, host_path)| InputFile { guest_path, host_path }));
+    resolved.sort_by(|a, b| a.guest_path.cmp(&b.guest_path));
+    Ok(resolved)
+}

@@ -1,0 +1,231 @@
+//! The lifecycle of one task (EXEC-007): derive the key, look it up, restore on a hit;
+//! on a miss run the module in the sandbox, collect its outputs, store, and place them.
+
+use super::record::{Source, TaskRecord, TaskState};
+use super::{RunContext, inputs};
+use crate::cache::{AccessRecord, ProducedOutput, RestoreError, safe_parent};
+use crate::key::{Digest, EnvValue, KeyParts, hash_bytes, hash_file};
+use crate::refs::TaskId;
+use crate::workspace::{ClockSetting, TaskDef};
+use std::time::SystemTime;
+use wask_runtime::determinism::ClockMode;
+use wask_runtime::view::{StagedView, ViewSpec};
+use wask_runtime::RunSpec;
+
+/// Everything about a task that is known once its key is derived.
+pub struct Prepared {
+    pub parts: KeyParts,
+    pub key: Digest,
+    pub inputs: Vec<wask_runtime::view::InputFile>,
+    /// The guest's environment (absent variables left out).
+    pub env: Vec<(String, String)>,
+    pub module: std::sync::Arc<super::ModuleBytes>,
+}
+
+/// Derives a task's key (PATH-004: inputs are resolved now, after its predecessors).
+pub fn prepare(ctx: &RunContext<'_>, def: &TaskDef, project_dir: &str, preds: Vec<(Digest, Digest)>) -> Result<Prepared, String> {
+    let hash = ctx.ws.settings.hash;
+    let module = ctx.module(&def.module.value)?;
+    let patterns: Vec<String> = def.inputs.iter().map(|i| i.value.clone()).collect();
+    let inputs = inputs::resolve(&ctx.ws.root, &patterns, &ctx.excluded)?;
+    let mut hashed = Vec::with_capacity(inputs.len());
+    for i in &inputs {
+        let d = hash_file(hash, &i.host_path).map_err(|e| format!("cannot read input {}: {e}", i.guest_path))?;
+        hashed.push((i.guest_path.clone(), d));
+    }
+    // CACHE-008: declared names only; `env.set` wins over the host value.
+    let mut view: std::collections::BTreeMap<String, EnvValue> = def
+        .env_from_host
+        .iter()
+        .map(|n| (n.clone(), ctx.host_env.get(n).cloned().map(EnvValue::Value).unwrap_or(EnvValue::Absent)))
+        .collect();
+    for (k, v) in &def.env_set {
+        view.insert(k.clone(), EnvValue::Value(v.clone()));
+    }
+    let env = view
+        .iter()
+        .filter_map(|(k, v)| match v {
+            EnvValue::Value(v) => Some((k.clone(), v.clone())),
+            EnvValue::Absent => None,
+        })
+        .collect();
+    let parts = KeyParts {
+        hash,
+        module: module.key_digest,
+        args: def.args.clone(),
+        project_dir: project_dir.to_string(),
+        inputs: hashed,
+        outputs: def.outputs.iter().map(|o| o.value.clone()).collect(),
+        predecessors: preds,
+        env: view.into_iter().collect(),
+        fixed_clock_epoch: match def.clock {
+            ClockSetting::Fixed => Some(ctx.ws.settings.epoch_seconds),
+            ClockSetting::Host => None,
+        },
+    };
+    Ok(Prepared {
+        key: parts.key(),
+        parts,
+        inputs,
+        env,
+        module,
+    })
+}
+
+/// Runs one task to completion and reports it to the observer.
+pub fn execute(ctx: &RunContext<'_>, id: &TaskId, def: &TaskDef, project_dir: &str, preds: Vec<(Digest, Digest)>) -> TaskRecord {
+    ctx.observer.on_task_started(id);
+    let mut record = TaskRecord::new(id.clone());
+    let result = run(ctx, id, def, project_dir, preds, &mut record);
+    record.finished_at = SystemTime::now();
+    if let Err(message) = result {
+        record.state = TaskState::Failed;
+        record.error = Some(message);
+    }
+    ctx.observer.on_task_finished(&record);
+    record
+}
+
+fn run(
+    ctx: &RunContext<'_>,
+    id: &TaskId,
+    def: &TaskDef,
+    project_dir: &str,
+    preds: Vec<(Digest, Digest)>,
+    record: &mut TaskRecord,
+) -> Result<(), String> {
+    let hash = ctx.ws.settings.hash;
+    let prepared = prepare(ctx, def, project_dir, preds)?;
+    record.key = Some(prepared.key);
+
+    // A hit: restore and replay, holding no mutex (EXEC-007 step 2).
+    if let Some(entry) = ctx.cache.lookup(&prepared.key) {
+        match ctx.cache.restore(&entry, &ctx.ws.root) {
+            Ok(restored) => {
+                emit_streams(ctx, id, &restored.stdout, &restored.stderr);
+                record.state = TaskState::Succeeded;
+                record.source = Some(Source::Cache);
+                record.outputs = entry.manifest.outputs.iter().map(|o| o.path.clone()).collect();
+                record.streams = Some((hash_bytes(hash, &restored.stdout), hash_bytes(hash, &restored.stderr)));
+                return Ok(());
+            }
+            Err(e @ RestoreError::Corrupt { .. }) => ctx.observer.on_warning(id, &e.to_string()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+
+    // A miss: run fresh (steps 3 and 4).
+    let module = ctx
+        .sandbox
+        .load(&prepared.module.bytes)
+        .map_err(|f| format!("module {}: {f}", def.module.value))?;
+    if module.source == wask_runtime::CodeSource::RecompiledAfterTamper {
+        ctx.observer.on_warning(
+            id,
+            "the cached compiled module failed verification; it was discarded and the module recompiled",
+        );
+    }
+    let task_json = serde_json::to_vec(&serde_json::json!({
+        "wask_task": 1,
+        "project_dir": project_dir,
+        "inputs": prepared.inputs.iter().map(|i| &i.guest_path).collect::<Vec<_>>(),
+        "outputs": prepared.parts.outputs,
+    }))
+    .expect("task description serialises");
+    let view = StagedView::stage(
+        &ViewSpec {
+            inputs: &prepared.inputs,
+            outputs: &prepared.parts.outputs,
+            task_json: &task_json,
+        },
+        &ctx.scratch_dir,
+    )
+    .map_err(|e| format!("could not prepare the sandbox: {e:#}"))?;
+    let clock = match prepared.parts.fixed_clock_epoch {
+        Some(epoch_seconds) => ClockMode::Fixed {
+            epoch_seconds,
+            seed: KeyParts::seed(&prepared.key),
+        },
+        None => ClockMode::Host,
+    };
+    let program = def.module.value.rsplit('/').next().unwrap_or("task.wasm");
+    let outcome = ctx.sandbox.run(
+        &module,
+        &RunSpec {
+            program,
+            args: &def.args,
+            env: &prepared.env,
+            mounts: view.mounts(),
+            limits: def.limits,
+            clock,
+        },
+    );
+    emit_streams(ctx, id, &outcome.stdout, &outcome.stderr);
+    let declared: std::collections::HashSet<&str> = prepared.inputs.iter().map(|i| i.guest_path.as_str()).collect();
+    record.undeclared = outcome
+        .access
+        .refused
+        .iter()
+        .filter(|(p, _)| !declared.contains(p.as_str()))
+        .map(|(p, _)| p.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if let Err(failure) = outcome.result {
+        let mut message = failure.to_string();
+        if !record.undeclared.is_empty() {
+            message.push_str(&format!(
+                "\n  it tried to reach paths it did not declare (they do not exist in its sandbox): {}\n  hint: add them to the task's `inputs` if it needs them",
+                record.undeclared.join(", ")
+            ));
+        }
+        return Err(message);
+    }
+    let collected = view.collect().map_err(|violations| {
+        let list: Vec<String> = violations.iter().map(|v| format!("  - the task {v}")).collect();
+        format!("the task broke its declarations:\n{}", list.join("\n"))
+    })?;
+
+    let mut produced = Vec::with_capacity(collected.len());
+    for c in &collected {
+        let size = std::fs::metadata(&c.host_path).map(|m| m.len()).unwrap_or(0);
+        let digest = hash_file(hash, &c.host_path).map_err(|e| format!("cannot read output {}: {e}", c.guest_path))?;
+        produced.push(ProducedOutput {
+            path: c.guest_path.clone(),
+            file: c.host_path.clone(),
+            hash: digest,
+            size,
+            mode: c.mode,
+        });
+    }
+    let access = AccessRecord {
+        opened: outcome.access.opened.iter().cloned().collect(),
+        refused: record.undeclared.clone(),
+    };
+    // Only successful runs are stored (CACHE-018); a failed store costs only a rerun.
+    if let Err(e) = ctx
+        .cache
+        .store(&prepared.key, &produced, &outcome.stdout, &outcome.stderr, &id.to_string(), access)
+    {
+        ctx.observer.on_warning(id, &format!("could not store the result in the cache: {e}"));
+    }
+    for p in &produced {
+        let parent = safe_parent(&ctx.ws.root, &p.path).map_err(|e| format!("cannot write output {}: {e}", p.path))?;
+        let dest = parent.join(p.path.rsplit('/').next().unwrap());
+        std::fs::rename(&p.file, &dest).map_err(|e| format!("cannot write output {}: {e}", p.path))?;
+    }
+    record.state = TaskState::Succeeded;
+    record.source = Some(Source::Fresh);
+    record.outputs = produced.iter().map(|p| p.path.clone()).collect();
+    record.streams = Some((hash_bytes(hash, &outcome.stdout), hash_bytes(hash, &outcome.stderr)));
+    Ok(())
+}
+
+fn emit_streams(ctx: &RunContext<'_>, id: &TaskId, stdout: &[u8], stderr: &[u8]) {
+    if !stdout.is_empty() {
+        ctx.observer.on_stdout(id, stdout);
+    }
+    if !stderr.is_empty() {
+        ctx.observer.on_stderr(id, stderr);
+    }
+}

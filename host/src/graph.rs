@@ -1,0 +1,211 @@
+//! The task graph: hard edges from `deps` (DAG-001), soft edges from `weak_deps`
+//! (DAG-002), and the checks of DAG-004, all reported together.
+
+use crate::refs::{TaskId, TaskRef};
+use crate::workspace::{LoadError, TaskDef, Workspace};
+use std::collections::{BTreeSet, HashMap};
+
+/// One task in the graph.
+#[derive(Debug)]
+pub struct Node {
+    pub id: TaskId,
+    /// Index into `Workspace::projects`.
+    pub project: usize,
+    /// Hard predecessors, sorted by index (canonical order).
+    pub hard: Vec<usize>,
+    /// Soft predecessors, sorted by index.
+    pub soft: Vec<usize>,
+}
+
+/// Every task of a workspace, indexed in canonical (project, task) order.
+pub struct Graph {
+    pub nodes: Vec<Node>,
+    index: HashMap<TaskId, usize>,
+}
+
+impl Graph {
+    /// Builds the graph, or returns every DAG-004 error found.
+    pub fn build(ws: &Workspace) -> Result<Graph, Vec<LoadError>> {
+        let mut nodes = Vec::new();
+        for (pi, p) in ws.projects.iter().enumerate() {
+            for t in p.tasks.keys() {
+                nodes.push(Node {
+                    id: TaskId {
+                        project: p.name.clone(),
+                        task: t.clone(),
+                    },
+                    project: pi,
+                    hard: Vec::new(),
+                    soft: Vec::new(),
+                });
+            }
+        }
+        let index: HashMap<TaskId, usize> =
+            nodes.iter().enumerate().map(|(i, n)| (n.id.clone(), i)).collect();
+        let mut errors = Vec::new();
+
+        for i in 0..nodes.len() {
+            let project = &ws.projects[nodes[i].project];
+            let def = &project.tasks[&nodes[i].id.task];
+            let mut resolve = |refs: &[crate::workspace::Located<String>], kind: &str| {
+                let mut out = BTreeSet::new();
+                for r in refs {
+                    let parsed = TaskRef::parse(&r.value).expect("checked at load");
+                    let targets = parsed.resolve(ws, Some(&project.name));
+                    if targets.is_empty() && parsed.is_direct() {
+                        errors.push(LoadError::at(
+                            r.span.clone(),
+                            format!("unresolved reference `{}` in {} of {}", r.value, kind, nodes[i].id),
+                            "no such task",
+                        ));
+                    }
+                    for t in targets {
+                        let j = index[&t];
+                        if j == i {
+                            errors.push(LoadError::at(
+                                r.span.clone(),
+                                format!("task {} depends on itself through `{}`", nodes[i].id, r.value),
+                                "self reference",
+                            ));
+                        } else {
+                            out.insert(j);
+                        }
+                    }
+                }
+                out
+            };
+            let hard = resolve(&def.deps, "deps");
+            let soft = resolve(&def.weak_deps, "weak_deps");
+            for both in hard.intersection(&soft) {
+                errors.push(LoadError::at(
+                    def.span.clone(),
+                    format!(
+                        "{} appears in both `deps` and `weak_deps` of {}",
+                        nodes[*both].id, nodes[i].id
+                    ),
+                    "declared here",
+                ).note("a predecessor is either hard (`deps`) or soft (`weak_deps`), not both"));
+            }
+            nodes[i].hard = hard.into_iter().collect();
+            nodes[i].soft = soft.difference(&BTreeSet::from_iter(nodes[i].hard.iter().copied())).copied().collect();
+        }
+
+        let graph = Graph { nodes, index };
+        errors.extend(graph.cycles(ws));
+        errors.extend(duplicate_outputs(ws, &graph));
+        if errors.is_empty() { Ok(graph) } else { Err(errors) }
+    }
+
+    pub fn find(&self, id: &TaskId) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    pub fn task<'w>(&self, ws: &'w Workspace, n: usize) -> &'w TaskDef {
+        &ws.projects[self.nodes[n].project].tasks[&self.nodes[n].id.task]
+    }
+
+    /// The selected tasks plus their transitive hard predecessors (EXEC-001), sorted.
+    pub fn run_set(&self, selected: &[usize]) -> Vec<usize> {
+        let mut in_set = vec![false; self.nodes.len()];
+        let mut stack: Vec<usize> = selected.to_vec();
+        while let Some(n) = stack.pop() {
+            if !std::mem::replace(&mut in_set[n], true) {
+                stack.extend(&self.nodes[n].hard);
+            }
+        }
+        (0..self.nodes.len()).filter(|&n| in_set[n]).collect()
+    }
+
+    /// Every cycle through hard or soft edges, each printed as its path.
+    fn cycles(&self, ws: &Workspace) -> Vec<LoadError> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            New,
+            OnPath,
+            Done,
+        }
+        let mut mark = vec![Mark::New; self.nodes.len()];
+        let mut seen = BTreeSet::new();
+        let mut errors = Vec::new();
+        for start in 0..self.nodes.len() {
+            if mark[start] != Mark::New {
+                continue;
+            }
+            // Iterative depth-first search; `path` holds the nodes on the current path.
+            let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+            mark[start] = Mark::OnPath;
+            while let Some(&mut (n, ref mut next)) = path.last_mut() {
+                let preds: Vec<usize> = self.nodes[n].hard.iter().chain(&self.nodes[n].soft).copied().collect();
+                if *next < preds.len() {
+                    let p = preds[*next];
+                    *next += 1;
+                    match mark[p] {
+                        Mark::New => {
+                            mark[p] = Mark::OnPath;
+                            path.push((p, 0));
+                        }
+                        Mark::OnPath => {
+                            let from = path.iter().position(|&(m, _)| m == p).unwrap();
+                            let mut cycle: Vec<usize> = path[from..].iter().map(|&(m, _)| m).collect();
+                            // Edges point at predecessors; show the order tasks would run.
+                            cycle.reverse();
+                            let rot = cycle.iter().enumerate().min_by_key(|(_, m)| **m).unwrap().0;
+                            cycle.rotate_left(rot);
+                            if seen.insert(cycle.clone()) {
+                                let names: Vec<String> = cycle
+                                    .iter()
+                                    .chain(std::iter::once(&cycle[0]))
+                                    .map(|&m| self.nodes[m].id.to_string())
+                                    .collect();
+                                let first = self.task(ws, cycle[0]);
+                                errors.push(
+                                    LoadError::at(
+                                        first.span.clone(),
+                                        format!("dependency cycle: {}", names.join(" -> ")),
+                                        "this task is part of the cycle",
+                                    )
+                                    .note("tasks run in dependency order, so a cycle can never start"),
+                                );
+                            }
+                        }
+                        Mark::Done => {}
+                    }
+                } else {
+                    mark[n] = Mark::Done;
+                    path.pop();
+                }
+            }
+        }
+        errors
+    }
+}
+
+/// Two tasks that declare the same literal output (DAG-004).
+fn duplicate_outputs(ws: &Workspace, g: &Graph) -> Vec<LoadError> {
+    let mut owner: HashMap<&str, (usize, &crate::workspace::Located<String>)> = HashMap::new();
+    let mut errors = Vec::new();
+    for n in 0..g.nodes.len() {
+        for out in &g.task(ws, n).outputs {
+            if out.value.split('/').any(wask_runtime::view::is_glob_segment) {
+                continue;
+            }
+            match owner.get(out.value.as_str()) {
+                Some((m, first)) => errors.push(
+                    LoadError::at(
+                        out.span.clone(),
+                        format!(
+                            "{} and {} both declare the output {}",
+                            g.nodes[*m].id, g.nodes[n].id, out.value
+                        ),
+                        "declared again here",
+                    )
+                    .also(first.span.clone(), "first declared here"),
+                ),
+                None => {
+                    owner.insert(&out.value, (n, out));
+                }
+            }
+        }
+    }
+    errors
+}

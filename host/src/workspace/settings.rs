@@ -1,0 +1,93 @@
+//! Workspace-wide settings (WS-004) and the small enums tasks use.
+
+use std::path::PathBuf;
+use wask_runtime::Limits;
+
+/// The hash function of keys, contents and streams (CACHE-002).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashKind {
+    Blake3,
+    Sha256,
+}
+
+impl HashKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            HashKind::Blake3 => "blake3",
+            HashKind::Sha256 => "sha256",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    Live,
+    Buffered,
+}
+
+/// How a task sees time and randomness (SANDBOX-005).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockSetting {
+    Fixed,
+    Host,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MutexScope {
+    Workspace,
+    Project,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MutexMode {
+    Exclusive,
+    Shared,
+}
+
+/// Settings from the workspace root's `wask.toml`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub hash: HashKind,
+    /// Absolute cache directory (`[cache] dir`, or `WASK_CACHE_DIR`).
+    pub cache_dir: PathBuf,
+    /// `None` means one job per logical CPU.
+    pub jobs: Option<usize>,
+    /// Per-tag concurrency caps (EXEC-005).
+    pub tag_caps: Vec<(String, usize)>,
+    pub output_mode: OutputMode,
+    /// Defaults for every task's limits.
+    pub limits: Limits,
+    pub clock: ClockSetting,
+    /// The fixed wall clock, in seconds since the Unix epoch.
+    pub epoch_seconds: u64,
+}
+
+/// Parses `512MiB`, `1GiB`, `64KiB`, `1000` (bytes).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("expected a size like `512MiB`, found `{text}`"))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}`: use B, KiB, MiB or GiB")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size `{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(super::parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(super::parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(super::parse_size("100"), Ok(100));
+        assert!(super::parse_size("1 parsec").is_err());
+    }
+}
