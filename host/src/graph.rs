@@ -40,8 +40,11 @@ impl Graph {
                 });
             }
         }
-        let index: HashMap<TaskId, usize> =
-            nodes.iter().enumerate().map(|(i, n)| (n.id.clone(), i)).collect();
+        let index: HashMap<TaskId, usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id.clone(), i))
+            .collect();
         let mut errors = Vec::new();
 
         for i in 0..nodes.len() {
@@ -55,7 +58,10 @@ impl Graph {
                     if targets.is_empty() && parsed.is_direct() {
                         errors.push(LoadError::at(
                             r.span.clone(),
-                            format!("unresolved reference `{}` in {} of {}", r.value, kind, nodes[i].id),
+                            format!(
+                                "unresolved reference `{}` in {} of {}",
+                                r.value, kind, nodes[i].id
+                            ),
                             "no such task",
                         ));
                     }
@@ -64,7 +70,10 @@ impl Graph {
                         if j == i {
                             errors.push(LoadError::at(
                                 r.span.clone(),
-                                format!("task {} depends on itself through `{}`", nodes[i].id, r.value),
+                                format!(
+                                    "task {} depends on itself through `{}`",
+                                    nodes[i].id, r.value
+                                ),
                                 "self reference",
                             ));
                         } else {
@@ -77,23 +86,33 @@ impl Graph {
             let hard = resolve(&def.deps, "deps");
             let soft = resolve(&def.weak_deps, "weak_deps");
             for both in hard.intersection(&soft) {
-                errors.push(LoadError::at(
-                    def.span.clone(),
-                    format!(
-                        "{} appears in both `deps` and `weak_deps` of {}",
-                        nodes[*both].id, nodes[i].id
-                    ),
-                    "declared here",
-                ).note("a predecessor is either hard (`deps`) or soft (`weak_deps`), not both"));
+                errors.push(
+                    LoadError::at(
+                        def.span.clone(),
+                        format!(
+                            "{} appears in both `deps` and `weak_deps` of {}",
+                            nodes[*both].id, nodes[i].id
+                        ),
+                        "declared here",
+                    )
+                    .note("a predecessor is either hard (`deps`) or soft (`weak_deps`), not both"),
+                );
             }
             nodes[i].hard = hard.into_iter().collect();
-            nodes[i].soft = soft.difference(&BTreeSet::from_iter(nodes[i].hard.iter().copied())).copied().collect();
+            nodes[i].soft = soft
+                .difference(&BTreeSet::from_iter(nodes[i].hard.iter().copied()))
+                .copied()
+                .collect();
         }
 
         let graph = Graph { nodes, index };
         errors.extend(graph.cycles(ws));
         errors.extend(duplicate_outputs(ws, &graph));
-        if errors.is_empty() { Ok(graph) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(graph)
+        } else {
+            Err(errors)
+        }
     }
 
     pub fn find(&self, id: &TaskId) -> Option<usize> {
@@ -135,7 +154,12 @@ impl Graph {
             let mut path: Vec<(usize, usize)> = vec![(start, 0)];
             mark[start] = Mark::OnPath;
             while let Some(&mut (n, ref mut next)) = path.last_mut() {
-                let preds: Vec<usize> = self.nodes[n].hard.iter().chain(&self.nodes[n].soft).copied().collect();
+                let preds: Vec<usize> = self.nodes[n]
+                    .hard
+                    .iter()
+                    .chain(&self.nodes[n].soft)
+                    .copied()
+                    .collect();
                 if *next < preds.len() {
                     let p = preds[*next];
                     *next += 1;
@@ -146,7 +170,8 @@ impl Graph {
                         }
                         Mark::OnPath => {
                             let from = path.iter().position(|&(m, _)| m == p).unwrap();
-                            let mut cycle: Vec<usize> = path[from..].iter().map(|&(m, _)| m).collect();
+                            let mut cycle: Vec<usize> =
+                                path[from..].iter().map(|&(m, _)| m).collect();
                             // Edges point at predecessors; show the order tasks would run.
                             cycle.reverse();
                             let rot = cycle.iter().enumerate().min_by_key(|(_, m)| **m).unwrap().0;
@@ -164,7 +189,9 @@ impl Graph {
                                         format!("dependency cycle: {}", names.join(" -> ")),
                                         "this task is part of the cycle",
                                     )
-                                    .note("tasks run in dependency order, so a cycle can never start"),
+                                    .note(
+                                        "tasks run in dependency order, so a cycle can never start",
+                                    ),
                                 );
                             }
                         }
@@ -186,7 +213,11 @@ fn duplicate_outputs(ws: &Workspace, g: &Graph) -> Vec<LoadError> {
     let mut errors = Vec::new();
     for n in 0..g.nodes.len() {
         for out in &g.task(ws, n).outputs {
-            if out.value.split('/').any(wask_runtime::view::is_glob_segment) {
+            if out
+                .value
+                .split('/')
+                .any(wask_runtime::view::is_glob_segment)
+            {
                 continue;
             }
             match owner.get(out.value.as_str()) {

@@ -228,7 +228,10 @@ mod tests {
             project_dir: "/p".into(),
             inputs: vec![("/p/x".into(), hash_bytes(HashKind::Blake3, b"x"))],
             outputs: vec!["/p/out/**".into()],
-            predecessors: vec![(hash_bytes(HashKind::Blake3, b"o"), hash_bytes(HashKind::Blake3, b"e"))],
+            predecessors: vec![(
+                hash_bytes(HashKind::Blake3, b"o"),
+                hash_bytes(HashKind::Blake3, b"e"),
+            )],
             env: vec![("LANG".into(), EnvValue::Value("C".into()))],
             fixed_clock_epoch: Some(0),
         }
@@ -247,12 +250,27 @@ mod tests {
             ("project dir", Box::new(|p| p.project_dir = "/q".into())),
             ("input content", Box::new(move |p| p.inputs[0].1 = d(b"y"))),
             ("input path", Box::new(|p| p.inputs[0].0 = "/p/y".into())),
-            ("extra input", Box::new(move |p| p.inputs.push(("/p/z".into(), d(b"z"))))),
+            (
+                "extra input",
+                Box::new(move |p| p.inputs.push(("/p/z".into(), d(b"z")))),
+            ),
             ("outputs", Box::new(|p| p.outputs[0] = "/p/dist/**".into())),
-            ("predecessor stdout", Box::new(move |p| p.predecessors[0].0 = d(b"o2"))),
-            ("predecessor stderr", Box::new(move |p| p.predecessors[0].1 = d(b"e2"))),
-            ("env value", Box::new(|p| p.env[0].1 = EnvValue::Value("D".into()))),
-            ("env absent vs empty", Box::new(|p| p.env[0].1 = EnvValue::Absent)),
+            (
+                "predecessor stdout",
+                Box::new(move |p| p.predecessors[0].0 = d(b"o2")),
+            ),
+            (
+                "predecessor stderr",
+                Box::new(move |p| p.predecessors[0].1 = d(b"e2")),
+            ),
+            (
+                "env value",
+                Box::new(|p| p.env[0].1 = EnvValue::Value("D".into())),
+            ),
+            (
+                "env absent vs empty",
+                Box::new(|p| p.env[0].1 = EnvValue::Absent),
+            ),
             ("env name", Box::new(|p| p.env[0].0 = "LC_ALL".into())),
             ("clock", Box::new(|p| p.fixed_clock_epoch = None)),
             ("epoch", Box::new(|p| p.fixed_clock_epoch = Some(1))),
@@ -261,13 +279,20 @@ mod tests {
         for (what, change) in variants {
             let mut p = base();
             change(&mut p);
-            assert!(seen.insert(p.key()), "changing the {what} did not give a new key");
+            assert!(
+                seen.insert(p.key()),
+                "changing the {what} did not give a new key"
+            );
         }
         let mut empty = base();
         empty.env[0].1 = EnvValue::Value(String::new());
         let mut absent = base();
         absent.env[0].1 = EnvValue::Absent;
-        assert_ne!(empty.key(), absent.key(), "an empty variable must differ from an absent one");
+        assert_ne!(
+            empty.key(),
+            absent.key(),
+            "an empty variable must differ from an absent one"
+        );
     }
 
     /// CACHE-009: moving bytes between adjacent fields changes the key.

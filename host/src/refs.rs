@@ -46,7 +46,9 @@ impl TaskRef {
     /// Parses a reference as written in `deps` or `weak_deps`.
     pub fn parse(text: &str) -> Result<TaskRef, String> {
         let Some((scope, task)) = text.rsplit_once(':') else {
-            return Err("expected `project:task`, `~:task`, `^:task`, `^~:task` or `[tag]:task`".into());
+            return Err(
+                "expected `project:task`, `~:task`, `^:task`, `^~:task` or `[tag]:task`".into(),
+            );
         };
         let task = name(task, "task")?;
         Ok(match scope {
@@ -57,7 +59,8 @@ impl TaskRef {
                 let (tag, except_self) = match s.strip_suffix("]~") {
                     Some(t) => (t, true),
                     None => (
-                        s.strip_suffix(']').ok_or("a tag selector is written `[tag]:task`")?,
+                        s.strip_suffix(']')
+                            .ok_or("a tag selector is written `[tag]:task`")?,
                         false,
                     ),
                 };
@@ -135,19 +138,42 @@ mod tests {
 
     #[test]
     fn parses_every_form() {
-        assert_eq!(TaskRef::parse("~:build"), Ok(TaskRef::SameProject("build".into())));
-        assert_eq!(TaskRef::parse("web:build"), Ok(TaskRef::Project("web".into(), "build".into())));
-        assert_eq!(TaskRef::parse("^:build"), Ok(TaskRef::Every("build".into())));
-        assert_eq!(TaskRef::parse("^~:build"), Ok(TaskRef::EveryOther("build".into())));
+        assert_eq!(
+            TaskRef::parse("~:build"),
+            Ok(TaskRef::SameProject("build".into()))
+        );
+        assert_eq!(
+            TaskRef::parse("web:build"),
+            Ok(TaskRef::Project("web".into(), "build".into()))
+        );
+        assert_eq!(
+            TaskRef::parse("^:build"),
+            Ok(TaskRef::Every("build".into()))
+        );
+        assert_eq!(
+            TaskRef::parse("^~:build"),
+            Ok(TaskRef::EveryOther("build".into()))
+        );
         assert_eq!(
             TaskRef::parse("[lib]~:build"),
-            Ok(TaskRef::Tagged { tag: "lib".into(), task: "build".into(), except_self: true })
+            Ok(TaskRef::Tagged {
+                tag: "lib".into(),
+                task: "build".into(),
+                except_self: true
+            })
         );
         assert_eq!(
             TaskRef::parse("[lib]:build"),
-            Ok(TaskRef::Tagged { tag: "lib".into(), task: "build".into(), except_self: false })
+            Ok(TaskRef::Tagged {
+                tag: "lib".into(),
+                task: "build".into(),
+                except_self: false
+            })
         );
-        assert_eq!(TaskRef::parse_cli("build"), Ok(TaskRef::Bare("build".into())));
+        assert_eq!(
+            TaskRef::parse_cli("build"),
+            Ok(TaskRef::Bare("build".into()))
+        );
     }
 
     #[test]

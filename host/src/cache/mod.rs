@@ -8,7 +8,7 @@
 
 pub mod manifest;
 
-use crate::key::{Digest, hash_file, hash_bytes};
+use crate::key::{Digest, hash_bytes, hash_file};
 use crate::workspace::HashKind;
 pub use manifest::{AccessRecord, Manifest, OutputRecord, StreamRecord};
 use std::fs;
@@ -97,20 +97,24 @@ impl LocalCache {
         {
             return None;
         }
-        let size_is = |p: PathBuf, size: u64| fs::metadata(p).map(|m| m.len() == size).unwrap_or(false);
+        let size_is =
+            |p: PathBuf, size: u64| fs::metadata(p).map(|m| m.len() == size).unwrap_or(false);
         let complete = size_is(dir.join("stdout"), manifest.stdout.size)
             && size_is(dir.join("stderr"), manifest.stderr.size)
-            && manifest
-                .outputs
-                .iter()
-                .all(|o| Digest::from_hex(&o.hash).is_some() && size_is(dir.join("blobs").join(&o.hash), o.size));
+            && manifest.outputs.iter().all(|o| {
+                Digest::from_hex(&o.hash).is_some()
+                    && size_is(dir.join("blobs").join(&o.hash), o.size)
+            });
         complete.then_some(Entry { dir, manifest })
     }
 
     /// Removes an entry found corrupt, so a fresh run can store a good one.
     fn discard(&self, entry: &Entry) {
         let parent = entry.dir.parent().unwrap_or(&self.dir);
-        if let Ok(grave) = tempfile::Builder::new().prefix(".corrupt-").tempdir_in(parent) {
+        if let Ok(grave) = tempfile::Builder::new()
+            .prefix(".corrupt-")
+            .tempdir_in(parent)
+        {
             let target = grave.path().join("entry");
             if fs::rename(&entry.dir, &target).is_ok() {
                 return; // `grave` removes it on drop.
@@ -131,7 +135,8 @@ impl LocalCache {
             }
         };
         let read_stream = |name: &str, rec: &StreamRecord| -> Result<Vec<u8>, String> {
-            let bytes = fs::read(entry.dir.join(name)).map_err(|e| format!("cannot read {name}: {e}"))?;
+            let bytes =
+                fs::read(entry.dir.join(name)).map_err(|e| format!("cannot read {name}: {e}"))?;
             if hash_bytes(self.hash, &bytes).hex() != rec.hash {
                 return Err(format!("{name} does not match its recorded hash"));
             }
@@ -147,13 +152,17 @@ impl LocalCache {
             if unchanged(&dest, out, self.hash) {
                 continue;
             }
-            let parent = safe_parent(workspace_root, &out.path).map_err(|source| RestoreError::Write {
-                path: out.path.clone(),
-                source,
-            })?;
+            let parent =
+                safe_parent(workspace_root, &out.path).map_err(|source| RestoreError::Write {
+                    path: out.path.clone(),
+                    source,
+                })?;
             let blob = entry.dir.join("blobs").join(&out.hash);
             let tmp = copy_verified(&blob, &parent, out, self.hash).map_err(|e| match e {
-                CopyError::Mismatch => corrupt(format!("the blob of {} does not match its recorded hash", out.path)),
+                CopyError::Mismatch => corrupt(format!(
+                    "the blob of {} does not match its recorded hash",
+                    out.path
+                )),
                 CopyError::Io(source) => RestoreError::Write {
                     path: out.path.clone(),
                     source,
@@ -307,8 +316,12 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 fn unchanged(dest: &Path, out: &OutputRecord, hash: HashKind) -> bool {
     use std::os::unix::fs::PermissionsExt;
     match fs::symlink_metadata(dest) {
-        Ok(m) if m.is_file() && m.len() == out.size && m.permissions().mode() & 0o777 == out.mode => {
-            hash_file(hash, dest).map(|d| d.hex() == out.hash).unwrap_or(false)
+        Ok(m)
+            if m.is_file() && m.len() == out.size && m.permissions().mode() & 0o777 == out.mode =>
+        {
+            hash_file(hash, dest)
+                .map(|d| d.hex() == out.hash)
+                .unwrap_or(false)
         }
         _ => false,
     }
@@ -341,7 +354,12 @@ enum CopyError {
     Io(std::io::Error),
 }
 
-fn copy_verified(blob: &Path, dir: &Path, out: &OutputRecord, hash: HashKind) -> Result<tempfile::TempPath, CopyError> {
+fn copy_verified(
+    blob: &Path,
+    dir: &Path,
+    out: &OutputRecord,
+    hash: HashKind,
+) -> Result<tempfile::TempPath, CopyError> {
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
     let mut src = fs::File::open(blob).map_err(|_| CopyError::Mismatch)?;

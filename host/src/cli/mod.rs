@@ -62,7 +62,11 @@ pub fn main() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { EXIT_BAD_CONFIG } else { EXIT_OK };
+            return if e.use_stderr() {
+                EXIT_BAD_CONFIG
+            } else {
+                EXIT_OK
+            };
         }
     };
     let result = match cli.command {
@@ -90,7 +94,9 @@ pub fn main() -> i32 {
 
 fn color_choice() -> ColorChoice {
     use std::io::IsTerminal;
-    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) || !std::io::stderr().is_terminal() {
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+        || !std::io::stderr().is_terminal()
+    {
         ColorChoice::Never
     } else {
         ColorChoice::Auto

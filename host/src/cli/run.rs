@@ -57,7 +57,9 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
     let jobs = match args.jobs.or(ws.settings.jobs) {
         Some(0) => return Err(CliError::Usage("--jobs must be at least 1".into())),
         Some(n) => n,
-        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        None => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
     };
     let observer = ConsoleObserver::new(mode);
     let ctx = RunContext::new(&ws, &graph, &observer)?;
@@ -86,14 +88,26 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
             "skipped": skipped,
             "duration_ms": elapsed.as_secs_f64() * 1000.0,
         });
-        std::fs::write(path, serde_json::to_vec_pretty(&summary).expect("summary serialises"))
-            .map_err(|e| anyhow::anyhow!("cannot write the summary to {}: {e}", path.display()))?;
+        std::fs::write(
+            path,
+            serde_json::to_vec_pretty(&summary).expect("summary serialises"),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot write the summary to {}: {e}", path.display()))?;
     }
-    Ok(if completed == records.len() { EXIT_OK } else { EXIT_TASK_FAILED })
+    Ok(if completed == records.len() {
+        EXIT_OK
+    } else {
+        EXIT_TASK_FAILED
+    })
 }
 
 /// Turns the command line's references into graph nodes.
-fn select(ws: &Workspace, graph: &Graph, dir: &std::path::Path, args: &RunArgs) -> Result<Vec<usize>, CliError> {
+fn select(
+    ws: &Workspace,
+    graph: &Graph,
+    dir: &std::path::Path,
+    args: &RunArgs,
+) -> Result<Vec<usize>, CliError> {
     if args.workspace {
         return Ok((0..graph.nodes.len()).collect());
     }
@@ -105,15 +119,21 @@ fn select(ws: &Workspace, graph: &Graph, dir: &std::path::Path, args: &RunArgs) 
     let here = ws.project_containing(dir).map(|p| p.name.clone());
     let mut selected = BTreeSet::new();
     for text in &args.refs {
-        let r = TaskRef::parse_cli(text).map_err(|e| CliError::Usage(format!("invalid task reference `{text}`: {e}")))?;
+        let r = TaskRef::parse_cli(text)
+            .map_err(|e| CliError::Usage(format!("invalid task reference `{text}`: {e}")))?;
         let ids = r.resolve(ws, here.as_deref());
         if ids.is_empty() {
             return Err(CliError::Usage(format!(
                 "no task matches `{text}`{}; `wask check` lists the workspace",
-                here.as_ref().map(|p| format!(" (from project {p})")).unwrap_or_default()
+                here.as_ref()
+                    .map(|p| format!(" (from project {p})"))
+                    .unwrap_or_default()
             )));
         }
-        selected.extend(ids.iter().map(|id| graph.find(id).expect("resolved ids exist")));
+        selected.extend(
+            ids.iter()
+                .map(|id| graph.find(id).expect("resolved ids exist")),
+        );
     }
     Ok(selected.into_iter().collect())
 }
@@ -132,7 +152,11 @@ fn topological(graph: &Graph, run_set: &[usize]) -> Vec<usize> {
             .count()
     };
     let mut waiting: HashMap<usize, usize> = run_set.iter().map(|&n| (n, preds(n))).collect();
-    let mut ready: BinaryHeap<Reverse<usize>> = waiting.iter().filter(|(_, c)| **c == 0).map(|(n, _)| Reverse(*n)).collect();
+    let mut ready: BinaryHeap<Reverse<usize>> = waiting
+        .iter()
+        .filter(|(_, c)| **c == 0)
+        .map(|(n, _)| Reverse(*n))
+        .collect();
     let mut order = Vec::new();
     while let Some(Reverse(n)) = ready.pop() {
         order.push(n);
@@ -157,9 +181,18 @@ fn dry_run(ctx: &RunContext<'_>, run_set: &[usize]) {
     for n in topological(g, run_set) {
         let node = &g.nodes[n];
         let def = g.task(ctx.ws, n);
-        let unknown: Vec<String> = node.hard.iter().filter(|p| !streams.contains_key(p)).map(|p| g.nodes[*p].id.to_string()).collect();
+        let unknown: Vec<String> = node
+            .hard
+            .iter()
+            .filter(|p| !streams.contains_key(p))
+            .map(|p| g.nodes[*p].id.to_string())
+            .collect();
         if !unknown.is_empty() {
-            println!("miss  {}  (runs after {} which will run)", node.id, unknown.join(", "));
+            println!(
+                "miss  {}  (runs after {} which will run)",
+                node.id,
+                unknown.join(", ")
+            );
             continue;
         }
         let preds = node.hard.iter().map(|p| streams[p]).collect();
@@ -169,7 +202,13 @@ fn dry_run(ctx: &RunContext<'_>, run_set: &[usize]) {
             Ok(p) => match ctx.cache.lookup(&p.key) {
                 Some(entry) => {
                     let d = |h: &str| Digest::from_hex(h).unwrap_or(Digest([0; 32]));
-                    streams.insert(n, (d(&entry.manifest.stdout.hash), d(&entry.manifest.stderr.hash)));
+                    streams.insert(
+                        n,
+                        (
+                            d(&entry.manifest.stdout.hash),
+                            d(&entry.manifest.stderr.hash),
+                        ),
+                    );
                     println!("hit   {}  {}", node.id, p.key);
                 }
                 None => println!("miss  {}  {}", node.id, p.key),

@@ -8,7 +8,11 @@ use wask_runtime::view::{InputFile, glob_set, is_glob_segment, output_root};
 
 /// Resolves `patterns` (workspace-absolute) under `root` (canonical). Directories in
 /// `excluded` (the `.wask` directory, the cache) are never inputs.
-pub fn resolve(root: &Path, patterns: &[String], excluded: &[PathBuf]) -> Result<Vec<InputFile>, String> {
+pub fn resolve(
+    root: &Path,
+    patterns: &[String],
+    excluded: &[PathBuf],
+) -> Result<Vec<InputFile>, String> {
     // guest path -> host path as found (not yet checked for links)
     let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
     let is_excluded = |p: &Path| excluded.iter().any(|e| p.starts_with(e));
@@ -23,7 +27,9 @@ pub fn resolve(root: &Path, patterns: &[String], excluded: &[PathBuf]) -> Result
                     ));
                 }
                 Ok(_) if is_excluded(&host) => {
-                    return Err(format!("input {pattern} lies in wask's own directory and cannot be read by tasks"));
+                    return Err(format!(
+                        "input {pattern} lies in wask's own directory and cannot be read by tasks"
+                    ));
                 }
                 Ok(_) => {
                     found.insert(pattern.clone(), host);
@@ -41,7 +47,9 @@ pub fn resolve(root: &Path, patterns: &[String], excluded: &[PathBuf]) -> Result
             if entry.file_type().is_dir() {
                 continue;
             }
-            let Ok(rel) = entry.path().strip_prefix(root) else { continue };
+            let Ok(rel) = entry.path().strip_prefix(root) else {
+                continue;
+            };
             let guest = format!("/{}", rel.to_string_lossy());
             if matcher.is_match(&guest) {
                 found.insert(guest, entry.path().to_path_buf());
@@ -90,7 +98,10 @@ pub fn resolve(root: &Path, patterns: &[String], excluded: &[PathBuf]) -> Result
             }
         }
     }
-    resolved.extend(plain.into_iter().map(|(guest_path, host_path)| InputFile { guest_path, host_path }));
+    resolved.extend(plain.into_iter().map(|(guest_path, host_path)| InputFile {
+        guest_path,
+        host_path,
+    }));
     resolved.sort_by(|a, b| a.guest_path.cmp(&b.guest_path));
     Ok(resolved)
 }

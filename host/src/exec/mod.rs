@@ -42,7 +42,11 @@ pub struct RunContext<'a> {
 }
 
 impl<'a> RunContext<'a> {
-    pub fn new(ws: &'a Workspace, graph: &'a Graph, observer: &'a dyn Observer) -> anyhow::Result<Self> {
+    pub fn new(
+        ws: &'a Workspace,
+        graph: &'a Graph,
+        observer: &'a dyn Observer,
+    ) -> anyhow::Result<Self> {
         let cache = LocalCache::new(ws.settings.cache_dir.clone(), ws.settings.hash);
         let sandbox = Sandbox::new(&cache.compiled_dir())?;
         let wask_dir = ws.root.join(".wask");
@@ -74,7 +78,9 @@ impl<'a> RunContext<'a> {
         let host = self.ws.host_path(path);
         let meta = std::fs::symlink_metadata(&host);
         let bytes = match meta {
-            Ok(m) if m.is_file() => std::fs::read(&host).map_err(|e| format!("cannot read module {path}: {e}"))?,
+            Ok(m) if m.is_file() => {
+                std::fs::read(&host).map_err(|e| format!("cannot read module {path}: {e}"))?
+            }
             Ok(_) => return Err(format!("module {path} is not a regular file")),
             Err(e) => {
                 return Err(format!(
@@ -86,7 +92,10 @@ impl<'a> RunContext<'a> {
             key_digest: hash_bytes(self.ws.settings.hash, &bytes),
             bytes,
         });
-        self.modules.lock().unwrap().insert(path.to_string(), m.clone());
+        self.modules
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), m.clone());
         Ok(m)
     }
 }
@@ -123,8 +132,16 @@ pub fn run(ctx: &RunContext<'_>, run_set: &[usize], jobs: usize) -> Vec<TaskReco
                     break;
                 }
                 let node = &g.nodes[n];
-                let hard_ok = node.hard.iter().all(|p| records.get(p).is_some_and(|r| r.state == TaskState::Succeeded));
-                let soft_ok = node.soft.iter().filter(|p| in_set.contains(p)).all(|p| records.contains_key(p));
+                let hard_ok = node.hard.iter().all(|p| {
+                    records
+                        .get(p)
+                        .is_some_and(|r| r.state == TaskState::Succeeded)
+                });
+                let soft_ok = node
+                    .soft
+                    .iter()
+                    .filter(|p| in_set.contains(p))
+                    .all(|p| records.contains_key(p));
                 if !hard_ok || !soft_ok {
                     continue;
                 }
@@ -140,9 +157,15 @@ pub fn run(ctx: &RunContext<'_>, run_set: &[usize], jobs: usize) -> Vec<TaskReco
                 });
                 let held = mutex_key(ctx, n);
                 let blocked = held.as_ref().is_some_and(|(k, mode)| {
-                    running.values().chain(admitted.iter().map(|(_, h)| h)).flatten().any(|(other, other_mode)| {
-                        other == k && (*mode == MutexMode::Exclusive || *other_mode == MutexMode::Exclusive)
-                    })
+                    running
+                        .values()
+                        .chain(admitted.iter().map(|(_, h)| h))
+                        .flatten()
+                        .any(|(other, other_mode)| {
+                            other == k
+                                && (*mode == MutexMode::Exclusive
+                                    || *other_mode == MutexMode::Exclusive)
+                        })
                 });
                 if !capped && !blocked {
                     admitted.push((n, held));
@@ -154,7 +177,11 @@ pub fn run(ctx: &RunContext<'_>, run_set: &[usize], jobs: usize) -> Vec<TaskReco
                 let preds: Vec<(Digest, Digest)> = g.nodes[n]
                     .hard
                     .iter()
-                    .map(|p| records[p].streams.expect("succeeded predecessors have streams"))
+                    .map(|p| {
+                        records[p]
+                            .streams
+                            .expect("succeeded predecessors have streams")
+                    })
                     .collect();
                 let tx = tx.clone();
                 let project_dir = ctx.ws.projects[g.nodes[n].project].dir.clone();

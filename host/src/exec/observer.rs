@@ -74,7 +74,9 @@ impl Observer for ConsoleObserver {
         let mut err = std::io::stderr().lock();
         let ms = r.duration().as_millis();
         let _ = match (&r.state, &r.source) {
-            (TaskState::Succeeded, Some(Source::Cache)) => writeln!(err, "    cached {} ({ms} ms)", r.id),
+            (TaskState::Succeeded, Some(Source::Cache)) => {
+                writeln!(err, "    cached {} ({ms} ms)", r.id)
+            }
             (TaskState::Succeeded, _) => writeln!(err, "      done {} ({ms} ms)", r.id),
             (TaskState::Failed, _) => writeln!(
                 err,
@@ -89,7 +91,10 @@ impl Observer for ConsoleObserver {
 
     fn on_task_skipped(&self, id: &TaskId, cause: &TaskId) {
         let _g = self.lock.lock().unwrap();
-        let _ = writeln!(std::io::stderr(), "   skipped {id} (because {cause} failed)");
+        let _ = writeln!(
+            std::io::stderr(),
+            "   skipped {id} (because {cause} failed)"
+        );
     }
 
     fn on_warning(&self, id: &TaskId, message: &str) {

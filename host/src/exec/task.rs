@@ -8,9 +8,9 @@ use crate::key::{Digest, EnvValue, KeyParts, hash_bytes, hash_file};
 use crate::refs::TaskId;
 use crate::workspace::{ClockSetting, TaskDef};
 use std::time::SystemTime;
+use wask_runtime::RunSpec;
 use wask_runtime::determinism::ClockMode;
 use wask_runtime::view::{StagedView, ViewSpec};
-use wask_runtime::RunSpec;
 
 /// Everything about a task that is known once its key is derived.
 pub struct Prepared {
@@ -23,21 +23,36 @@ pub struct Prepared {
 }
 
 /// Derives a task's key (PATH-004: inputs are resolved now, after its predecessors).
-pub fn prepare(ctx: &RunContext<'_>, def: &TaskDef, project_dir: &str, preds: Vec<(Digest, Digest)>) -> Result<Prepared, String> {
+pub fn prepare(
+    ctx: &RunContext<'_>,
+    def: &TaskDef,
+    project_dir: &str,
+    preds: Vec<(Digest, Digest)>,
+) -> Result<Prepared, String> {
     let hash = ctx.ws.settings.hash;
     let module = ctx.module(&def.module.value)?;
     let patterns: Vec<String> = def.inputs.iter().map(|i| i.value.clone()).collect();
     let inputs = inputs::resolve(&ctx.ws.root, &patterns, &ctx.excluded)?;
     let mut hashed = Vec::with_capacity(inputs.len());
     for i in &inputs {
-        let d = hash_file(hash, &i.host_path).map_err(|e| format!("cannot read input {}: {e}", i.guest_path))?;
+        let d = hash_file(hash, &i.host_path)
+            .map_err(|e| format!("cannot read input {}: {e}", i.guest_path))?;
         hashed.push((i.guest_path.clone(), d));
     }
     // CACHE-008: declared names only; `env.set` wins over the host value.
     let mut view: std::collections::BTreeMap<String, EnvValue> = def
         .env_from_host
         .iter()
-        .map(|n| (n.clone(), ctx.host_env.get(n).cloned().map(EnvValue::Value).unwrap_or(EnvValue::Absent)))
+        .map(|n| {
+            (
+                n.clone(),
+                ctx.host_env
+                    .get(n)
+                    .cloned()
+                    .map(EnvValue::Value)
+                    .unwrap_or(EnvValue::Absent),
+            )
+        })
         .collect();
     for (k, v) in &def.env_set {
         view.insert(k.clone(), EnvValue::Value(v.clone()));
@@ -73,7 +88,13 @@ pub fn prepare(ctx: &RunContext<'_>, def: &TaskDef, project_dir: &str, preds: Ve
 }
 
 /// Runs one task to completion and reports it to the observer.
-pub fn execute(ctx: &RunContext<'_>, id: &TaskId, def: &TaskDef, project_dir: &str, preds: Vec<(Digest, Digest)>) -> TaskRecord {
+pub fn execute(
+    ctx: &RunContext<'_>,
+    id: &TaskId,
+    def: &TaskDef,
+    project_dir: &str,
+    preds: Vec<(Digest, Digest)>,
+) -> TaskRecord {
     ctx.observer.on_task_started(id);
     let mut record = TaskRecord::new(id.clone());
     let result = run(ctx, id, def, project_dir, preds, &mut record);
@@ -105,8 +126,16 @@ fn run(
                 emit_streams(ctx, id, &restored.stdout, &restored.stderr);
                 record.state = TaskState::Succeeded;
                 record.source = Some(Source::Cache);
-                record.outputs = entry.manifest.outputs.iter().map(|o| o.path.clone()).collect();
-                record.streams = Some((hash_bytes(hash, &restored.stdout), hash_bytes(hash, &restored.stderr)));
+                record.outputs = entry
+                    .manifest
+                    .outputs
+                    .iter()
+                    .map(|o| o.path.clone())
+                    .collect();
+                record.streams = Some((
+                    hash_bytes(hash, &restored.stdout),
+                    hash_bytes(hash, &restored.stderr),
+                ));
                 return Ok(());
             }
             Err(e @ RestoreError::Corrupt { .. }) => ctx.observer.on_warning(id, &e.to_string()),
@@ -161,7 +190,11 @@ fn run(
         },
     );
     emit_streams(ctx, id, &outcome.stdout, &outcome.stderr);
-    let declared: std::collections::HashSet<&str> = prepared.inputs.iter().map(|i| i.guest_path.as_str()).collect();
+    let declared: std::collections::HashSet<&str> = prepared
+        .inputs
+        .iter()
+        .map(|i| i.guest_path.as_str())
+        .collect();
     record.undeclared = outcome
         .access
         .refused
@@ -182,14 +215,20 @@ fn run(
         return Err(message);
     }
     let collected = view.collect().map_err(|violations| {
-        let list: Vec<String> = violations.iter().map(|v| format!("  - the task {v}")).collect();
+        let list: Vec<String> = violations
+            .iter()
+            .map(|v| format!("  - the task {v}"))
+            .collect();
         format!("the task broke its declarations:\n{}", list.join("\n"))
     })?;
 
     let mut produced = Vec::with_capacity(collected.len());
     for c in &collected {
-        let size = std::fs::metadata(&c.host_path).map(|m| m.len()).unwrap_or(0);
-        let digest = hash_file(hash, &c.host_path).map_err(|e| format!("cannot read output {}: {e}", c.guest_path))?;
+        let size = std::fs::metadata(&c.host_path)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let digest = hash_file(hash, &c.host_path)
+            .map_err(|e| format!("cannot read output {}: {e}", c.guest_path))?;
         produced.push(ProducedOutput {
             path: c.guest_path.clone(),
             file: c.host_path.clone(),
@@ -203,21 +242,31 @@ fn run(
         refused: record.undeclared.clone(),
     };
     // Only successful runs are stored (CACHE-018); a failed store costs only a rerun.
-    if let Err(e) = ctx
-        .cache
-        .store(&prepared.key, &produced, &outcome.stdout, &outcome.stderr, &id.to_string(), access)
-    {
-        ctx.observer.on_warning(id, &format!("could not store the result in the cache: {e}"));
+    if let Err(e) = ctx.cache.store(
+        &prepared.key,
+        &produced,
+        &outcome.stdout,
+        &outcome.stderr,
+        &id.to_string(),
+        access,
+    ) {
+        ctx.observer
+            .on_warning(id, &format!("could not store the result in the cache: {e}"));
     }
     for p in &produced {
-        let parent = safe_parent(&ctx.ws.root, &p.path).map_err(|e| format!("cannot write output {}: {e}", p.path))?;
+        let parent = safe_parent(&ctx.ws.root, &p.path)
+            .map_err(|e| format!("cannot write output {}: {e}", p.path))?;
         let dest = parent.join(p.path.rsplit('/').next().unwrap());
-        std::fs::rename(&p.file, &dest).map_err(|e| format!("cannot write output {}: {e}", p.path))?;
+        std::fs::rename(&p.file, &dest)
+            .map_err(|e| format!("cannot write output {}: {e}", p.path))?;
     }
     record.state = TaskState::Succeeded;
     record.source = Some(Source::Fresh);
     record.outputs = produced.iter().map(|p| p.path.clone()).collect();
-    record.streams = Some((hash_bytes(hash, &outcome.stdout), hash_bytes(hash, &outcome.stderr)));
+    record.streams = Some((
+        hash_bytes(hash, &outcome.stdout),
+        hash_bytes(hash, &outcome.stderr),
+    ));
     Ok(())
 }
 

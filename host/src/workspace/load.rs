@@ -6,7 +6,9 @@
 
 use super::diag::{FileId, LoadError, LoadErrors, Sources, Span};
 use super::names::{check_name, check_path};
-use super::settings::{ClockSetting, HashKind, MutexMode, MutexScope, OutputMode, Settings, parse_size};
+use super::settings::{
+    ClockSetting, HashKind, MutexMode, MutexScope, OutputMode, Settings, parse_size,
+};
 use super::{Located, MutexDecl, Project, TaskDef, Workspace, absolutize};
 use crate::refs::TaskRef;
 use serde::Deserialize;
@@ -225,7 +227,8 @@ impl Loader {
     }
 
     fn err(&mut self, file: FileId, range: std::ops::Range<usize>, message: String, label: &str) {
-        self.errors.push(LoadError::at(span(file, range), message, label));
+        self.errors
+            .push(LoadError::at(span(file, range), message, label));
     }
 
     fn load_all(&mut self) -> Option<Workspace> {
@@ -311,7 +314,12 @@ impl Loader {
         for entry in entries {
             let pattern = entry.get_ref().trim_start_matches('/').to_string();
             if let Err(why) = check_path(&pattern) {
-                self.err(file, entry.span(), format!("invalid project path: {why}"), "here");
+                self.err(
+                    file,
+                    entry.span(),
+                    format!("invalid project path: {why}"),
+                    "here",
+                );
                 continue;
             }
             if !pattern.split('/').any(wask_runtime::view::is_glob_segment) {
@@ -342,7 +350,12 @@ impl Loader {
                     e.file_type().is_dir() && !e.file_name().to_string_lossy().starts_with('.')
                 });
             for entry in walker.flatten() {
-                let rel = entry.path().strip_prefix(&self.root).unwrap().to_string_lossy().to_string();
+                let rel = entry
+                    .path()
+                    .strip_prefix(&self.root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string();
                 if matcher.is_match(&rel) && entry.path().join(FILE_NAME).is_file() {
                     dirs.push(format!("/{rel}"));
                 }
@@ -359,7 +372,8 @@ impl Loader {
             Amount::Number(n) => Ok(*n),
             Amount::Text(t) => parse_size(t),
         };
-        r.map_err(|e| self.err(file, v.span(), e, "expected a size")).ok()
+        r.map_err(|e| self.err(file, v.span(), e, "expected a size"))
+            .ok()
     }
 
     fn amount_duration(&mut self, file: FileId, v: &Option<Spanned<Amount>>) -> Option<Duration> {
@@ -369,16 +383,27 @@ impl Loader {
             Amount::Text(t) => humantime::parse_duration(t)
                 .map_err(|e| format!("expected a duration like `30s` or `5m`: {e}")),
         };
-        r.map_err(|e| self.err(file, v.span(), e, "expected a duration")).ok()
+        r.map_err(|e| self.err(file, v.span(), e, "expected a duration"))
+            .ok()
     }
 
-    fn clock(&mut self, file: FileId, v: &Option<Spanned<String>>, default: ClockSetting) -> ClockSetting {
+    fn clock(
+        &mut self,
+        file: FileId,
+        v: &Option<Spanned<String>>,
+        default: ClockSetting,
+    ) -> ClockSetting {
         match v.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
             None => default,
             Some(("fixed", _)) => ClockSetting::Fixed,
             Some(("host", _)) => ClockSetting::Host,
             Some((other, range)) => {
-                self.err(file, range, format!("unknown clock `{other}`: expected \"fixed\" or \"host\""), "here");
+                self.err(
+                    file,
+                    range,
+                    format!("unknown clock `{other}`: expected \"fixed\" or \"host\""),
+                    "here",
+                );
                 default
             }
         }
@@ -401,7 +426,12 @@ impl Loader {
                 match h.get_ref().as_str() {
                     "blake3" => s.hash = HashKind::Blake3,
                     "sha256" => s.hash = HashKind::Sha256,
-                    other => self.err(file, h.span(), format!("unknown hash `{other}`: expected \"blake3\" or \"sha256\""), "here"),
+                    other => self.err(
+                        file,
+                        h.span(),
+                        format!("unknown hash `{other}`: expected \"blake3\" or \"sha256\""),
+                        "here",
+                    ),
                 }
             }
             if let Some(d) = &cache.dir {
@@ -412,17 +442,29 @@ impl Loader {
         }
         if let Ok(dir) = std::env::var("WASK_CACHE_DIR") {
             if !dir.is_empty() {
-                s.cache_dir = std::env::current_dir().map(|c| c.join(&dir)).unwrap_or(dir.into());
+                s.cache_dir = std::env::current_dir()
+                    .map(|c| c.join(&dir))
+                    .unwrap_or(dir.into());
             }
         }
         if let Some(c) = &raw.concurrency {
             let c = c.get_ref();
             if let Some(d) = &c.default {
                 match d.get_ref() {
-                    Amount::Number(0) => self.err(file, d.span(), "concurrency must be at least 1".into(), "here"),
+                    Amount::Number(0) => self.err(
+                        file,
+                        d.span(),
+                        "concurrency must be at least 1".into(),
+                        "here",
+                    ),
                     Amount::Number(n) => s.jobs = Some(*n as usize),
                     Amount::Text(t) if t == "auto" => {}
-                    Amount::Text(t) => self.err(file, d.span(), format!("expected \"auto\" or a number, found `{t}`"), "here"),
+                    Amount::Text(t) => self.err(
+                        file,
+                        d.span(),
+                        format!("expected \"auto\" or a number, found `{t}`"),
+                        "here",
+                    ),
                 }
             }
             for (tag, cap) in &c.tags {
@@ -430,9 +472,15 @@ impl Loader {
                     self.err(file, tag.span(), format!("invalid tag name: {why}"), "here");
                 }
                 if *cap.get_ref() == 0 {
-                    self.err(file, cap.span(), "a tag cap must be at least 1".into(), "here");
+                    self.err(
+                        file,
+                        cap.span(),
+                        "a tag cap must be at least 1".into(),
+                        "here",
+                    );
                 }
-                s.tag_caps.push((tag.get_ref().clone(), *cap.get_ref() as usize));
+                s.tag_caps
+                    .push((tag.get_ref().clone(), *cap.get_ref() as usize));
             }
         }
         if let Some(o) = &raw.output {
@@ -440,7 +488,12 @@ impl Loader {
                 match m.get_ref().as_str() {
                     "live" => s.output_mode = OutputMode::Live,
                     "buffered" => s.output_mode = OutputMode::Buffered,
-                    other => self.err(file, m.span(), format!("unknown output mode `{other}`: expected \"live\" or \"buffered\""), "here"),
+                    other => self.err(
+                        file,
+                        m.span(),
+                        format!("unknown output mode `{other}`: expected \"live\" or \"buffered\""),
+                        "here",
+                    ),
                 }
             }
         }
@@ -463,7 +516,13 @@ impl Loader {
         Some(s)
     }
 
-    fn project(&mut self, file: FileId, raw: RawFile, dir: &str, implicit: bool) -> Option<Project> {
+    fn project(
+        &mut self,
+        file: FileId,
+        raw: RawFile,
+        dir: &str,
+        implicit: bool,
+    ) -> Option<Project> {
         let (name, tags) = match raw.project {
             Some(p) => {
                 let range = p.span();
@@ -471,13 +530,23 @@ impl Loader {
                 let name = match p.name {
                     Some(n) => {
                         if let Err(why) = check_name(n.get_ref()) {
-                            self.err(file, n.span(), format!("invalid project name: {why}"), "here");
+                            self.err(
+                                file,
+                                n.span(),
+                                format!("invalid project name: {why}"),
+                                "here",
+                            );
                         }
                         n.into_inner()
                     }
                     None if implicit => self.dir_name(),
                     None => {
-                        self.err(file, range, "`[project]` needs a `name`".into(), "add `name = \"...\"`");
+                        self.err(
+                            file,
+                            range,
+                            "`[project]` needs a `name`".into(),
+                            "add `name = \"...\"`",
+                        );
                         return None;
                     }
                 };
@@ -505,7 +574,12 @@ impl Loader {
         let mut tasks = BTreeMap::new();
         for (tname, t) in raw.tasks {
             if let Err(why) = check_name(tname.get_ref()) {
-                self.err(file, tname.span(), format!("invalid task name: {why}"), "here");
+                self.err(
+                    file,
+                    tname.span(),
+                    format!("invalid task name: {why}"),
+                    "here",
+                );
             }
             let task_span = span(file, tname.span());
             if let Some(def) = self.task(file, dir, tname.get_ref(), task_span, t.into_inner()) {
@@ -527,23 +601,48 @@ impl Loader {
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
-        if check_name(&name).is_ok() { name } else { "root".into() }
+        if check_name(&name).is_ok() {
+            name
+        } else {
+            "root".into()
+        }
     }
 
-    fn paths(&mut self, file: FileId, dir: &str, raw: Vec<Spanned<String>>, what: &str) -> Vec<Located<String>> {
+    fn paths(
+        &mut self,
+        file: FileId,
+        dir: &str,
+        raw: Vec<Spanned<String>>,
+        what: &str,
+    ) -> Vec<Located<String>> {
         let mut out = Vec::new();
         for p in raw {
             if let Err(why) = check_path(p.get_ref()) {
-                self.err(file, p.span(), format!("invalid {what} path `{}`: {why}", p.get_ref()), "here");
+                self.err(
+                    file,
+                    p.span(),
+                    format!("invalid {what} path `{}`: {why}", p.get_ref()),
+                    "here",
+                );
                 continue;
             }
             let abs = absolutize(dir, p.get_ref());
             if abs == "/.wask" || abs.starts_with("/.wask/") {
-                self.err(file, p.span(), format!("`/.wask` is reserved for wask itself and cannot be a task {what}"), "here");
+                self.err(
+                    file,
+                    p.span(),
+                    format!("`/.wask` is reserved for wask itself and cannot be a task {what}"),
+                    "here",
+                );
                 continue;
             }
             if let Err(e) = wask_runtime::view::glob_set(std::slice::from_ref(&abs)) {
-                self.err(file, p.span(), format!("invalid glob in {what} `{}`: {e}", p.get_ref()), "here");
+                self.err(
+                    file,
+                    p.span(),
+                    format!("invalid glob in {what} `{}`: {e}", p.get_ref()),
+                    "here",
+                );
                 continue;
             }
             out.push(Located {
@@ -558,7 +657,12 @@ impl Loader {
         let mut out = Vec::new();
         for r in raw {
             if let Err(why) = TaskRef::parse(r.get_ref()) {
-                self.err(file, r.span(), format!("invalid task reference `{}`: {why}", r.get_ref()), "here");
+                self.err(
+                    file,
+                    r.span(),
+                    format!("invalid task reference `{}`: {why}", r.get_ref()),
+                    "here",
+                );
                 continue;
             }
             out.push(Located {
@@ -569,14 +673,35 @@ impl Loader {
         out
     }
 
-    fn task(&mut self, file: FileId, dir: &str, name: &str, task_span: Span, raw: RawTask) -> Option<TaskDef> {
+    fn task(
+        &mut self,
+        file: FileId,
+        dir: &str,
+        name: &str,
+        task_span: Span,
+        raw: RawTask,
+    ) -> Option<TaskDef> {
         let module = {
             let m = &raw.module;
             if let Err(why) = check_path(m.get_ref()) {
-                self.err(file, m.span(), format!("invalid module path: {why}"), "here");
+                self.err(
+                    file,
+                    m.span(),
+                    format!("invalid module path: {why}"),
+                    "here",
+                );
                 None
-            } else if m.get_ref().split('/').any(wask_runtime::view::is_glob_segment) {
-                self.err(file, m.span(), "a module path cannot be a glob".into(), "here");
+            } else if m
+                .get_ref()
+                .split('/')
+                .any(wask_runtime::view::is_glob_segment)
+            {
+                self.err(
+                    file,
+                    m.span(),
+                    "a module path cannot be a glob".into(),
+                    "here",
+                );
                 None
             } else {
                 Some(Located {
@@ -601,18 +726,37 @@ impl Loader {
                 (None, None | Some("workspace")) => (MutexScope::Workspace, name),
                 (None, Some("project")) => (MutexScope::Project, name),
                 (None, Some(other)) => {
-                    self.err(file, range.clone(), format!("unknown mutex scope `{other}`: expected \"workspace\" or \"project\""), "here");
+                    self.err(
+                        file,
+                        range.clone(),
+                        format!(
+                            "unknown mutex scope `{other}`: expected \"workspace\" or \"project\""
+                        ),
+                        "here",
+                    );
                     (MutexScope::Workspace, name)
                 }
             };
             if let Err(why) = check_name(&name) {
-                self.err(file, range.clone(), format!("invalid mutex name: {why}"), "here");
+                self.err(
+                    file,
+                    range.clone(),
+                    format!("invalid mutex name: {why}"),
+                    "here",
+                );
             }
             let mode = match mode.as_deref() {
                 None | Some("exclusive") => MutexMode::Exclusive,
                 Some("shared") => MutexMode::Shared,
                 Some(other) => {
-                    self.err(file, range, format!("unknown mutex mode `{other}`: expected \"exclusive\" or \"shared\""), "here");
+                    self.err(
+                        file,
+                        range,
+                        format!(
+                            "unknown mutex mode `{other}`: expected \"exclusive\" or \"shared\""
+                        ),
+                        "here",
+                    );
                     MutexMode::Exclusive
                 }
             };
@@ -670,7 +814,9 @@ impl Loader {
 
 fn check_env_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.contains(['=', '\0']) {
-        Err(format!("invalid environment variable name {name:?}: names are non-empty and contain no `=` or NUL"))
+        Err(format!(
+            "invalid environment variable name {name:?}: names are non-empty and contain no `=` or NUL"
+        ))
     } else {
         Ok(())
     }

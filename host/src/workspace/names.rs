@@ -56,7 +56,9 @@ mod tests {
     fn paths_follow_path_001() {
         assert!(check_path("src/**/*.md").is_ok());
         assert!(check_path("/tools/x.wasm").is_ok());
-        for bad in ["", "/", "a//b", "a/./b", "../x", "a/..", "a\u{0}b", "a\nb", "dist/"] {
+        for bad in [
+            "", "/", "a//b", "a/./b", "../x", "a/..", "a\u{0}b", "a\nb", "dist/",
+        ] {
             assert!(check_path(bad).is_err(), "{bad:?} should be rejected");
         }
     }

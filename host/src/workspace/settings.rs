@@ -75,7 +75,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "KiB" | "K" | "KB" => 1 << 10,
         "MiB" | "M" | "MB" => 1 << 20,
         "GiB" | "G" | "GB" => 1 << 30,
-        other => return Err(format!("unknown size unit `{other}`: use B, KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}`: use B, KiB, MiB or GiB"
+            ));
+        }
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("size `{text}` is too large"))

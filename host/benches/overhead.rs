@@ -1,0 +1,110 @@
+//! Per-task overhead of a trivial task: fresh (sandboxed), cache hit, and a native
+//! process spawn as the baseline, all measured in this one process so the ratios hold
+//! on a noisy machine.
+//!
+//! Run: `cargo bench -p wask --bench overhead` (optionally `-- TASKS ROUNDS`).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+use wask::exec::observer::Observer;
+use wask::exec::record::{Source, TaskRecord, TaskState};
+use wask::refs::TaskId;
+
+/// `(module (memory (export "memory") 1) (func (export "_start")))`
+const NOOP_WASM: &[u8] = &[
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type: func [] -> []
+    0x03, 0x02, 0x01, 0x00, // function 0 has type 0
+    0x05, 0x03, 0x01, 0x00, 0x01, // one memory, min 1 page
+    0x07, 0x13, 0x02, // two exports
+    0x06, b'm', b'e', b'm', b'o', b'r', b'y', 0x02, 0x00, //
+    0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x00, //
+    0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b, // body: no locals, end
+];
+
+struct Quiet;
+impl Observer for Quiet {
+    fn on_task_started(&self, _: &TaskId) {}
+    fn on_stdout(&self, _: &TaskId, _: &[u8]) {}
+    fn on_stderr(&self, _: &TaskId, _: &[u8]) {}
+    fn on_task_finished(&self, _: &TaskRecord) {}
+    fn on_task_skipped(&self, _: &TaskId, _: &TaskId) {}
+}
+
+fn write_workspace(root: &Path, tasks: usize) {
+    std::fs::create_dir_all(root.join("tools")).unwrap();
+    std::fs::write(root.join("tools/noop.wasm"), NOOP_WASM).unwrap();
+    let mut toml = String::from("[workspace]\n\n[project]\nname = \"bench\"\n");
+    for i in 0..tasks {
+        std::fs::write(root.join(format!("in{i}.txt")), format!("input {i}\n")).unwrap();
+        toml.push_str(&format!(
+            "\n[tasks.t{i}]\nmodule = \"/tools/noop.wasm\"\nargs = [\"{i}\"]\ninputs = [\"in{i}.txt\"]\n"
+        ));
+    }
+    std::fs::write(root.join("wask.toml"), toml).unwrap();
+}
+
+/// Runs every task of the workspace once, on one job so the figure is per task.
+fn run_all(root: &Path, expect: Source) -> Duration {
+    let ws = wask::workspace::load(root).expect("bench workspace loads");
+    let graph = wask::graph::Graph::build(&ws).expect("bench graph builds");
+    let ctx = wask::exec::RunContext::new(&ws, &graph, &Quiet).unwrap();
+    let all: Vec<usize> = (0..graph.nodes.len()).collect();
+    let start = Instant::now();
+    let records = wask::exec::run(&ctx, &all, 1);
+    let took = start.elapsed();
+    for r in &records {
+        assert_eq!(r.state, TaskState::Succeeded, "{}: {:?}", r.id, r.error);
+        assert_eq!(r.source, Some(expect), "{}", r.id);
+    }
+    took
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let tasks = args.first().copied().unwrap_or(200);
+    let rounds = args.get(1).copied().unwrap_or(5);
+    let (mut fresh, mut hit, mut native) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        write_workspace(&root, tasks);
+        // Compile once outside the timing: the compiled-module cache makes later runs
+        // load it from disk, which is what every real run but the very first does.
+        let warm = wask::exec::RunContext::new(
+            &wask::workspace::load(&root).unwrap(),
+            &wask::graph::Graph::build(&wask::workspace::load(&root).unwrap()).unwrap(),
+            &Quiet,
+        )
+        .map(|ctx| ctx.sandbox.load(NOOP_WASM).is_ok());
+        assert!(matches!(warm, Ok(true)));
+
+        fresh.push(run_all(&root, Source::Fresh).as_secs_f64() * 1e6 / tasks as f64);
+        hit.push(run_all(&root, Source::Cache).as_secs_f64() * 1e6 / tasks as f64);
+        let start = Instant::now();
+        for _ in 0..tasks {
+            let status = std::process::Command::new("true").status().unwrap();
+            assert!(status.success());
+        }
+        native.push(start.elapsed().as_secs_f64() * 1e6 / tasks as f64);
+    }
+    let (f, h, n) = (median(fresh), median(hit), median(native));
+    println!("per-task overhead, {tasks} trivial tasks x {rounds} rounds, medians, one job:");
+    println!("  native process spawn (`true`):  {n:8.1} us   1.00x");
+    println!(
+        "  wask fresh (sandboxed run):     {f:8.1} us   {:.2}x native",
+        f / n
+    );
+    println!(
+        "  wask cache hit:                 {h:8.1} us   {:.2}x native",
+        h / n
+    );
+}

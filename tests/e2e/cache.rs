@@ -1,0 +1,274 @@
+//! The cache through the binary: hits equal fresh runs (CACHE-023), keys move only
+//! with what they cover (CACHE-004..009), corruption is a reported miss (CACHE-019),
+//! and a partial entry is never visible (CACHE-014, 017).
+
+use crate::support::{Ws, task};
+use std::os::unix::fs::PermissionsExt;
+
+fn project(ws: &Ws, tasks: &str) {
+    ws.write("wask.toml", "[workspace]\n\n[project]\nname = \"p\"\n");
+    let mut text = std::fs::read_to_string(ws.path("wask.toml")).unwrap();
+    text.push_str(tasks);
+    ws.write("wask.toml", text);
+}
+
+const GEN: &str = r#"
+[tasks.gen]
+module = "/tools/probe.wasm"
+args = ["print:line one", "print:line two", "stderr:to stderr", "copy:/src/a.txt:/out/a.txt", "write:/out/deep/b.txt:bee"]
+inputs = ["src/*.txt"]
+outputs = ["out/**"]
+env.from_host = ["WASK_TEST_FLAVOUR"]
+"#;
+
+fn gen_ws() -> Ws {
+    let ws = Ws::new();
+    ws.with_probe();
+    ws.write("src/a.txt", "alpha\n");
+    project(&ws, GEN);
+    ws
+}
+
+fn key(summary: &serde_json::Value, id: &str) -> String {
+    task(summary, id)["key"].as_str().unwrap().to_string()
+}
+
+/// CACHE-023: same bytes, modes and streams from a hit as from the fresh run, also
+/// after the outputs were deleted.
+#[test]
+fn a_hit_restores_identical_bytes_modes_and_streams() {
+    let ws = gen_ws();
+    let (fresh, s1) = ws.run(&["p:gen"]);
+    fresh.expect_code(0);
+    assert_eq!(task(&s1, "p:gen")["source"], "fresh");
+    let files = ["out/a.txt", "out/deep/b.txt"];
+    let before: Vec<(Vec<u8>, u32)> = files
+        .iter()
+        .map(|f| {
+            (
+                ws.read(f),
+                std::fs::metadata(ws.path(f)).unwrap().permissions().mode(),
+            )
+        })
+        .collect();
+
+    std::fs::remove_dir_all(ws.path("out")).unwrap();
+    let (hit, s2) = ws.run(&["p:gen"]);
+    hit.expect_code(0);
+    assert_eq!(task(&s2, "p:gen")["source"], "cache");
+    assert_eq!(key(&s1, "p:gen"), key(&s2, "p:gen"));
+    let after: Vec<(Vec<u8>, u32)> = files
+        .iter()
+        .map(|f| {
+            (
+                ws.read(f),
+                std::fs::metadata(ws.path(f)).unwrap().permissions().mode(),
+            )
+        })
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(
+        fresh.stdout(),
+        hit.stdout(),
+        "stdout is replayed byte for byte"
+    );
+    let task_lines = |s: String| {
+        s.lines()
+            .filter(|l| l.starts_with("[p:gen]"))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        task_lines(fresh.stderr()),
+        task_lines(hit.stderr()),
+        "stderr is replayed"
+    );
+    assert!(
+        hit.stderr().contains("1 completed (1 cached)"),
+        "{}",
+        hit.stderr()
+    );
+}
+
+/// Unrelated changes keep the key: another task, a file's mtime, the task's name.
+#[test]
+fn unrelated_changes_keep_the_key() {
+    let ws = gen_ws();
+    let (_, s1) = ws.run(&["p:gen"]);
+    let k = key(&s1, "p:gen");
+
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(ws.path("src/a.txt"))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    project(
+        &ws,
+        &format!("{GEN}\n[tasks.other]\nmodule = \"/tools/probe.wasm\"\nargs = [\"print:x\"]\n"),
+    );
+    let (_, s2) = ws.run(&["p:gen"]);
+    assert_eq!(
+        key(&s2, "p:gen"),
+        k,
+        "mtime and another task do not move the key"
+    );
+    assert_eq!(task(&s2, "p:gen")["source"], "cache");
+
+    project(&ws, &GEN.replace("[tasks.gen]", "[tasks.renamed]"));
+    let (_, s3) = ws.run(&["p:renamed"]);
+    assert_eq!(
+        key(&s3, "p:renamed"),
+        k,
+        "a task's own name is not in its key (CACHE-009)"
+    );
+    assert_eq!(task(&s3, "p:renamed")["source"], "cache");
+}
+
+/// What the key covers moves it: input content, a new input, args, env value, outputs.
+#[test]
+fn covered_changes_move_the_key() {
+    let ws = gen_ws();
+    let (_, s) = ws.run(&["p:gen"]);
+    let mut keys = std::collections::HashSet::from([key(&s, "p:gen")]);
+    let mut step = |ws: &Ws, env: &[(&str, &str)], what: &str| {
+        let summary = ws.root.join("s.json");
+        ws.wask_env(
+            &["run", "p:gen", "--summary", summary.to_str().unwrap()],
+            env,
+        );
+        let s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+        assert!(keys.insert(key(&s, "p:gen")), "{what} must change the key");
+    };
+    ws.write("src/a.txt", "alpha changed\n");
+    step(&ws, &[], "input content");
+    ws.write("src/new.txt", "new\n");
+    step(&ws, &[], "a new matching input");
+    step(
+        &ws,
+        &[("WASK_TEST_FLAVOUR", "")],
+        "an allow-listed variable set empty (vs absent)",
+    );
+    step(
+        &ws,
+        &[("WASK_TEST_FLAVOUR", "mint")],
+        "an allow-listed variable's value",
+    );
+    project(&ws, &GEN.replace("print:line two", "print:line 2"));
+    step(&ws, &[], "args");
+    project(
+        &ws,
+        &GEN.replace(
+            "outputs = [\"out/**\"]",
+            "outputs = [\"out/**\", \"extra.txt\"]",
+        )
+        .replace("\"write:", "\"write:/extra.txt:e\", \"write:"),
+    );
+    step(&ws, &[], "outputs");
+}
+
+/// CACHE-019: a corrupted blob is a miss, reported, and never restored.
+#[test]
+fn a_corrupt_blob_is_a_reported_miss() {
+    let ws = gen_ws();
+    ws.run(&["p:gen"]).0.expect_code(0);
+    let blobs: Vec<_> = walkdir::WalkDir::new(ws.path(".wask/cache"))
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file() && e.path().parent().unwrap().ends_with("blobs"))
+        .collect();
+    assert_eq!(blobs.len(), 2);
+    for b in &blobs {
+        let mut bytes = std::fs::read(b.path()).unwrap();
+        bytes[0] ^= 0x20; // same size: only the hash can tell
+        std::fs::write(b.path(), bytes).unwrap();
+    }
+    std::fs::remove_dir_all(ws.path("out")).unwrap();
+    let (run, s) = ws.run(&["p:gen"]);
+    run.expect_code(0);
+    assert_eq!(
+        task(&s, "p:gen")["source"],
+        "fresh",
+        "a corrupt entry is a miss"
+    );
+    assert!(
+        run.stderr().contains("is corrupt"),
+        "the corruption is reported: {}",
+        run.stderr()
+    );
+    assert_eq!(
+        ws.read("out/a.txt"),
+        b"alpha\n",
+        "the fresh run wrote the right bytes"
+    );
+    let (_, s) = ws.run(&["p:gen"]);
+    assert_eq!(
+        task(&s, "p:gen")["source"],
+        "cache",
+        "the fresh run stored a good entry again"
+    );
+}
+
+/// CACHE-014/017: an entry without its manifest, or a leftover temporary directory, is
+/// never a hit.
+#[test]
+fn a_partial_entry_is_never_visible() {
+    let ws = gen_ws();
+    let (_, s) = ws.run(&["p:gen"]);
+    let k = key(&s, "p:gen");
+    let entry = ws.path(&format!(".wask/cache/{}/{}", &k[..2], k));
+    std::fs::remove_file(entry.join("manifest.json")).unwrap();
+    std::fs::create_dir_all(ws.path(&format!(".wask/cache/{}/.tmp-interrupted", &k[..2]))).unwrap();
+    std::fs::remove_dir_all(ws.path("out")).unwrap();
+    let (run, s) = ws.run(&["p:gen"]);
+    run.expect_code(0);
+    assert_eq!(task(&s, "p:gen")["source"], "fresh");
+    assert_eq!(ws.read("out/a.txt"), b"alpha\n");
+    let info = ws.wask(&["cache", "info"]);
+    assert!(
+        info.stdout().contains("temporary directories: 1"),
+        "{}",
+        info.stdout()
+    );
+}
+
+/// A truncated blob (wrong size) is a plain miss (CACHE-014).
+#[test]
+fn a_truncated_blob_is_a_miss() {
+    let ws = gen_ws();
+    ws.run(&["p:gen"]).0.expect_code(0);
+    for e in walkdir::WalkDir::new(ws.path(".wask/cache"))
+        .into_iter()
+        .flatten()
+    {
+        if e.file_type().is_file() && e.path().parent().unwrap().ends_with("blobs") {
+            std::fs::write(e.path(), b"").unwrap();
+        }
+    }
+    let (_, s) = ws.run(&["p:gen"]);
+    assert_eq!(task(&s, "p:gen")["source"], "fresh");
+}
+
+#[test]
+fn cache_dir_can_be_moved_and_cleared() {
+    let ws = gen_ws();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = ws.wask_env(
+        &["run", "p:gen"],
+        &[("WASK_CACHE_DIR", elsewhere.path().to_str().unwrap())],
+    );
+    run.expect_code(0);
+    assert!(
+        !ws.path(".wask/cache").exists()
+            || std::fs::read_dir(ws.path(".wask/cache")).unwrap().count() == 0
+    );
+    assert!(std::fs::read_dir(elsewhere.path()).unwrap().count() > 0);
+    ws.run(&["p:gen"]).0.expect_code(0);
+    let info = ws.wask(&["cache", "info"]);
+    assert!(info.stdout().contains("entries: 1"), "{}", info.stdout());
+    ws.wask(&["cache", "clear"]).expect_code(0);
+    let info = ws.wask(&["cache", "info"]);
+    assert!(info.stdout().contains("entries: 0"), "{}", info.stdout());
+}

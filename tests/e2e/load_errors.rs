@@ -1,0 +1,159 @@
+//! Load errors: spans, all errors at once, exit code 2 (WS-003, ID-001, PATH-001, DAG-004).
+
+use crate::support::Ws;
+
+#[test]
+fn unknown_key_is_reported_with_file_line_and_column() {
+    let ws = Ws::new();
+    ws.write("wask.toml", "[workspace]\nprojects = [\"app\"]\n");
+    ws.write(
+        "app/wask.toml",
+        "[project]\nname = \"app\"\n\n[tasks.build]\nmodule = \"x.wasm\"\ninptus = [\"src/**\"]\n",
+    );
+    let run = ws.wask(&["check"]);
+    run.expect_code(2);
+    let err = run.stderr();
+    assert!(err.contains("app/wask.toml:6:1"), "{err}");
+    assert!(err.contains("unknown field `inptus`"), "{err}");
+}
+
+#[test]
+fn every_error_of_a_load_is_reported_together() {
+    let ws = Ws::new();
+    ws.write("wask.toml", "[workspace]\nprojects = [\"a\", \"b\"]\n");
+    ws.write(
+        "a/wask.toml",
+        "[project]\nname = \"a\"\n\n[tasks.\"bad.name\"]\nmodule = \"x.wasm\"\n",
+    );
+    ws.write(
+        "b/wask.toml",
+        "[project]\nname = \"b\"\n\n[tasks.t]\nmodule = \"x.wasm\"\ninputs = [\"../escape\", \"ok/*.txt\", \"a//b\"]\nenv.from_host = [\"A=B\"]\n",
+    );
+    let run = ws.wask(&["check"]);
+    run.expect_code(2);
+    let err = run.stderr();
+    assert!(
+        err.contains("a/wask.toml:4:8"),
+        "task name error with its span: {err}"
+    );
+    assert!(err.contains("invalid task name"), "{err}");
+    assert!(
+        err.contains("b/wask.toml:6:11"),
+        "`..` input with its span: {err}"
+    );
+    assert!(err.contains("`..` segments"), "{err}");
+    assert!(
+        err.contains("b/wask.toml:6:36"),
+        "empty segment with its span: {err}"
+    );
+    assert!(err.contains("invalid environment variable name"), "{err}");
+    assert!(err.contains("has 4 errors"), "{err}");
+}
+
+/// DAG-004: unresolved reference, self reference, both deps and weak_deps, a cycle with
+/// its path, and a duplicated literal output, all in one report.
+#[test]
+fn every_graph_rule_is_reported() {
+    let ws = Ws::new();
+    ws.write("wask.toml", "[workspace]\nprojects = [\"p\", \"q\"]\n");
+    ws.write(
+        "p/wask.toml",
+        r#"[project]
+name = "p"
+
+[tasks.missing]
+module = "x.wasm"
+deps = ["nowhere:build"]
+
+[tasks.selfish]
+module = "x.wasm"
+deps = ["~:selfish"]
+
+[tasks.both]
+module = "x.wasm"
+deps = ["q:one"]
+weak_deps = ["q:one"]
+
+[tasks.out1]
+module = "x.wasm"
+outputs = ["/shared/out.txt"]
+"#,
+    );
+    ws.write(
+        "q/wask.toml",
+        r#"[project]
+name = "q"
+
+[tasks.one]
+module = "x.wasm"
+deps = ["~:two"]
+
+[tasks.two]
+module = "x.wasm"
+deps = ["~:three"]
+
+[tasks.three]
+module = "x.wasm"
+deps = ["~:one"]
+
+[tasks.out2]
+module = "x.wasm"
+outputs = ["/shared/out.txt"]
+"#,
+    );
+    let run = ws.wask(&["check"]);
+    run.expect_code(2);
+    let err = run.stderr();
+    assert!(
+        err.contains("unresolved reference `nowhere:build`"),
+        "{err}"
+    );
+    assert!(err.contains("p/wask.toml:6:9"), "{err}");
+    assert!(err.contains("p:selfish depends on itself"), "{err}");
+    assert!(
+        err.contains("q:one appears in both `deps` and `weak_deps` of p:both"),
+        "{err}"
+    );
+    assert!(
+        err.contains("dependency cycle: q:one -> q:three -> q:two -> q:one"),
+        "the cycle is printed as a path: {err}"
+    );
+    assert!(
+        err.contains("p:out1 and q:out2 both declare the output /shared/out.txt"),
+        "{err}"
+    );
+    assert!(err.contains("has 5 errors"), "{err}");
+}
+
+#[test]
+fn a_missing_workspace_is_a_clear_error() {
+    let ws = Ws::new();
+    let run = ws.wask(&["check"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("no workspace found"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn a_valid_workspace_checks_clean() {
+    let ws = Ws::new();
+    ws.write("wask.toml", "[workspace]\nprojects = [\"libs/*\"]\n");
+    ws.write(
+        "libs/a/wask.toml",
+        "[project]\nname = \"a\"\n[tasks.t]\nmodule = \"/x.wasm\"\n",
+    );
+    ws.write(
+        "libs/b/wask.toml",
+        "[project]\nname = \"b\"\n[tasks.t]\nmodule = \"/x.wasm\"\ndeps = [\"a:t\"]\n",
+    );
+    let run = ws.wask(&["check"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout().contains("2 projects, 2 tasks"),
+        "{}",
+        run.stdout()
+    );
+}

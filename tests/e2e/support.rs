@@ -1,0 +1,140 @@
+//! Helpers shared by the end-to-end tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// A workspace in a temporary directory.
+pub struct Ws {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+impl Ws {
+    pub fn new() -> Ws {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        Ws { _dir: dir, root }
+    }
+
+    /// Writes a file, creating parent directories.
+    pub fn write(&self, rel: &str, text: impl AsRef<[u8]>) -> &Ws {
+        let p = self.root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+        self
+    }
+
+    pub fn read(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.root.join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// Copies the probe guest to `/tools/probe.wasm`.
+    pub fn with_probe(&self) -> &Ws {
+        std::fs::create_dir_all(self.root.join("tools")).unwrap();
+        std::fs::copy(probe_wasm(), self.root.join("tools/probe.wasm")).unwrap();
+        self
+    }
+
+    /// Runs `wask ARGS` in the workspace root, with a clean environment.
+    pub fn wask(&self, args: &[&str]) -> Run {
+        self.wask_env(args, &[])
+    }
+
+    pub fn wask_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wask"));
+        cmd.current_dir(&self.root)
+            .args(args)
+            .env_remove("WASK_CACHE_DIR")
+            .env("NO_COLOR", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Run(cmd.output().unwrap())
+    }
+
+    /// Runs `wask run ARGS --summary` and returns the run and the parsed summary.
+    pub fn run(&self, args: &[&str]) -> (Run, serde_json::Value) {
+        let summary = self.root.join(".wask-summary.json");
+        let _ = std::fs::remove_file(&summary);
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--summary", summary.to_str().unwrap()]);
+        let run = self.wask(&all);
+        let json = std::fs::read(&summary)
+            .map(|b| serde_json::from_slice(&b).unwrap())
+            .unwrap_or(serde_json::Value::Null);
+        (run, json)
+    }
+}
+
+/// The output of one `wask` invocation.
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code(),
+            code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+/// The record of task `id` in a summary.
+#[track_caller]
+pub fn task<'a>(summary: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    summary["tasks"]
+        .as_array()
+        .expect("summary has tasks")
+        .iter()
+        .find(|t| t["id"] == id)
+        .unwrap_or_else(|| panic!("no task {id} in {summary:#}"))
+}
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// Builds `tests/guests` for wasm32-wasip1 once per test binary.
+pub fn probe_wasm() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| {
+        let guests = repo_root().join("tests/guests");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--target", "wasm32-wasip1", "--manifest-path"])
+            .arg(guests.join("Cargo.toml"))
+            .status()
+            .expect("cargo runs");
+        assert!(
+            status.success(),
+            "building tests/guests failed; is the target installed? run `rustup target add wasm32-wasip1`"
+        );
+        guests.join("target/wasm32-wasip1/release/probe.wasm")
+    })
+}
+
+/// `(module (memory (export "memory") 1) (func (export "_start")))`
+pub const NOOP_WASM: &[u8] = &[
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02,
+    0x01, 0x00, 0x05, 0x03, 0x01, 0x00, 0x01, 0x07, 0x13, 0x02, 0x06, b'm', b'e', b'm', b'o', b'r',
+    b'y', 0x02, 0x00, 0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x00, 0x0a, 0x04, 0x01, 0x02,
+    0x00, 0x0b,
+];
