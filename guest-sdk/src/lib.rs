@@ -1,1 +1,389 @@
+//! `wask-guest`: the small SDK for writing a wask task in Rust.
+//!
+//! A wask task is a WASI program. wask runs it in a sandbox whose filesystem is the
+//! workspace seen from `/`, holding only the task's declared inputs (read-only) and
+//! writable only under its declared outputs. wask also writes a description of the task to
+//! `/.wask/task.json`: the project directory, the declared inputs and the declared outputs.
+//! This crate reads that description and gives a task what it needs:
+//!
+//! - [`Task::args`]: the `args` of the task in `wask.toml`;
+//! - [`Task::inputs`]: the declared input files, as workspace paths (`/site/pages/a.md`);
+//! - [`Task::resolve`]: project-relative paths (`pages/a.md`) made workspace-absolute;
+//! - [`Task::read`] and [`Task::write_output`] (which creates parent directories);
+//! - [`run`]: turns an [`Error`] into a readable message on stderr and exit code 1.
+//!
+//! ```no_run
+//! fn main() {
+//!     wask_guest::run(|task| {
+//!         let [src, out] = task.args_exact::<2>()?;
+//!         let text = task.read_string(&src)?;
+//!         task.write_output(&out, text.to_uppercase())?;
+//!         Ok(())
+//!     })
+//! }
+//! ```
+//!
+//! The same crate builds natively, so a task's logic can be unit-tested with
+//! `cargo test` by building a [`Task`] with [`Task::from_parts`] over a temporary directory.
 
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where wask puts the task description inside the sandbox.
+pub const TASK_FILE: &str = "/.wask/task.json";
+
+/// An error a task reports; [`run`] prints it and exits with status 1.
+#[derive(Debug)]
+pub struct Error {
+    message: String,
+}
+
+impl Error {
+    /// An error with a message meant for the person reading the task's output.
+    pub fn msg(message: impl Into<String>) -> Error {
+        Error {
+            message: message.into(),
+        }
+    }
+
+    /// Adds what was being done when the error happened: `context: error`.
+    pub fn context(self, context: impl fmt::Display) -> Error {
+        Error {
+            message: format!("{context}: {}", self.message),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Error {
+        Error::msg(e.to_string())
+    }
+}
+
+impl From<String> for Error {
+    fn from(message: String) -> Error {
+        Error::msg(message)
+    }
+}
+
+impl From<&str> for Error {
+    fn from(message: &str) -> Error {
+        Error::msg(message)
+    }
+}
+
+/// The result type of task code.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The description wask writes to [`TASK_FILE`].
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Description {
+    wask_task: u32,
+    project_dir: String,
+    #[serde(default)]
+    inputs: Vec<String>,
+    #[serde(default)]
+    outputs: Vec<String>,
+}
+
+/// The running task: its arguments, declared inputs and outputs, and its project.
+///
+/// Paths given to and returned by a `Task` are workspace paths: `/` is the workspace root,
+/// exactly as the task sees its filesystem under wask.
+#[derive(Debug, Clone)]
+pub struct Task {
+    args: Vec<String>,
+    project_dir: String,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+    /// Where `/` is on the filesystem this code runs on: `/` under wask, a temporary
+    /// directory in native unit tests.
+    root: PathBuf,
+}
+
+impl Task {
+    /// Reads the task description wask provides and the process arguments.
+    ///
+    /// Fails with a clear message when the program is not running under wask.
+    pub fn load() -> Result<Task> {
+        let text = std::fs::read(TASK_FILE).map_err(|e| {
+            Error::msg(format!(
+                "cannot read {TASK_FILE} ({e}); this program is a wask task: run it with `wask run`"
+            ))
+        })?;
+        let description: Description = serde_json::from_slice(&text)
+            .map_err(|e| Error::msg(format!("{TASK_FILE} is not a task description: {e}")))?;
+        if description.wask_task != 1 {
+            return Err(Error::msg(format!(
+                "{TASK_FILE} has format {} but this task understands format 1; rebuild it with a newer wask-guest",
+                description.wask_task
+            )));
+        }
+        Ok(Task {
+            args: std::env::args().skip(1).collect(),
+            project_dir: description.project_dir,
+            inputs: description.inputs,
+            outputs: description.outputs,
+            root: PathBuf::from("/"),
+        })
+    }
+
+    /// A task built by hand, for native unit tests: workspace path `/` maps to `root`.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir();
+    /// let task = wask_guest::Task::from_parts(&dir, "/site", vec!["a.md".into()], vec![], vec![]);
+    /// assert_eq!(task.resolve("a.md"), "/site/a.md");
+    /// ```
+    pub fn from_parts(
+        root: impl Into<PathBuf>,
+        project_dir: &str,
+        args: Vec<String>,
+        inputs: Vec<String>,
+        outputs: Vec<String>,
+    ) -> Task {
+        Task {
+            args,
+            project_dir: project_dir.to_string(),
+            inputs,
+            outputs,
+            root: root.into(),
+        }
+    }
+
+    /// The task's `args` from `wask.toml`, in order.
+    ///
+    /// ```
+    /// # let task = wask_guest::Task::from_parts("/", "/p", vec!["x".into()], vec![], vec![]);
+    /// assert_eq!(task.args(), ["x"]);
+    /// ```
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    /// Exactly `N` arguments, or an error saying how many were given.
+    ///
+    /// ```
+    /// # let task = wask_guest::Task::from_parts("/", "/p", vec!["a".into(), "b".into()], vec![], vec![]);
+    /// let [src, out] = task.args_exact::<2>().unwrap();
+    /// assert_eq!((src.as_str(), out.as_str()), ("a", "b"));
+    /// assert!(task.args_exact::<3>().is_err());
+    /// ```
+    pub fn args_exact<const N: usize>(&self) -> Result<[String; N]> {
+        <[String; N]>::try_from(self.args.clone()).map_err(|given| {
+            Error::msg(format!(
+                "expected {N} argument(s) in the task's `args`, got {}: {given:?}",
+                given.len()
+            ))
+        })
+    }
+
+    /// The project directory as a workspace path (`/site`; `/` for the root project).
+    pub fn project_dir(&self) -> &str {
+        &self.project_dir
+    }
+
+    /// The declared input files, as workspace paths, sorted.
+    ///
+    /// Globs in `wask.toml` are already expanded: this is the list of files the task sees.
+    pub fn inputs(&self) -> &[String] {
+        &self.inputs
+    }
+
+    /// The declared outputs (paths or globs) as workspace paths.
+    pub fn outputs(&self) -> &[String] {
+        &self.outputs
+    }
+
+    /// A path as a workspace path: absolute paths are kept, relative ones are taken from
+    /// the project directory, and `.`/`..` segments are resolved lexically.
+    ///
+    /// ```
+    /// # let task = wask_guest::Task::from_parts("/", "/site", vec![], vec![], vec![]);
+    /// assert_eq!(task.resolve("pages/a.md"), "/site/pages/a.md");
+    /// assert_eq!(task.resolve("../shared/x"), "/shared/x");
+    /// assert_eq!(task.resolve("/abs/y"), "/abs/y");
+    /// ```
+    pub fn resolve(&self, path: &str) -> String {
+        let joined = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("{}/{}", self.project_dir.trim_end_matches('/'), path)
+        };
+        let mut parts: Vec<&str> = Vec::new();
+        for segment in joined.split('/') {
+            match segment {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                s => parts.push(s),
+            }
+        }
+        format!("/{}", parts.join("/"))
+    }
+
+    /// A workspace path relative to the project directory, if it lies inside it.
+    ///
+    /// ```
+    /// # let task = wask_guest::Task::from_parts("/", "/site", vec![], vec![], vec![]);
+    /// assert_eq!(task.relative("/site/pages/a.md"), Some("pages/a.md"));
+    /// assert_eq!(task.relative("/other/a.md"), None);
+    /// ```
+    pub fn relative<'a>(&self, path: &'a str) -> Option<&'a str> {
+        if self.project_dir == "/" {
+            return path.strip_prefix('/');
+        }
+        path.strip_prefix(self.project_dir.as_str())?
+            .strip_prefix('/')
+    }
+
+    /// The declared inputs under a project-relative directory, sorted.
+    ///
+    /// ```
+    /// # let task = wask_guest::Task::from_parts("/", "/site", vec![],
+    /// #     vec!["/site/pages/a.md".into(), "/site/pages/b.md".into(), "/site/x.toml".into()], vec![]);
+    /// assert_eq!(task.inputs_under("pages"), ["/site/pages/a.md", "/site/pages/b.md"]);
+    /// ```
+    pub fn inputs_under(&self, dir: &str) -> Vec<&str> {
+        let prefix = format!("{}/", self.resolve(dir).trim_end_matches('/'));
+        self.inputs
+            .iter()
+            .map(String::as_str)
+            .filter(|p| p.starts_with(&prefix))
+            .collect()
+    }
+
+    /// Where a workspace path is on the filesystem this code runs on.
+    pub fn host_path(&self, path: &str) -> PathBuf {
+        self.root.join(self.resolve(path).trim_start_matches('/'))
+    }
+
+    /// Reads a file (a project-relative or workspace path).
+    ///
+    /// Under wask only declared inputs exist; the error names the path and says so.
+    pub fn read(&self, path: &str) -> Result<Vec<u8>> {
+        let resolved = self.resolve(path);
+        std::fs::read(self.host_path(&resolved)).map_err(|e| self.io_error("read", &resolved, e))
+    }
+
+    /// Reads a UTF-8 text file (a project-relative or workspace path).
+    pub fn read_string(&self, path: &str) -> Result<String> {
+        let resolved = self.resolve(path);
+        let bytes = self.read(&resolved)?;
+        String::from_utf8(bytes)
+            .map_err(|_| Error::msg(format!("{resolved} is not valid UTF-8 text")))
+    }
+
+    /// Writes an output file, creating its parent directories.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let task = wask_guest::Task::from_parts(dir.path(), "/site", vec![], vec![], vec![]);
+    /// task.write_output("dist/a/b.txt", "hello").unwrap();
+    /// assert_eq!(std::fs::read_to_string(dir.path().join("site/dist/a/b.txt")).unwrap(), "hello");
+    /// ```
+    pub fn write_output(&self, path: &str, contents: impl AsRef<[u8]>) -> Result<()> {
+        let resolved = self.resolve(path);
+        let target = self.host_path(&resolved);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| self.io_error("create", &resolved, e))?;
+        }
+        std::fs::write(&target, contents).map_err(|e| self.io_error("write", &resolved, e))
+    }
+
+    fn io_error(&self, verb: &str, path: &str, e: std::io::Error) -> Error {
+        let hint = match e.kind() {
+            std::io::ErrorKind::NotFound if verb == "read" => {
+                " (only declared inputs exist in the sandbox: is it in the task's `inputs`?)"
+            }
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                if verb != "read" =>
+            {
+                " (a task may write only under its declared `outputs`)"
+            }
+            _ => "",
+        };
+        Error::msg(format!("cannot {verb} {path}: {e}{hint}"))
+    }
+}
+
+/// Logs a line to stderr, which wask shows prefixed with the task's name.
+pub fn log(message: impl fmt::Display) {
+    eprintln!("{message}");
+}
+
+/// Runs a task body: loads the [`Task`], calls `body`, and on error prints
+/// `error: <message>` to stderr and exits with status 1.
+///
+/// Call it from `main`; it returns only when the body succeeded.
+pub fn run(body: impl FnOnce(&Task) -> Result<()>) {
+    let outcome = Task::load().and_then(|task| body(&task));
+    if let Err(e) = outcome {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(root: &Path) -> Task {
+        Task::from_parts(root, "/site", vec![], vec![], vec![])
+    }
+
+    #[test]
+    fn resolve_never_climbs_above_the_root() {
+        let t = task(Path::new("/"));
+        assert_eq!(t.resolve("../../../etc/passwd"), "/etc/passwd");
+        assert_eq!(t.resolve("./a/./b/../c"), "/site/a/c");
+    }
+
+    #[test]
+    fn root_project_paths() {
+        let t = Task::from_parts("/", "/", vec![], vec![], vec![]);
+        assert_eq!(t.resolve("a.md"), "/a.md");
+        assert_eq!(t.relative("/a.md"), Some("a.md"));
+    }
+
+    #[test]
+    fn relative_does_not_match_a_sibling_with_the_same_prefix() {
+        let t = task(Path::new("/"));
+        assert_eq!(t.relative("/site-old/a"), None);
+    }
+
+    #[test]
+    fn reading_a_missing_file_names_it_and_hints_at_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = task(dir.path()).read("missing.md").unwrap_err().to_string();
+        assert!(err.contains("/site/missing.md"), "{err}");
+        assert!(err.contains("inputs"), "{err}");
+    }
+
+    #[test]
+    fn args_exact_reports_the_count() {
+        let t = Task::from_parts("/", "/", vec!["a".into()], vec![], vec![]);
+        let err = t.args_exact::<2>().unwrap_err().to_string();
+        assert!(err.contains("expected 2") && err.contains("got 1"), "{err}");
+    }
+
+    #[test]
+    fn description_parses_what_the_host_writes() {
+        let d: Description = serde_json::from_str(
+            r#"{"wask_task":1,"project_dir":"/p","inputs":["/p/a"],"outputs":["/p/out/**"]}"#,
+        )
+        .unwrap();
+        assert_eq!(d.project_dir, "/p");
+        assert_eq!(d.inputs, ["/p/a"]);
+        assert_eq!(d.outputs, ["/p/out/**"]);
+    }
+}
