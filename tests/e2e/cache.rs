@@ -15,7 +15,7 @@ fn project(ws: &Ws, tasks: &str) {
 const GEN: &str = r#"
 [tasks.gen]
 module = "/tools/probe.wasm"
-args = ["print:line one", "print:line two", "stderr:to stderr", "copy:/src/a.txt:/out/a.txt", "write:/out/deep/b.txt:bee"]
+args = ["print:line one", "print:line two", "stderr:to stderr", "copy:/src/a.txt:/out/a.txt", "mkdir:/out/deep", "write:/out/deep/b.txt:bee", "exit-on-error"]
 inputs = ["src/*.txt"]
 outputs = ["out/**"]
 env.from_host = ["WASK_TEST_FLAVOUR"]
