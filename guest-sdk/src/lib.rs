@@ -27,7 +27,7 @@
 //! `cargo test` by building a [`Task`] with [`Task::from_parts`] over a temporary directory.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Where wask puts the task description inside the sandbox.
 pub const TASK_FILE: &str = "/.wask/task.json";
@@ -336,6 +336,7 @@ pub fn run(body: impl FnOnce(&Task) -> Result<()>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn task(root: &Path) -> Task {
         Task::from_parts(root, "/site", vec![], vec![], vec![])

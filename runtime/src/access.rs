@@ -217,7 +217,9 @@ impl Subscriber for Recorder {
     fn exit(&self, _: &Id) {}
     fn event(&self, event: &Event<'_>) {
         STATE.with(|s| {
-            let Ok(mut s) = s.try_borrow_mut() else { return };
+            let Ok(mut s) = s.try_borrow_mut() else {
+                return;
+            };
             if !s.active {
                 return;
             }
@@ -280,7 +282,10 @@ mod tests {
     #[test]
     fn joins_relative_paths_onto_their_directory() {
         assert_eq!(join_lexically("/", "docs/a.md"), "/docs/a.md");
-        assert_eq!(join_lexically("/docs/dist", "x/../y.html"), "/docs/dist/y.html");
+        assert_eq!(
+            join_lexically("/docs/dist", "x/../y.html"),
+            "/docs/dist/y.html"
+        );
         assert_eq!(join_lexically("/docs", "../../etc/passwd"), "/etc/passwd");
     }
 

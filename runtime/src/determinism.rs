@@ -47,7 +47,9 @@ impl HostMonotonicClock for VirtualMonotonicClock {
         1_000
     }
     fn now(&self) -> u64 {
-        self.0.fetch_add(1_000, std::sync::atomic::Ordering::Relaxed) + 1_000
+        self.0
+            .fetch_add(1_000, std::sync::atomic::Ordering::Relaxed)
+            + 1_000
     }
 }
 

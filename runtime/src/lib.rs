@@ -31,8 +31,10 @@ pub type Digest = [u8; 32];
 /// Lower-case hex of a digest.
 pub fn hex(digest: &[u8]) -> String {
     use std::fmt::Write;
-    digest.iter().fold(String::with_capacity(digest.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    digest
+        .iter()
+        .fold(String::with_capacity(digest.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

@@ -56,6 +56,15 @@ pub struct LoadedModule {
     pre: InstancePre<TaskState>,
 }
 
+impl std::fmt::Debug for LoadedModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModule")
+            .field("digest", &crate::hex(&self.digest))
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What to run: everything the guest may see besides its module.
 pub struct RunSpec<'a> {
     /// `argv[0]`.
@@ -154,7 +163,11 @@ impl Sandbox {
                 "the module needs imports wask does not provide (only wasi_snapshot_preview1 is available): {e}"
             ))
         })?;
-        let loaded = LoadedModule { digest, source, pre };
+        let loaded = LoadedModule {
+            digest,
+            source,
+            pre,
+        };
         self.loaded.lock().unwrap().insert(digest, loaded.clone());
         Ok(loaded)
     }
@@ -223,7 +236,11 @@ impl Sandbox {
         outcome
     }
 
-    fn call_start(&self, module: &LoadedModule, store: &mut Store<TaskState>) -> wasmtime::Result<()> {
+    fn call_start(
+        &self,
+        module: &LoadedModule,
+        store: &mut Store<TaskState>,
+    ) -> wasmtime::Result<()> {
         let instance = module.pre.instantiate(&mut *store)?;
         store.data_mut().memory = instance.get_memory(&mut *store, "memory");
         let start = instance
@@ -250,12 +267,22 @@ impl Sandbox {
             b.env(k, v);
         }
         for m in spec.mounts {
-            let perms = if m.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+            let perms = if m.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
             b.preopened_dir(&m.host_dir, &m.guest_path, perms)?;
         }
         b.stdout(stdout.clone()).stderr(stderr.clone());
-        b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
-        if let ClockMode::Fixed { epoch_seconds, seed } = spec.clock {
+        b.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        if let ClockMode::Fixed {
+            epoch_seconds,
+            seed,
+        } = spec.clock
+        {
             b.wall_clock(FixedWallClock(Duration::from_secs(epoch_seconds)));
             b.monotonic_clock(VirtualMonotonicClock::new());
             b.secure_random(SeededRandom::new(&seed, "secure"));
@@ -284,4 +311,3 @@ fn classify(e: wasmtime::Error, memory_exceeded: bool, limits: Limits) -> Failur
         None => Failure::Trap(format!("{e}")),
     }
 }
-

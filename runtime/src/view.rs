@@ -94,12 +94,19 @@ pub fn is_glob_segment(segment: &str) -> bool {
 pub fn output_root(pattern: &str) -> String {
     let segs: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
     let literal = segs.iter().take_while(|s| !is_glob_segment(s)).count();
-    let keep = if literal == segs.len() { literal.saturating_sub(1) } else { literal };
+    let keep = if literal == segs.len() {
+        literal.saturating_sub(1)
+    } else {
+        literal
+    };
     format!("/{}", segs[..keep].join("/"))
 }
 
 fn is_under(path: &str, root: &str) -> bool {
-    root == "/" || path.strip_prefix(root).is_some_and(|rest| rest.starts_with('/'))
+    root == "/"
+        || path
+            .strip_prefix(root)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Builds a matcher with wask's glob rules (PATH-003).
@@ -137,7 +144,9 @@ impl StagedView {
     /// be on the same filesystem as the workspace so inputs can be hard-linked.
     pub fn stage(spec: &ViewSpec<'_>, scratch_parent: &Path) -> anyhow::Result<StagedView> {
         std::fs::create_dir_all(scratch_parent)?;
-        let scratch = tempfile::Builder::new().prefix("run-").tempdir_in(scratch_parent)?;
+        let scratch = tempfile::Builder::new()
+            .prefix("run-")
+            .tempdir_in(scratch_parent)?;
         let matcher = glob_set(spec.outputs)?;
 
         let mut roots: Vec<String> = spec.outputs.iter().map(|p| output_root(p)).collect();
@@ -175,7 +184,10 @@ impl StagedView {
                 input.guest_path,
                 input.host_path.display()
             );
-            if let Some((root, dir)) = writable.iter().find(|(r, _)| is_under(&input.guest_path, r)) {
+            if let Some((root, dir)) = writable
+                .iter()
+                .find(|(r, _)| is_under(&input.guest_path, r))
+            {
                 let target = host_path_in(dir, root, &input.guest_path);
                 std::fs::create_dir_all(target.parent().unwrap())?;
                 let digest = copy_hashing(&input.host_path, &target)?;
@@ -254,7 +266,8 @@ impl StagedView {
                 let ft = entry.file_type();
                 if let Some(expected) = self.copied_inputs.get(&guest) {
                     seen_inputs += 1;
-                    let same = ft.is_file() && hash_file(entry.path()).ok().as_ref() == Some(expected);
+                    let same =
+                        ft.is_file() && hash_file(entry.path()).ok().as_ref() == Some(expected);
                     if !same {
                         violations.push(Violation::ModifiedInput(guest));
                     }
@@ -265,7 +278,10 @@ impl StagedView {
                     violations.push(Violation::SpecialFile(guest));
                 } else if self.matcher.is_match(&guest) {
                     use std::os::unix::fs::PermissionsExt;
-                    let mode = entry.metadata().map(|m| m.permissions().mode() & 0o777).unwrap_or(0o644);
+                    let mode = entry
+                        .metadata()
+                        .map(|m| m.permissions().mode() & 0o777)
+                        .unwrap_or(0o644);
                     outputs.push(CollectedOutput {
                         guest_path: guest,
                         host_path: entry.path().to_path_buf(),
@@ -286,14 +302,22 @@ impl StagedView {
                 })
                 .collect();
             missing.sort();
-            violations.extend(missing.into_iter().map(|p| Violation::ModifiedInput(p.clone())));
+            violations.extend(
+                missing
+                    .into_iter()
+                    .map(|p| Violation::ModifiedInput(p.clone())),
+            );
         }
         for literal in &self.literal_outputs {
             if !outputs.iter().any(|o| &o.guest_path == literal) {
                 violations.push(Violation::MissingOutput(literal.clone()));
             }
         }
-        if violations.is_empty() { Ok(outputs) } else { Err(violations) }
+        if violations.is_empty() {
+            Ok(outputs)
+        } else {
+            Err(violations)
+        }
     }
 }
 

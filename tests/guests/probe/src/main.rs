@@ -22,7 +22,7 @@
 //! | `time` / `monotonic` / `random` | prints wall-clock nanoseconds / elapsed nanoseconds over a short busy loop / 16 random bytes |
 //! | `stdin` | reads stdin to its end and prints how many bytes came |
 //! | `socket:ADDR` | tries a TCP connection |
-//! | `alloc:MIB` | allocates and touches MIB mebibytes |
+//! | `alloc:MIB` | allocates and touches MIB mebibytes (aborts if memory is refused) |
 //! | `spam:N` | writes N bytes of `x` to stdout |
 //! | `loop` | spins forever |
 //! | `recurse` | recurses until the stack overflows |
@@ -208,11 +208,9 @@ fn act(action: &str, rest: &str) -> Result<String, String> {
             Ok(format!("connected to {rest}"))
         }
         "alloc" => {
+            // Infallible, like most code: a refused growth aborts the guest.
             let mib: usize = rest.parse().map_err(|_| format!("not a number: {rest}"))?;
-            let mut v: Vec<u8> = Vec::new();
-            v.try_reserve_exact(mib << 20)
-                .map_err(|e| e.to_string())?;
-            v.resize(mib << 20, 1);
+            let v = vec![1u8; mib << 20];
             Ok(format!("{} bytes", std::hint::black_box(&v).len()))
         }
         "spam" => {
