@@ -1,10 +1,12 @@
 //! End-to-end tests: real workspaces run through the `wask` binary.
 //!
 //! Guests come from `tests/guests` (the `probe` module, built for wasm32-wasip1 on
-//! first use) and from modules encoded by hand in `support`.
+//! first use), from the example plugins (`examples/plugins`), and from modules encoded
+//! by hand in `support`.
 
 mod support;
 
 mod cache;
+mod examples;
 mod load_errors;
 mod run;

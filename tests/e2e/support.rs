@@ -131,6 +131,26 @@ pub fn probe_wasm() -> &'static Path {
     })
 }
 
+/// Builds `examples/plugins` for wasm32-wasip1 once per test binary and returns the
+/// module of plugin `name`.
+pub fn plugin_wasm(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let plugins = repo_root().join("examples/plugins");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--target", "wasm32-wasip1", "--manifest-path"])
+            .arg(plugins.join("Cargo.toml"))
+            .status()
+            .expect("cargo runs");
+        assert!(
+            status.success(),
+            "building examples/plugins failed; is the target installed? run `rustup target add wasm32-wasip1`"
+        );
+        plugins.join("target/wasm32-wasip1/release")
+    });
+    dir.join(format!("{name}.wasm"))
+}
+
 /// `(module (memory (export "memory") 1) (func (export "_start")))`
 pub const NOOP_WASM: &[u8] = &[
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02,
