@@ -113,42 +113,39 @@ fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
 
-/// Builds `tests/guests` for wasm32-wasip1 once per test binary.
-pub fn probe_wasm() -> &'static Path {
-    static WASM: OnceLock<PathBuf> = OnceLock::new();
-    WASM.get_or_init(|| {
-        let guests = repo_root().join("tests/guests");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--target", "wasm32-wasip1", "--manifest-path"])
-            .arg(guests.join("Cargo.toml"))
-            .status()
-            .expect("cargo runs");
-        assert!(
-            status.success(),
-            "building tests/guests failed; is the target installed? run `rustup target add wasm32-wasip1`"
-        );
-        guests.join("target/wasm32-wasip1/release/probe.wasm")
-    })
+/// Builds the guest workspace at `dir` (relative to the repository) for wasm32-wasip1
+/// and returns its release output directory.
+fn build_guests(dir: &str) -> PathBuf {
+    let manifest = repo_root().join(dir).join("Cargo.toml");
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip1",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .status()
+        .expect("cargo runs");
+    assert!(
+        status.success(),
+        "building {dir} failed; is the target installed? run `bash scripts/build-guests.sh`"
+    );
+    repo_root().join(dir).join("target/wasm32-wasip1/release")
 }
 
-/// Builds `examples/plugins` for wasm32-wasip1 once per test binary and returns the
-/// module of plugin `name`.
+/// The probe guest (`tests/guests/probe`), built once per test binary.
+pub fn probe_wasm() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| build_guests("tests/guests").join("probe.wasm"))
+}
+
+/// The module of example plugin `name` (`examples/plugins`), built once per test binary.
 pub fn plugin_wasm(name: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let plugins = repo_root().join("examples/plugins");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--target", "wasm32-wasip1", "--manifest-path"])
-            .arg(plugins.join("Cargo.toml"))
-            .status()
-            .expect("cargo runs");
-        assert!(
-            status.success(),
-            "building examples/plugins failed; is the target installed? run `rustup target add wasm32-wasip1`"
-        );
-        plugins.join("target/wasm32-wasip1/release")
-    });
-    dir.join(format!("{name}.wasm"))
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| build_guests("examples/plugins"))
+        .join(format!("{name}.wasm"))
 }
 
 /// `(module (memory (export "memory") 1) (func (export "_start")))`
