@@ -9,7 +9,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wasmtime::{CallHook, Config, Engine, InstancePre, Linker, Memory, Module, Store, Trap};
+use wasmtime::{
+    CallHook, Config, Engine, InstancePre, Linker, Memory, Module, Store, Trap, UpdateDeadline,
+};
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
@@ -32,6 +34,8 @@ pub struct Sandbox {
     compiled: CompiledCache,
     loaded: Mutex<HashMap<Digest, LoadedModule>>,
     ticker_stop: Arc<AtomicBool>,
+    /// Set by [`Sandbox::cancel`]: every running guest is interrupted at its next tick.
+    cancelled: Arc<AtomicBool>,
 }
 
 /// Where a loaded module's compiled code came from.
@@ -96,6 +100,8 @@ pub enum Failure {
     Trap(String),
     #[error("could not start: {0}")]
     Setup(String),
+    #[error("was cancelled")]
+    Cancelled,
 }
 
 /// The result of one guest run.
@@ -132,6 +138,7 @@ impl Sandbox {
             linker,
             loaded: Mutex::new(HashMap::new()),
             ticker_stop,
+            cancelled: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -204,8 +211,17 @@ impl Sandbox {
             },
         );
         store.limiter(|s| &mut s.limiter);
-        let ticks = spec.limits.timeout.as_millis() / EPOCH_TICK.as_millis() + 1;
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        // Checked at every tick: cancellation (EXEC-012) must not wait for the timeout.
+        let started = std::time::Instant::now();
+        let (timeout, cancelled) = (spec.limits.timeout, self.cancelled.clone());
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if cancelled.load(Ordering::Relaxed) || started.elapsed() >= timeout {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Continue(1))
+            }
+        });
         store.call_hook(|mut ctx, hook| {
             if matches!(hook, CallHook::ReturningFromHost) {
                 if let Some(memory) = ctx.data().memory {
@@ -231,6 +247,7 @@ impl Sandbox {
             _ if overflowed => Err(Failure::OutputLimit(cap)),
             Ok(()) => Ok(()),
             Err(e) if matches!(e.downcast_ref::<I32Exit>(), Some(I32Exit(0))) => Ok(()),
+            Err(_) if self.cancelled.load(Ordering::Relaxed) => Err(Failure::Cancelled),
             Err(e) => Err(classify(e, state.limiter.exceeded, spec.limits)),
         };
         outcome
@@ -290,6 +307,14 @@ impl Sandbox {
             b.insecure_random_seed(u128::from_le_bytes(seed[..16].try_into().unwrap()));
         }
         Ok(b.build_p1())
+    }
+}
+
+impl Sandbox {
+    /// Interrupts every guest running in this sandbox within one epoch tick, and every
+    /// guest started later at its first tick; they fail with [`Failure::Cancelled`].
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
     }
 }
 

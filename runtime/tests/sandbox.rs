@@ -546,3 +546,27 @@ fn compiled_modules_are_reused_and_tampering_is_detected() {
         "still works\nok print \n"
     );
 }
+
+// EXEC-012: cancellation interrupts running guests without waiting for their timeout.
+
+#[test]
+fn cancel_interrupts_a_running_guest() {
+    let f = Fixture::new();
+    let view = f.stage(&[], &[]);
+    let limits = Limits {
+        timeout: Duration::from_secs(120),
+        ..Limits::default()
+    };
+    let outcome = std::thread::scope(|s| {
+        let running = s.spawn(|| f.run_with(&view, &["loop"], limits, fixed()));
+        f.sandbox.cancel();
+        running.join().unwrap()
+    });
+    assert_eq!(outcome.result, Err(Failure::Cancelled));
+    let later = f.run_with(&view, &["loop"], limits, fixed());
+    assert_eq!(
+        later.result,
+        Err(Failure::Cancelled),
+        "a guest started after cancel stops at once"
+    );
+}
