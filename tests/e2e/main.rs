@@ -10,3 +10,4 @@ mod cache;
 mod examples;
 mod load_errors;
 mod run;
+mod schedule;

@@ -3,6 +3,7 @@
 
 mod cache;
 mod check;
+mod profile;
 mod run;
 
 use crate::graph::Graph;

@@ -11,6 +11,8 @@ use crate::workspace::{OutputMode, Workspace};
 use clap::{Args, ValueEnum};
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 #[derive(Args)]
@@ -20,8 +22,11 @@ pub struct RunArgs {
     #[arg(value_name = "REFS")]
     refs: Vec<String>,
     /// Run every task of the workspace.
-    #[arg(long, alias = "all")]
+    #[arg(long, visible_alias = "all")]
     workspace: bool,
+    /// Stop starting tasks after the first failure; running tasks finish.
+    #[arg(long)]
+    fail_fast: bool,
     /// How many tasks may run at once [default: the number of logical CPUs].
     #[arg(long, short = 'j', value_name = "N")]
     jobs: Option<usize>,
@@ -35,6 +40,10 @@ pub struct RunArgs {
     /// Write a JSON record of every task of the run to FILE.
     #[arg(long, value_name = "FILE.json")]
     summary: Option<PathBuf>,
+    /// Write a trace of every task's phases (key, lookup, restore, compile, run, store)
+    /// to FILE in Chrome trace event format; open it in Perfetto or chrome://tracing.
+    #[arg(long, value_name = "FILE.json")]
+    profile: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -67,7 +76,16 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
         dry_run(&ctx, &run_set);
         return Ok(EXIT_OK);
     }
-    let records = exec::run(&ctx, &run_set, jobs);
+    let interrupts = Interrupts::install()?;
+    let records = exec::run(
+        &ctx,
+        &run_set,
+        &exec::RunOptions {
+            jobs,
+            fail_fast: args.fail_fast,
+            cancelled: &|| interrupts.signal().is_some(),
+        },
+    );
     let elapsed = started.elapsed();
 
     let count = |f: &dyn Fn(&TaskRecord) -> bool| records.iter().filter(|r| f(r)).count();
@@ -75,8 +93,14 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
     let cached = count(&|r| r.source == Some(Source::Cache));
     let failed = count(&|r| r.state == TaskState::Failed);
     let skipped = count(&|r| r.state == TaskState::Skipped);
+    let cancelled = count(&|r| r.state == TaskState::Cancelled);
     eprintln!(
-        "Tasks: {completed} completed ({cached} cached), {failed} failed, {skipped} skipped in {:.2}s",
+        "Tasks: {completed} completed ({cached} cached), {failed} failed, {skipped} skipped{} in {:.2}s",
+        if cancelled > 0 {
+            format!(", {cancelled} cancelled")
+        } else {
+            String::new()
+        },
         elapsed.as_secs_f64()
     );
     if let Some(path) = &args.summary {
@@ -86,6 +110,7 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
             "cached": cached,
             "failed": failed,
             "skipped": skipped,
+            "cancelled": cancelled,
             "duration_ms": elapsed.as_secs_f64() * 1000.0,
         });
         std::fs::write(
@@ -94,11 +119,48 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
         )
         .map_err(|e| anyhow::anyhow!("cannot write the summary to {}: {e}", path.display()))?;
     }
-    Ok(if completed == records.len() {
+    if let Some(path) = &args.profile {
+        std::fs::write(path, super::profile::chrome_trace(&records))
+            .map_err(|e| anyhow::anyhow!("cannot write the profile to {}: {e}", path.display()))?;
+    }
+    Ok(if let Some(signal) = interrupts.signal() {
+        128 + signal
+    } else if completed == records.len() {
         EXIT_OK
     } else {
         EXIT_TASK_FAILED
     })
+}
+
+/// Ctrl-C and SIGTERM during a run (EXEC-012): the first stops admitting tasks and
+/// interrupts running modules; a second one exits at once.
+struct Interrupts {
+    signal: Arc<AtomicUsize>,
+}
+
+impl Interrupts {
+    fn install() -> Result<Interrupts, CliError> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::flag;
+        let signal = Arc::new(AtomicUsize::new(0));
+        let armed = Arc::new(AtomicBool::new(false));
+        for sig in [SIGINT, SIGTERM] {
+            // Order matters: the shutdown checks `armed` before this signal arms it.
+            flag::register_conditional_shutdown(sig, 128 + sig, armed.clone())
+                .and_then(|_| flag::register_usize(sig, signal.clone(), sig as usize))
+                .and_then(|_| flag::register(sig, armed.clone()))
+                .map_err(|e| anyhow::anyhow!("cannot install the signal handlers: {e}"))?;
+        }
+        Ok(Interrupts { signal })
+    }
+
+    /// The signal that arrived first, if any.
+    fn signal(&self) -> Option<i32> {
+        match self.signal.load(Ordering::SeqCst) {
+            0 => None,
+            s => Some(s as i32),
+        }
+    }
 }
 
 /// Turns the command line's references into graph nodes.

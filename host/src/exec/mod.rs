@@ -10,10 +10,11 @@ pub mod task;
 use crate::cache::LocalCache;
 use crate::graph::Graph;
 use crate::key::{Digest, hash_bytes};
+use crate::refs::TaskId;
 use crate::workspace::{MutexMode, MutexScope, Workspace};
 use observer::Observer;
 use record::{TaskRecord, TaskState};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, mpsc};
 use wask_runtime::Sandbox;
@@ -100,10 +101,10 @@ impl<'a> RunContext<'a> {
     }
 }
 
-/// A held mutex: (scope key, mode).
-type Held = (String, MutexMode);
+/// A mutex as the scheduler tracks it: (scope key, mode).
+type MutexClaim = (String, MutexMode);
 
-fn mutex_key(ctx: &RunContext<'_>, n: usize) -> Option<Held> {
+fn mutex_claim(ctx: &RunContext<'_>, n: usize) -> Option<MutexClaim> {
     let def = ctx.graph.task(ctx.ws, n);
     let m = def.mutex.as_ref()?;
     let key = match m.scope {
@@ -113,136 +114,271 @@ fn mutex_key(ctx: &RunContext<'_>, n: usize) -> Option<Held> {
     Some((key, m.mode))
 }
 
-/// Runs `run_set` (sorted node indices) with up to `jobs` tasks at once. Returns one
-/// record per task of the run set, in canonical order.
-pub fn run(ctx: &RunContext<'_>, run_set: &[usize], jobs: usize) -> Vec<TaskRecord> {
+/// How a run set is run.
+pub struct RunOptions<'a> {
+    /// The global cap on tasks in flight (EXEC-004).
+    pub jobs: usize,
+    /// Stop admitting tasks after the first failure (EXEC-010).
+    pub fail_fast: bool,
+    /// Polled while tasks run: once it returns true, nothing more is admitted and running
+    /// modules are interrupted (EXEC-012).
+    pub cancelled: &'a (dyn Fn() -> bool + Sync),
+}
+
+/// Why the scheduler stopped admitting tasks before the run set was done.
+enum Halt {
+    FailFast(TaskId),
+    Cancelled,
+}
+
+/// What a worker sends back.
+enum Report {
+    Finished(usize, TaskRecord),
+    NeedsMutex(usize, Box<task::Miss>),
+}
+
+/// Runs `run_set` (sorted node indices) under `options`. Returns one record per task of
+/// the run set, in canonical order.
+///
+/// Ready tasks are admitted in canonical order under the global cap and the per-tag
+/// caps (EXEC-004/005). A task starts by deriving its key and looking it up without its
+/// mutex; only a miss asks for the mutex, and if it is busy the task goes back to the
+/// queue without holding a job slot (EXEC-006, EXEC-007). Bookkeeping is linear in the
+/// size of the run set plus its edges.
+pub fn run(ctx: &RunContext<'_>, run_set: &[usize], options: &RunOptions<'_>) -> Vec<TaskRecord> {
     let g = ctx.graph;
-    let in_set: std::collections::HashSet<usize> = run_set.iter().copied().collect();
-    let mut records: HashMap<usize, TaskRecord> = HashMap::new();
-    let mut running: HashMap<usize, Option<Held>> = HashMap::new();
-    let mut pending: Vec<usize> = run_set.to_vec();
-    let (tx, rx) = mpsc::channel::<(usize, TaskRecord)>();
+    let total = g.nodes.len();
+    let mut in_set = vec![false; total];
+    for &n in run_set {
+        in_set[n] = true;
+    }
+    // Successor lists and counts of unfinished in-set predecessors.
+    let mut hard_succ: Vec<Vec<usize>> = vec![Vec::new(); total];
+    let mut soft_succ: Vec<Vec<usize>> = vec![Vec::new(); total];
+    let mut waiting_on = vec![0usize; total];
+    for &n in run_set {
+        for &p in g.nodes[n].hard.iter().filter(|p| in_set[**p]) {
+            hard_succ[p].push(n);
+            waiting_on[n] += 1;
+        }
+        for &p in g.nodes[n].soft.iter().filter(|p| in_set[**p]) {
+            soft_succ[p].push(n);
+            waiting_on[n] += 1;
+        }
+    }
+    let mut ready: BTreeSet<usize> = run_set
+        .iter()
+        .copied()
+        .filter(|&n| waiting_on[n] == 0)
+        .collect();
+    let claims: Vec<Option<MutexClaim>> = (0..total)
+        .map(|n| if in_set[n] { mutex_claim(ctx, n) } else { None })
+        .collect();
+
+    let mut records: Vec<Option<TaskRecord>> = vec![None; total];
+    let mut misses: HashMap<usize, Box<task::Miss>> = HashMap::new();
+    let mut in_flight = 0usize;
+    let mut per_tag: HashMap<&str, usize> = HashMap::new();
+    let mut holders: HashMap<&str, (usize, usize)> = HashMap::new(); // (exclusive, shared)
+    let mut granted: BTreeSet<usize> = BTreeSet::new();
+    let mut halt: Option<Halt> = None;
+    let (tx, rx) = mpsc::channel::<Report>();
+    let tags_of = |n: usize| &ctx.ws.projects[g.nodes[n].project].tags;
 
     std::thread::scope(|scope| {
         loop {
-            // Admit ready tasks in canonical order (EXEC-004).
-            let mut admitted = Vec::new();
-            for &n in &pending {
-                if running.len() + admitted.len() >= jobs.max(1) {
-                    break;
-                }
-                let node = &g.nodes[n];
-                let hard_ok = node.hard.iter().all(|p| {
-                    records
-                        .get(p)
-                        .is_some_and(|r| r.state == TaskState::Succeeded)
-                });
-                let soft_ok = node
-                    .soft
-                    .iter()
-                    .filter(|p| in_set.contains(p))
-                    .all(|p| records.contains_key(p));
-                if !hard_ok || !soft_ok {
-                    continue;
-                }
-                let tags = &ctx.ws.projects[node.project].tags;
-                let capped = ctx.ws.settings.tag_caps.iter().any(|(tag, cap)| {
-                    tags.contains(tag)
-                        && running
-                            .keys()
-                            .chain(admitted.iter().map(|(m, _)| m))
-                            .filter(|m| ctx.ws.projects[g.nodes[**m].project].tags.contains(tag))
-                            .count()
-                            >= *cap
-                });
-                let held = mutex_key(ctx, n);
-                let blocked = held.as_ref().is_some_and(|(k, mode)| {
-                    running
-                        .values()
-                        .chain(admitted.iter().map(|(_, h)| h))
-                        .flatten()
-                        .any(|(other, other_mode)| {
-                            other == k
-                                && (*mode == MutexMode::Exclusive
-                                    || *other_mode == MutexMode::Exclusive)
-                        })
-                });
-                if !capped && !blocked {
-                    admitted.push((n, held));
-                }
+            if halt.is_none() && (options.cancelled)() {
+                halt = Some(Halt::Cancelled);
+                ctx.sandbox.cancel();
             }
-            for (n, held) in admitted {
-                pending.retain(|&m| m != n);
-                running.insert(n, held);
-                let preds: Vec<(Digest, Digest)> = g.nodes[n]
-                    .hard
-                    .iter()
-                    .map(|p| {
-                        records[p]
-                            .streams
-                            .expect("succeeded predecessors have streams")
-                    })
-                    .collect();
-                let tx = tx.clone();
-                let project_dir = ctx.ws.projects[g.nodes[n].project].dir.clone();
-                scope.spawn(move || {
+            if halt.is_none() {
+                let mut admitted = Vec::new();
+                for &n in &ready {
+                    if in_flight + admitted.len() >= options.jobs.max(1) {
+                        break;
+                    }
+                    let capped = ctx.ws.settings.tag_caps.iter().any(|(tag, cap)| {
+                        tags_of(n).contains(tag)
+                            && per_tag.get(tag.as_str()).copied().unwrap_or(0)
+                                + admitted
+                                    .iter()
+                                    .filter(|m| tags_of(**m).contains(tag))
+                                    .count()
+                                >= *cap
+                    });
+                    if capped {
+                        continue;
+                    }
+                    // Only a missed task waiting for its mutex needs the mutex now.
+                    if misses.contains_key(&n) {
+                        let (name, mode) = claims[n].as_ref().expect("only mutex tasks wait");
+                        let (exclusive, shared) = holders.get(name.as_str()).copied().unwrap_or((0, 0));
+                        let busy = exclusive > 0 || (*mode == MutexMode::Exclusive && shared > 0);
+                        if busy {
+                            continue;
+                        }
+                        granted.insert(n);
+                        let h = holders.entry(name.as_str()).or_insert((0, 0));
+                        match mode {
+                            MutexMode::Exclusive => h.0 += 1,
+                            MutexMode::Shared => h.1 += 1,
+                        }
+                    }
+                    admitted.push(n);
+                }
+                for n in admitted {
+                    ready.remove(&n);
+                    in_flight += 1;
+                    for tag in tags_of(n) {
+                        *per_tag.entry(tag.as_str()).or_insert(0) += 1;
+                    }
+                    let tx = tx.clone();
+                    let project_dir = ctx.ws.projects[g.nodes[n].project].dir.clone();
                     let def = g.task(ctx.ws, n);
-                    let record = task::execute(ctx, &g.nodes[n].id, def, &project_dir, preds);
-                    let _ = tx.send((n, record));
-                });
+                    let id = &g.nodes[n].id;
+                    if let Some(miss) = misses.remove(&n) {
+                        scope.spawn(move || {
+                            let record = task::run_miss(ctx, id, def, &project_dir, *miss);
+                            let _ = tx.send(Report::Finished(n, record));
+                        });
+                    } else {
+                        let preds: Vec<(Digest, Digest)> = g.nodes[n]
+                            .hard
+                            .iter()
+                            .map(|p| {
+                                records[*p]
+                                    .as_ref()
+                                    .and_then(|r| r.streams)
+                                    .expect("succeeded predecessors have streams")
+                            })
+                            .collect();
+                        let has_mutex = claims[n].is_some();
+                        scope.spawn(move || {
+                            let report =
+                                match task::start(ctx, id, def, &project_dir, preds, has_mutex) {
+                                    task::Started::Finished(r) => Report::Finished(n, r),
+                                    task::Started::NeedsMutex(m) => Report::NeedsMutex(n, m),
+                                };
+                            let _ = tx.send(report);
+                        });
+                    }
+                }
             }
-            if running.is_empty() {
+            if in_flight == 0 {
                 break;
             }
-            let (n, record) = rx.recv().expect("a worker reports before it ends");
-            running.remove(&n);
-            let failed = record.state != TaskState::Succeeded;
-            records.insert(n, record);
-            if failed {
-                skip_dependents(ctx, n, &in_set, &mut pending, &mut records);
+            // Wake up now and then to notice cancellation while tasks run.
+            let report = match rx.recv_timeout(std::time::Duration::from_millis(25)) {
+                Ok(r) => r,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => unreachable!("the scheduler holds a sender"),
+            };
+            let n = match &report {
+                Report::Finished(n, _) | Report::NeedsMutex(n, _) => *n,
+            };
+            in_flight -= 1;
+            for tag in tags_of(n) {
+                *per_tag.get_mut(tag.as_str()).expect("counted at admission") -= 1;
+            }
+            match report {
+                Report::NeedsMutex(n, miss) => {
+                    // Back to the queue, holding no job slot, until the mutex is free.
+                    misses.insert(n, miss);
+                    ready.insert(n);
+                }
+                Report::Finished(n, record) => {
+                    if granted.remove(&n)
+                        && let Some((name, mode)) = &claims[n]
+                        && let Some(h) = holders.get_mut(name.as_str())
+                    {
+                        match mode {
+                            MutexMode::Exclusive => h.0 -= 1,
+                            MutexMode::Shared => h.1 -= 1,
+                        }
+                    }
+                    let succeeded = record.state == TaskState::Succeeded;
+                    if !succeeded && options.fail_fast && halt.is_none() {
+                        halt = Some(Halt::FailFast(record.id.clone()));
+                    }
+                    records[n] = Some(record);
+                    if succeeded {
+                        release(n, &hard_succ, &soft_succ, &mut waiting_on, &records, &mut ready);
+                    } else {
+                        skip_dependents(ctx, n, &hard_succ, &soft_succ, &mut waiting_on, &mut records, &mut ready);
+                    }
+                }
             }
         }
     });
-    // Nothing should be left pending; anything that is could never become ready.
-    for n in pending {
-        let mut r = TaskRecord::new(g.nodes[n].id.clone());
-        r.state = TaskState::Skipped;
-        r.error = Some("never became ready".into());
-        records.insert(n, r);
-    }
-    let mut out: Vec<(usize, TaskRecord)> = records.into_iter().collect();
-    out.sort_by_key(|(n, _)| *n);
-    out.into_iter().map(|(_, r)| r).collect()
+
+    // Whatever never started: the run stopped admitting (fail-fast, cancellation).
+    let reason = match &halt {
+        Some(Halt::FailFast(cause)) => format!("not started: --fail-fast stopped the run after {cause} failed"),
+        Some(Halt::Cancelled) => "not started: the run was cancelled".to_string(),
+        None => "never became ready".to_string(),
+    };
+    run_set
+        .iter()
+        .map(|&n| {
+            records[n].take().unwrap_or_else(|| {
+                let mut r = TaskRecord::new(g.nodes[n].id.clone());
+                r.state = TaskState::Skipped;
+                r.error = Some(reason.clone());
+                r
+            })
+        })
+        .collect()
 }
 
-/// Marks every task that depends on `failed` through hard edges as skipped (EXEC-010).
+/// A task finished successfully: its successors wait for one task fewer.
+fn release(
+    n: usize,
+    hard_succ: &[Vec<usize>],
+    soft_succ: &[Vec<usize>],
+    waiting_on: &mut [usize],
+    records: &[Option<TaskRecord>],
+    ready: &mut BTreeSet<usize>,
+) {
+    for &s in hard_succ[n].iter().chain(&soft_succ[n]) {
+        waiting_on[s] -= 1;
+        if waiting_on[s] == 0 && records[s].is_none() {
+            ready.insert(s);
+        }
+    }
+}
+
+/// Marks every task that depends on `failed` through hard edges as skipped, naming the
+/// root cause (EXEC-010). Soft successors only stop waiting (DAG-002).
 fn skip_dependents(
     ctx: &RunContext<'_>,
     failed: usize,
-    in_set: &std::collections::HashSet<usize>,
-    pending: &mut Vec<usize>,
-    records: &mut HashMap<usize, TaskRecord>,
+    hard_succ: &[Vec<usize>],
+    soft_succ: &[Vec<usize>],
+    waiting_on: &mut [usize],
+    records: &mut [Option<TaskRecord>],
+    ready: &mut BTreeSet<usize>,
 ) {
     let g = ctx.graph;
-    let cause = records[&failed]
-        .skipped_because
-        .clone()
-        .unwrap_or_else(|| g.nodes[failed].id.clone());
+    let cause = g.nodes[failed].id.clone();
     let mut frontier = vec![failed];
     while let Some(f) = frontier.pop() {
-        let dependents: Vec<usize> = pending
-            .iter()
-            .copied()
-            .filter(|&n| in_set.contains(&n) && g.nodes[n].hard.contains(&f))
-            .collect();
-        for n in dependents {
-            pending.retain(|&m| m != n);
-            let mut r = TaskRecord::new(g.nodes[n].id.clone());
+        for &s in &soft_succ[f] {
+            waiting_on[s] -= 1;
+            if waiting_on[s] == 0 && records[s].is_none() {
+                ready.insert(s);
+            }
+        }
+        for &s in &hard_succ[f] {
+            if records[s].is_some() {
+                continue;
+            }
+            ready.remove(&s);
+            let mut r = TaskRecord::new(g.nodes[s].id.clone());
             r.state = TaskState::Skipped;
             r.skipped_because = Some(cause.clone());
             ctx.observer.on_task_skipped(&r.id, &cause);
-            records.insert(n, r);
-            frontier.push(n);
+            records[s] = Some(r);
+            frontier.push(s);
         }
     }
 }

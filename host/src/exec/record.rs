@@ -47,6 +47,23 @@ pub struct TaskRecord {
     pub undeclared: Vec<String>,
     /// For a skipped task, the failed task that caused it.
     pub skipped_because: Option<TaskId>,
+    /// What the task spent its time on, in order (for `--profile` and the summary).
+    pub phases: Vec<Phase>,
+}
+
+/// One timed step of a task's lifecycle (EXEC-007).
+#[derive(Debug, Clone)]
+pub struct Phase {
+    /// `key`, `lookup`, `restore`, `compile`, `run` or `store`.
+    pub name: &'static str,
+    pub start: SystemTime,
+    pub duration: Duration,
+}
+
+impl Phase {
+    pub fn end(&self) -> SystemTime {
+        self.start + self.duration
+    }
 }
 
 impl TaskRecord {
@@ -64,7 +81,22 @@ impl TaskRecord {
             error: None,
             undeclared: Vec::new(),
             skipped_because: None,
+            phases: Vec::new(),
         }
+    }
+
+    /// Runs `f` as phase `name` of this task, recording when it started and how long
+    /// it took.
+    pub fn timed<T>(&mut self, name: &'static str, f: impl FnOnce() -> T) -> T {
+        let start = SystemTime::now();
+        let clock = std::time::Instant::now();
+        let out = f();
+        self.phases.push(Phase {
+            name,
+            start,
+            duration: clock.elapsed(),
+        });
+        out
     }
 
     pub fn duration(&self) -> Duration {
@@ -75,7 +107,7 @@ impl TaskRecord {
 
     /// The JSON form used by `--summary`.
     pub fn to_json(&self) -> serde_json::Value {
-        let time = |t: SystemTime| humantime::format_rfc3339_millis(t).to_string();
+        let time = |t: SystemTime| humantime::format_rfc3339_micros(t).to_string();
         serde_json::json!({
             "id": self.id.to_string(),
             "state": self.state.name(),
@@ -88,6 +120,11 @@ impl TaskRecord {
             "error": self.error,
             "undeclared_paths": self.undeclared,
             "skipped_because": self.skipped_because.as_ref().map(|c| c.to_string()),
+            "phases": self.phases.iter().map(|p| serde_json::json!({
+                "name": p.name,
+                "started_at": time(p.start),
+                "finished_at": time(p.end()),
+            })).collect::<Vec<_>>(),
         })
     }
 }

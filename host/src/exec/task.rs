@@ -87,66 +87,128 @@ pub fn prepare(
     })
 }
 
-/// Runs one task to completion and reports it to the observer.
-pub fn execute(
+/// How far [`start`] took a task.
+pub enum Started {
+    /// Done: a hit, a fresh run, or a failure. Already reported to the observer.
+    Finished(TaskRecord),
+    /// A miss that must hold its mutex to run (EXEC-006, EXEC-007 step 3). The
+    /// scheduler grants the mutex and then calls [`run_miss`].
+    NeedsMutex(Box<Miss>),
+}
+
+/// A task whose key missed the cache, waiting to run.
+pub struct Miss {
+    record: TaskRecord,
+    prepared: Prepared,
+}
+
+/// Steps 1 and 2 of EXEC-007, holding no mutex: derive the key, look it up, restore a
+/// hit. A miss runs at once when `has_mutex` is false.
+pub fn start(
     ctx: &RunContext<'_>,
     id: &TaskId,
     def: &TaskDef,
     project_dir: &str,
     preds: Vec<(Digest, Digest)>,
-) -> TaskRecord {
+    has_mutex: bool,
+) -> Started {
     ctx.observer.on_task_started(id);
     let mut record = TaskRecord::new(id.clone());
-    let result = run(ctx, id, def, project_dir, preds, &mut record);
+    let prepared = match record.timed("key", || prepare(ctx, def, project_dir, preds)) {
+        Ok(p) => p,
+        Err(message) => return Started::Finished(finish(ctx, record, Err(message))),
+    };
+    record.key = Some(prepared.key);
+    match restore_hit(ctx, id, &prepared, &mut record) {
+        Ok(true) => return Started::Finished(finish(ctx, record, Ok(()))),
+        Ok(false) => {}
+        Err(message) => return Started::Finished(finish(ctx, record, Err(message))),
+    }
+    let miss = Miss { record, prepared };
+    if has_mutex {
+        Started::NeedsMutex(Box::new(miss))
+    } else {
+        Started::Finished(run_miss(ctx, id, def, project_dir, miss))
+    }
+}
+
+/// Steps 3 to 5 of EXEC-007: run a missed task in the sandbox, store, report.
+pub fn run_miss(
+    ctx: &RunContext<'_>,
+    id: &TaskId,
+    def: &TaskDef,
+    project_dir: &str,
+    miss: Miss,
+) -> TaskRecord {
+    let Miss {
+        mut record,
+        prepared,
+    } = miss;
+    let result = run_fresh(ctx, id, def, project_dir, &prepared, &mut record);
+    finish(ctx, record, result)
+}
+
+fn finish(ctx: &RunContext<'_>, mut record: TaskRecord, result: Result<(), String>) -> TaskRecord {
     record.finished_at = SystemTime::now();
     if let Err(message) = result {
-        record.state = TaskState::Failed;
+        record.state = if record.state == TaskState::Cancelled {
+            TaskState::Cancelled
+        } else {
+            TaskState::Failed
+        };
         record.error = Some(message);
     }
     ctx.observer.on_task_finished(&record);
     record
 }
 
-fn run(
+/// Restores a hit; `Ok(false)` is a miss (including a corrupt entry, which is reported).
+fn restore_hit(
+    ctx: &RunContext<'_>,
+    id: &TaskId,
+    prepared: &Prepared,
+    record: &mut TaskRecord,
+) -> Result<bool, String> {
+    let hash = ctx.ws.settings.hash;
+    let Some(entry) = record.timed("lookup", || ctx.cache.lookup(&prepared.key)) else {
+        return Ok(false);
+    };
+    match record.timed("restore", || ctx.cache.restore(&entry, &ctx.ws.root)) {
+        Ok(restored) => {
+            emit_streams(ctx, id, &restored.stdout, &restored.stderr);
+            record.state = TaskState::Succeeded;
+            record.source = Some(Source::Cache);
+            record.outputs = entry
+                .manifest
+                .outputs
+                .iter()
+                .map(|o| o.path.clone())
+                .collect();
+            record.streams = Some((
+                hash_bytes(hash, &restored.stdout),
+                hash_bytes(hash, &restored.stderr),
+            ));
+            Ok(true)
+        }
+        Err(e @ RestoreError::Corrupt { .. }) => {
+            ctx.observer.on_warning(id, &e.to_string());
+            Ok(false)
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn run_fresh(
     ctx: &RunContext<'_>,
     id: &TaskId,
     def: &TaskDef,
     project_dir: &str,
-    preds: Vec<(Digest, Digest)>,
+    prepared: &Prepared,
     record: &mut TaskRecord,
 ) -> Result<(), String> {
     let hash = ctx.ws.settings.hash;
-    let prepared = prepare(ctx, def, project_dir, preds)?;
-    record.key = Some(prepared.key);
-
-    // A hit: restore and replay, holding no mutex (EXEC-007 step 2).
-    if let Some(entry) = ctx.cache.lookup(&prepared.key) {
-        match ctx.cache.restore(&entry, &ctx.ws.root) {
-            Ok(restored) => {
-                emit_streams(ctx, id, &restored.stdout, &restored.stderr);
-                record.state = TaskState::Succeeded;
-                record.source = Some(Source::Cache);
-                record.outputs = entry
-                    .manifest
-                    .outputs
-                    .iter()
-                    .map(|o| o.path.clone())
-                    .collect();
-                record.streams = Some((
-                    hash_bytes(hash, &restored.stdout),
-                    hash_bytes(hash, &restored.stderr),
-                ));
-                return Ok(());
-            }
-            Err(e @ RestoreError::Corrupt { .. }) => ctx.observer.on_warning(id, &e.to_string()),
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-
-    // A miss: run fresh (steps 3 and 4).
-    let module = ctx
-        .sandbox
-        .load(&prepared.module.bytes)
+    let module = record
+        .timed("compile", || ctx.sandbox.load(&prepared.module.bytes))
         .map_err(|f| format!("module {}: {f}", def.module.value))?;
     if module.source == wask_runtime::CodeSource::RecompiledAfterTamper {
         ctx.observer.on_warning(
@@ -178,7 +240,7 @@ fn run(
         None => ClockMode::Host,
     };
     let program = def.module.value.rsplit('/').next().unwrap_or("task.wasm");
-    let outcome = ctx.sandbox.run(
+    let outcome = record.timed("run", || ctx.sandbox.run(
         &module,
         &RunSpec {
             program,
@@ -188,7 +250,7 @@ fn run(
             limits: def.limits,
             clock,
         },
-    );
+    ));
     emit_streams(ctx, id, &outcome.stdout, &outcome.stderr);
     let declared: std::collections::HashSet<&str> = prepared
         .inputs
@@ -204,6 +266,10 @@ fn run(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    if outcome.result == Err(wask_runtime::Failure::Cancelled) {
+        record.state = TaskState::Cancelled;
+        return Err("cancelled: the run was interrupted; nothing was stored".into());
+    }
     if let Err(failure) = outcome.result {
         let mut message = failure.to_string();
         if !record.undeclared.is_empty() {
@@ -242,24 +308,27 @@ fn run(
         refused: record.undeclared.clone(),
     };
     // Only successful runs are stored (CACHE-018); a failed store costs only a rerun.
-    if let Err(e) = ctx.cache.store(
-        &prepared.key,
-        &produced,
-        &outcome.stdout,
-        &outcome.stderr,
-        &id.to_string(),
-        access,
-    ) {
-        ctx.observer
-            .on_warning(id, &format!("could not store the result in the cache: {e}"));
-    }
-    for p in &produced {
-        let parent = safe_parent(&ctx.ws.root, &p.path)
-            .map_err(|e| format!("cannot write output {}: {e}", p.path))?;
-        let dest = parent.join(p.path.rsplit('/').next().unwrap());
-        std::fs::rename(&p.file, &dest)
-            .map_err(|e| format!("cannot write output {}: {e}", p.path))?;
-    }
+    record.timed("store", || {
+        if let Err(e) = ctx.cache.store(
+            &prepared.key,
+            &produced,
+            &outcome.stdout,
+            &outcome.stderr,
+            &id.to_string(),
+            access,
+        ) {
+            ctx.observer
+                .on_warning(id, &format!("could not store the result in the cache: {e}"));
+        }
+        for p in &produced {
+            let parent = safe_parent(&ctx.ws.root, &p.path)
+                .map_err(|e| format!("cannot write output {}: {e}", p.path))?;
+            let dest = parent.join(p.path.rsplit('/').next().unwrap());
+            std::fs::rename(&p.file, &dest)
+                .map_err(|e| format!("cannot write output {}: {e}", p.path))?;
+        }
+        Ok::<(), String>(())
+    })?;
     record.state = TaskState::Succeeded;
     record.source = Some(Source::Fresh);
     record.outputs = produced.iter().map(|p| p.path.clone()).collect();

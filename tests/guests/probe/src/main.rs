@@ -24,6 +24,7 @@
 //! | `socket:ADDR` | tries a TCP connection |
 //! | `alloc:MIB` | allocates and touches MIB mebibytes (aborts if memory is refused) |
 //! | `spam:N` | writes N bytes of `x` to stdout |
+//! | `busy:N` | computes for N million steps |
 //! | `loop` | spins forever |
 //! | `recurse` | recurses until the stack overflows |
 //! | `trap` | executes `unreachable` |
@@ -224,6 +225,15 @@ fn act(action: &str, rest: &str) -> Result<String, String> {
                 left -= k;
             }
             Ok(format!("{n} bytes"))
+        }
+        "busy" => {
+            // Real work for a known number of steps: the fixed clock cannot time it.
+            let millions: u64 = rest.parse().map_err(|_| format!("not a number: {rest}"))?;
+            let mut x = 0u64;
+            for i in 0..millions * 1_000_000 {
+                x = x.wrapping_mul(31).wrapping_add(std::hint::black_box(i));
+            }
+            Ok(format!("{}", std::hint::black_box(x) % 10))
         }
         "loop" => loop {
             std::hint::spin_loop();
