@@ -5,12 +5,15 @@
 //! * [`workspace`] loads and checks `wask.toml` files (WS, ID, PATH rules);
 //! * [`refs`] parses task references and [`graph`] builds the task graph (DAG rules);
 //! * [`key`] derives cache keys and [`cache`] stores and restores entries (CACHE rules);
+//!   [`explain`] makes a key's parts readable for `wask why`;
 //! * [`exec`] runs a run set: the lifecycle of one task and the scheduler (EXEC rules);
 //! * [`cli`] is the `wask` command line, and the one place errors become messages.
 
 pub mod cache;
 pub mod cli;
 pub mod exec;
+pub mod explain;
+pub mod filter;
 pub mod graph;
 pub mod key;
 pub mod refs;

@@ -157,3 +157,24 @@ fn a_valid_workspace_checks_clean() {
         run.stdout()
     );
 }
+
+/// `wask init` writes a starter that loads, and never overwrites a `wask.toml`.
+#[test]
+fn init_writes_a_valid_starter_and_refuses_to_overwrite() {
+    let ws = Ws::new();
+    let init = ws.wask(&["init", "--name", "demo"]);
+    init.expect_code(0);
+    let written = ws.read("wask.toml");
+    ws.wask(&["check"]).expect_code(0);
+    let again = ws.wask(&["init", "--name", "other"]);
+    again.expect_code(2);
+    assert!(
+        again.stderr().contains("already exists"),
+        "{}",
+        again.stderr()
+    );
+    assert_eq!(ws.read("wask.toml"), written, "the file is untouched");
+    let bad = Ws::new();
+    bad.wask(&["init", "--name", "no spaces"]).expect_code(2);
+    assert!(!bad.path("wask.toml").exists());
+}

@@ -7,7 +7,10 @@
 mod support;
 
 mod cache;
+mod cache_commands;
 mod examples;
+mod graph_query;
 mod load_errors;
 mod run;
 mod schedule;
+mod why;

@@ -5,6 +5,13 @@
 //! its bytes). An entry is written into a temporary directory in the same shard and
 //! renamed into place only when complete, so readers never see half an entry; a
 //! restore verifies every byte before any output is replaced.
+//!
+//! Housekeeping (CACHE-021): an entry's age is the modification time of its
+//! `manifest.json`, set when it is stored and refreshed by every restore, so `clean`
+//! evicts the least recently used entries first. Names in a shard that start with `.`
+//! are temporary (an interrupted store's `.tmp-*`, a removal in progress); `clean`
+//! removes those untouched for [`ORPHAN_AGE`]. Entries are removed by renaming them
+//! into a temporary directory of their shard first, so no reader sees half an entry.
 
 pub mod manifest;
 
@@ -14,6 +21,11 @@ pub use manifest::{AccessRecord, Manifest, OutputRecord, StreamRecord};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// A temporary directory in a shard untouched (no file in it modified) for this long
+/// belongs to no store still running, and `clean` removes it.
+pub const ORPHAN_AGE: Duration = Duration::from_secs(60 * 60);
 
 /// A local cache directory.
 pub struct LocalCache {
@@ -110,17 +122,9 @@ impl LocalCache {
 
     /// Removes an entry found corrupt, so a fresh run can store a good one.
     fn discard(&self, entry: &Entry) {
-        let parent = entry.dir.parent().unwrap_or(&self.dir);
-        if let Ok(grave) = tempfile::Builder::new()
-            .prefix(".corrupt-")
-            .tempdir_in(parent)
-        {
-            let target = grave.path().join("entry");
-            if fs::rename(&entry.dir, &target).is_ok() {
-                return; // `grave` removes it on drop.
-            }
+        if remove_entry(&entry.dir, ".corrupt-").is_err() {
+            let _ = fs::remove_dir_all(&entry.dir);
         }
-        let _ = fs::remove_dir_all(&entry.dir);
     }
 
     /// Restores an entry (CACHE-019): every output is copied next to its destination
@@ -176,6 +180,12 @@ impl LocalCache {
                 source: e.error,
             })?;
         }
+        // A hit makes the entry young again: `clean` evicts the least recently used.
+        // Best effort: a read-only cache still restores.
+        let _ = fs::File::options()
+            .write(true)
+            .open(entry.dir.join("manifest.json"))
+            .and_then(|f| f.set_modified(SystemTime::now()));
         Ok(Restored { stdout, stderr })
     }
 
@@ -258,33 +268,142 @@ impl LocalCache {
 
     /// Counts entries and bytes.
     pub fn info(&self) -> CacheInfo {
-        let mut info = CacheInfo::default();
+        let scan = self.scan();
+        CacheInfo {
+            entries: scan.entries.len() as u64,
+            bytes: scan.entries.iter().map(|e| e.bytes).sum(),
+            temporary: scan.temporary.len() as u64,
+            compiled_modules: walkdir::WalkDir::new(self.compiled_dir())
+                .into_iter()
+                .flatten()
+                .filter(|e| e.file_type().is_file())
+                .count() as u64,
+        }
+    }
+
+    /// Every entry and temporary directory, sorted by name. Shards are the
+    /// two-hex-digit directories; anything else in the cache dir (`compiled`) is not
+    /// an entry.
+    pub fn scan(&self) -> Scan {
+        let mut scan = Scan::default();
         for shard in read_dir_names(&self.dir) {
-            let path = self.dir.join(&shard);
-            if shard == "compiled" {
-                info.compiled_modules = walkdir::WalkDir::new(&path)
-                    .into_iter()
-                    .flatten()
-                    .filter(|e| e.file_type().is_file())
-                    .count() as u64;
+            if shard.len() != 2 || !shard.bytes().all(|b| b.is_ascii_hexdigit()) {
                 continue;
             }
-            for entry in read_dir_names(&path) {
-                if entry.starts_with(".tmp-") || entry.starts_with(".corrupt-") {
-                    info.temporary += 1;
+            let shard_dir = self.dir.join(&shard);
+            for name in read_dir_names(&shard_dir) {
+                let path = shard_dir.join(&name);
+                let Ok(meta) = fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                if !meta.is_dir() {
                     continue;
                 }
-                info.entries += 1;
-                info.bytes += walkdir::WalkDir::new(path.join(&entry))
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|e| e.metadata().ok())
-                    .filter(|m| m.is_file())
-                    .map(|m| m.len())
-                    .sum::<u64>();
+                let (bytes, newest) = tree_size_and_newest(&path);
+                let found = Found {
+                    name: format!("{shard}/{name}"),
+                    dir: path.clone(),
+                    bytes,
+                    modified: if name.starts_with('.') {
+                        newest
+                    } else {
+                        // The manifest's time: stored or last restored.
+                        fs::metadata(path.join("manifest.json"))
+                            .and_then(|m| m.modified())
+                            .or_else(|_| meta.modified())
+                            .unwrap_or(SystemTime::UNIX_EPOCH)
+                    },
+                };
+                if name.starts_with('.') {
+                    scan.temporary.push(found);
+                } else {
+                    scan.entries.push(found);
+                }
             }
         }
-        info
+        scan
+    }
+
+    /// Works out what `clean` removes under `policy` and, unless `dry_run`, removes it
+    /// (CACHE-021): temporary directories untouched for `policy.orphan_age`, then every
+    /// entry older than `max_age`, then the oldest entries until the rest fit in
+    /// `max_size`.
+    pub fn clean(&self, policy: &CleanPolicy, dry_run: bool) -> CleanReport {
+        let scan = self.scan();
+        let age = |f: &Found| policy.now.duration_since(f.modified).unwrap_or_default();
+        let mut report = CleanReport::default();
+        let mut plan: Vec<(Found, Reason)> = Vec::new();
+        for t in scan.temporary {
+            if age(&t) >= policy.orphan_age {
+                plan.push((t, Reason::Orphan));
+            }
+        }
+        let mut kept = Vec::new();
+        for e in scan.entries {
+            match policy.max_age {
+                Some(max) if age(&e) > max => plan.push((e, Reason::Age)),
+                _ => kept.push(e),
+            }
+        }
+        // Oldest first; the name breaks ties so the order never depends on the disk.
+        kept.sort_by(|a, b| a.modified.cmp(&b.modified).then(a.name.cmp(&b.name)));
+        let mut total: u64 = kept.iter().map(|e| e.bytes).sum();
+        let mut kept = kept.into_iter();
+        if let Some(max) = policy.max_size {
+            while total > max {
+                let Some(e) = kept.next() else { break };
+                total -= e.bytes;
+                plan.push((e, Reason::Size));
+            }
+        }
+        let kept: Vec<Found> = kept.collect();
+        report.kept_entries = kept.len() as u64;
+        report.kept_bytes = total;
+        for (found, reason) in plan {
+            if !dry_run {
+                let result = if reason == Reason::Orphan {
+                    remove_tree(&found.dir)
+                } else {
+                    remove_entry(&found.dir, ".evict-")
+                };
+                if let Err(e) = result {
+                    report
+                        .errors
+                        .push(format!("cannot remove {}: {e}", found.dir.display()));
+                    continue;
+                }
+            }
+            report.removed.push(Removal {
+                age: age(&found),
+                name: found.name,
+                bytes: found.bytes,
+                reason,
+            });
+        }
+        report
+    }
+
+    /// Re-hashes every file of every entry (CACHE-021): the streams and each output
+    /// blob against the hashes and sizes in the manifest. A corrupt entry (including
+    /// one without a readable manifest) is removed atomically; an entry written by a
+    /// different manifest revision is skipped, not judged.
+    pub fn verify(&self) -> VerifyReport {
+        let mut report = VerifyReport::default();
+        for found in self.scan().entries {
+            match check_entry(&found.dir) {
+                Check::Intact => report.intact += 1,
+                Check::Skipped(why) => report.skipped.push((found.name, why)),
+                Check::Corrupt(what) => {
+                    if let Err(e) = remove_entry(&found.dir, ".corrupt-") {
+                        report
+                            .errors
+                            .push(format!("cannot remove {}: {e}", found.dir.display()));
+                    }
+                    report.corrupt.push((found.name, what));
+                }
+            }
+        }
+        report
     }
 
     /// Removes every entry and compiled module.
@@ -293,6 +412,202 @@ impl LocalCache {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+}
+
+/// An entry or temporary directory found by [`LocalCache::scan`].
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// `<shard>/<name>`, relative to the cache dir.
+    pub name: String,
+    pub dir: PathBuf,
+    /// The sum of its files' sizes.
+    pub bytes: u64,
+    /// For an entry, when it was stored or last restored (its manifest's modification
+    /// time); for a temporary directory, the newest modification time in it.
+    pub modified: SystemTime,
+}
+
+/// The contents of the cache dir, as `clean` and `verify` see it.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub entries: Vec<Found>,
+    pub temporary: Vec<Found>,
+}
+
+/// What `clean` keeps.
+#[derive(Debug, Clone)]
+pub struct CleanPolicy {
+    /// Remove entries not stored or restored for longer than this.
+    pub max_age: Option<Duration>,
+    /// Then remove the oldest entries until the rest are at most this many bytes.
+    pub max_size: Option<u64>,
+    /// Temporary directories untouched for this long are orphans.
+    pub orphan_age: Duration,
+    /// The time ages are measured from.
+    pub now: SystemTime,
+}
+
+/// Why `clean` removed something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// A temporary directory left by an interrupted store or removal.
+    Orphan,
+    /// Older than `max_age`.
+    Age,
+    /// Among the oldest entries while the cache was over `max_size`.
+    Size,
+}
+
+#[derive(Debug, Clone)]
+pub struct Removal {
+    /// `<shard>/<name>`, relative to the cache dir.
+    pub name: String,
+    pub bytes: u64,
+    pub age: Duration,
+    pub reason: Reason,
+}
+
+/// What `clean` removed (or would remove, in a dry run) and what is left.
+#[derive(Debug, Default)]
+pub struct CleanReport {
+    /// In the order removed: orphans, then by age, then by size (oldest first).
+    pub removed: Vec<Removal>,
+    pub kept_entries: u64,
+    pub kept_bytes: u64,
+    /// Removals that failed; those items are not in `removed`.
+    pub errors: Vec<String>,
+}
+
+/// What `verify` found.
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    pub intact: u64,
+    /// `(<shard>/<key>, what is wrong)`; each was removed unless listed in `errors`.
+    pub corrupt: Vec<(String, String)>,
+    /// `(<shard>/<key>, why)`: entries of another manifest revision.
+    pub skipped: Vec<(String, String)>,
+    pub errors: Vec<String>,
+}
+
+enum Check {
+    Intact,
+    Corrupt(String),
+    Skipped(String),
+}
+
+fn check_entry(dir: &Path) -> Check {
+    let text = match fs::read(dir.join("manifest.json")) {
+        Ok(t) => t,
+        Err(e) => return Check::Corrupt(format!("cannot read manifest.json: {e}")),
+    };
+    let loose: serde_json::Value = match serde_json::from_slice(&text) {
+        Ok(v) => v,
+        Err(e) => return Check::Corrupt(format!("manifest.json does not parse: {e}")),
+    };
+    if let Some(rev) = loose.get("revision").and_then(|r| r.as_u64())
+        && rev != manifest::MANIFEST_REVISION as u64
+    {
+        return Check::Skipped(format!(
+            "manifest revision {rev} (this wask reads revision {})",
+            manifest::MANIFEST_REVISION
+        ));
+    }
+    let manifest: Manifest = match serde_json::from_value(loose) {
+        Ok(m) => m,
+        Err(e) => return Check::Corrupt(format!("manifest.json is not a valid manifest: {e}")),
+    };
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    if manifest.key != name {
+        return Check::Corrupt(format!("its manifest records key {}", manifest.key));
+    }
+    let kind = match manifest.hash.as_str() {
+        "blake3" => HashKind::Blake3,
+        "sha256" => HashKind::Sha256,
+        other => return Check::Corrupt(format!("unknown hash function `{other}`")),
+    };
+    let check = |path: PathBuf, what: &str, size: u64, hash: &str| -> Result<(), String> {
+        let meta = fs::metadata(&path).map_err(|e| format!("cannot read {what}: {e}"))?;
+        if meta.len() != size {
+            return Err(format!("{what} is {} bytes, {size} recorded", meta.len()));
+        }
+        let digest = hash_file(kind, &path).map_err(|e| format!("cannot read {what}: {e}"))?;
+        if digest.hex() != hash {
+            return Err(format!("{what} does not match its recorded hash"));
+        }
+        Ok(())
+    };
+    let mut result = check(
+        dir.join("stdout"),
+        "stdout",
+        manifest.stdout.size,
+        &manifest.stdout.hash,
+    )
+    .and_then(|()| {
+        check(
+            dir.join("stderr"),
+            "stderr",
+            manifest.stderr.size,
+            &manifest.stderr.hash,
+        )
+    });
+    for out in &manifest.outputs {
+        if result.is_err() {
+            break;
+        }
+        result = if Digest::from_hex(&out.hash).is_none() {
+            Err(format!("the output {} has a malformed hash", out.path))
+        } else {
+            check(
+                dir.join("blobs").join(&out.hash),
+                &format!("the blob of {}", out.path),
+                out.size,
+                &out.hash,
+            )
+        };
+    }
+    match result {
+        Ok(()) => Check::Intact,
+        Err(what) => Check::Corrupt(what),
+    }
+}
+
+/// The total size of the files under `dir` and the newest modification time of
+/// anything in it (the directory included).
+fn tree_size_and_newest(dir: &Path) -> (u64, SystemTime) {
+    let mut bytes = 0;
+    let mut newest = SystemTime::UNIX_EPOCH;
+    for e in walkdir::WalkDir::new(dir).into_iter().flatten() {
+        if let Ok(m) = e.metadata() {
+            if m.is_file() {
+                bytes += m.len();
+            }
+            if let Ok(t) = m.modified() {
+                newest = newest.max(t);
+            }
+        }
+    }
+    (bytes, newest)
+}
+
+/// Removes an entry atomically: it is renamed into a new temporary directory of its
+/// shard (from then on no lookup finds it), which is then deleted. An entry already
+/// gone (another process removed it) is not an error. If the deletion stops half-way,
+/// what is left is a temporary directory that a later `clean` removes.
+fn remove_entry(dir: &Path, prefix: &str) -> std::io::Result<()> {
+    let shard = dir.parent().expect("an entry is inside a shard");
+    let grave = tempfile::Builder::new().prefix(prefix).tempdir_in(shard)?;
+    match fs::rename(dir, grave.path().join("entry")) {
+        Ok(()) => grave.close(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -342,7 +657,15 @@ pub fn safe_parent(root: &Path, workspace_path: &str) -> std::io::Result<PathBuf
                     dir.display()
                 )));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir(&dir)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match fs::create_dir(&dir) {
+                // Another task writing beside us may have created it first.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                        return Err(e);
+                    }
+                }
+                r => r?,
+            },
             Err(e) => return Err(e),
         }
     }
@@ -385,4 +708,119 @@ fn copy_verified(
         .map_err(CopyError::Io)?;
     tmp.as_file().sync_all().map_err(CopyError::Io)?;
     Ok(tmp.into_temp_path())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache_with(keys: &[(u8, &[u8])]) -> (tempfile::TempDir, LocalCache, Vec<Digest>) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LocalCache::new(dir.path().join("cache"), HashKind::Blake3);
+        let mut digests = Vec::new();
+        for (n, content) in keys {
+            let key = Digest([*n; 32]);
+            let file = dir.path().join(format!("out{n}"));
+            fs::write(&file, content).unwrap();
+            let out = ProducedOutput {
+                path: format!("/out{n}"),
+                file,
+                hash: hash_bytes(HashKind::Blake3, content),
+                size: content.len() as u64,
+                mode: 0o644,
+            };
+            cache
+                .store(&key, &[out], b"so", b"se", "p:t", AccessRecord::default())
+                .unwrap();
+            digests.push(key);
+        }
+        (dir, cache, digests)
+    }
+
+    fn set_age(path: &Path, age: Duration) {
+        fs::File::open(path)
+            .unwrap()
+            .set_modified(SystemTime::now() - age)
+            .unwrap();
+    }
+
+    fn policy(max_age: Option<Duration>, max_size: Option<u64>) -> CleanPolicy {
+        CleanPolicy {
+            max_age,
+            max_size,
+            orphan_age: ORPHAN_AGE,
+            now: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn clean_removes_old_then_oldest_until_it_fits() {
+        let (_d, cache, keys) = cache_with(&[(1, b"aaaa"), (2, b"bbbb"), (3, b"cccc")]);
+        let day = Duration::from_secs(86400);
+        for (key, days) in keys.iter().zip([10, 3, 2]) {
+            let entry = cache.entry_dir(key);
+            set_age(&entry.join("manifest.json"), day * days);
+        }
+        let per_entry = cache.scan().entries[0].bytes;
+        let dry = cache.clean(&policy(Some(day * 5), Some(per_entry)), true);
+        assert_eq!(dry.removed.len(), 2);
+        assert_eq!(cache.info().entries, 3, "a dry run removes nothing");
+        let report = cache.clean(&policy(Some(day * 5), Some(per_entry)), false);
+        let got: Vec<(String, Reason)> = report
+            .removed
+            .iter()
+            .map(|r| (r.name.clone(), r.reason))
+            .collect();
+        let name = |k: &Digest| format!("{}/{}", &k.hex()[..2], k.hex());
+        assert_eq!(
+            got,
+            vec![
+                (name(&keys[0]), Reason::Age),
+                (name(&keys[1]), Reason::Size)
+            ]
+        );
+        assert_eq!((report.kept_entries, report.kept_bytes), (1, per_entry));
+        assert!(cache.lookup(&keys[2]).is_some());
+        assert!(cache.lookup(&keys[1]).is_none());
+        assert!(report.errors.is_empty());
+    }
+
+    #[test]
+    fn clean_removes_only_stale_temporary_dirs() {
+        let (_d, cache, keys) = cache_with(&[(7, b"x")]);
+        let shard = cache.entry_dir(&keys[0]).parent().unwrap().to_path_buf();
+        let stale = shard.join(".tmp-stale");
+        let fresh = shard.join(".tmp-fresh");
+        fs::create_dir_all(stale.join("blobs")).unwrap();
+        fs::create_dir_all(&fresh).unwrap();
+        set_age(&stale.join("blobs"), Duration::from_secs(7200));
+        set_age(&stale, Duration::from_secs(7200));
+        let report = cache.clean(&policy(None, None), false);
+        assert_eq!(report.removed.len(), 1);
+        assert_eq!(report.removed[0].reason, Reason::Orphan);
+        assert!(!stale.exists() && fresh.exists());
+        assert_eq!(cache.info().entries, 1);
+    }
+
+    #[test]
+    fn verify_removes_corrupt_entries_and_keeps_intact_ones() {
+        let (_d, cache, keys) = cache_with(&[(1, b"good"), (2, b"bad!"), (3, b"xx")]);
+        let blob = |k: &Digest, c: &[u8]| {
+            cache
+                .entry_dir(k)
+                .join("blobs")
+                .join(hash_bytes(HashKind::Blake3, c).hex())
+        };
+        fs::write(blob(&keys[1], b"bad!"), b"BAD!").unwrap();
+        fs::remove_file(cache.entry_dir(&keys[2]).join("manifest.json")).unwrap();
+        let report = cache.verify();
+        assert_eq!(report.intact, 1);
+        assert_eq!(report.corrupt.len(), 2, "{:?}", report.corrupt);
+        assert!(report.corrupt[0].1.contains("does not match"));
+        assert!(report.errors.is_empty());
+        assert!(cache.lookup(&keys[0]).is_some());
+        assert!(!cache.entry_dir(&keys[1]).exists());
+        assert!(!cache.entry_dir(&keys[2]).exists());
+        assert_eq!(cache.info().temporary, 0, "nothing left behind");
+    }
 }

@@ -1,16 +1,47 @@
-//! `wask cache info|clear`: the local cache (CACHE-021).
+//! `wask cache info|clean|verify|clear`: the local cache (CACHE-021).
 
-use super::{CliError, EXIT_OK};
-use crate::cache::LocalCache;
-use clap::Subcommand;
+use super::{CliError, EXIT_BAD_CONFIG, EXIT_OK, EXIT_TASK_FAILED};
+use crate::cache::{CleanPolicy, LocalCache, ORPHAN_AGE, Reason};
+use crate::workspace::Workspace;
+use clap::{Args, Subcommand};
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 #[derive(Subcommand)]
 pub enum CacheCommand {
     /// Show where the cache is, how many entries it holds and their size.
     Info,
+    /// Evict old entries, then the least recently used ones until the cache fits.
+    ///
+    /// An entry's age is the time since it was stored or last restored by a hit. First
+    /// every entry older than the maximum age goes, then the oldest entries until the
+    /// rest fit in the maximum size. Temporary directories left by interrupted stores
+    /// (untouched for an hour) are removed too. Limits default to `max_age` and
+    /// `max_size` in the `[cache]` table of the workspace's `wask.toml`; the flags
+    /// override them. Compiled modules are kept (`wask cache clear` removes them).
+    Clean(CleanArgs),
+    /// Re-hash every stored file; remove the entries whose bytes do not match.
+    ///
+    /// Exits 0 when every entry is intact, 1 when corrupt entries were found (they
+    /// are removed, so their tasks run fresh next time).
+    Verify,
     /// Remove every cache entry and compiled module.
     Clear,
+}
+
+#[derive(Args)]
+pub struct CleanArgs {
+    /// Remove entries not stored or used for longer than this, e.g. `30days`, `12h`
+    /// [default: `[cache] max_age`].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    max_age: Option<Duration>,
+    /// Then remove the oldest entries until the rest take at most this much, e.g.
+    /// `500MiB`, `2GB` [default: `[cache] max_size`].
+    #[arg(long, value_name = "SIZE", value_parser = crate::workspace::parse_size)]
+    max_size: Option<u64>,
+    /// Print what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 pub fn cache(directory: Option<PathBuf>, command: CacheCommand) -> Result<i32, CliError> {
@@ -39,6 +70,126 @@ pub fn cache(directory: Option<PathBuf>, command: CacheCommand) -> Result<i32, C
                 cache.dir().display()
             );
         }
+        CacheCommand::Clean(args) => return clean(&ws, &cache, args),
+        CacheCommand::Verify => return verify(&cache),
     }
     Ok(EXIT_OK)
+}
+
+fn clean(ws: &Workspace, cache: &LocalCache, args: CleanArgs) -> Result<i32, CliError> {
+    let (config_age, config_size) = (ws.settings.cache_max_age, ws.settings.cache_max_size);
+    let policy = CleanPolicy {
+        max_age: args.max_age.or(config_age),
+        max_size: args.max_size.or(config_size),
+        orphan_age: ORPHAN_AGE,
+        now: SystemTime::now(),
+    };
+    if policy.max_age.is_none() && policy.max_size.is_none() {
+        eprintln!(
+            "note: no --max-age or --max-size, and no `[cache] max_age` or `max_size`: \
+             only leftover temporary directories are removed"
+        );
+    }
+    let report = cache.clean(&policy, args.dry_run);
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    let (mut entries, mut entry_bytes, mut temporary) = (0u64, 0u64, 0u64);
+    for r in &report.removed {
+        let age = humantime::format_duration(Duration::from_secs(r.age.as_secs()));
+        match r.reason {
+            Reason::Orphan => {
+                temporary += 1;
+                println!(
+                    "{verb} temporary directory {} ({} bytes, untouched for {age}): left by an interrupted store",
+                    r.name, r.bytes
+                );
+            }
+            Reason::Age | Reason::Size => {
+                entries += 1;
+                entry_bytes += r.bytes;
+                let why = if r.reason == Reason::Age {
+                    format!(
+                        "older than {}",
+                        humantime::format_duration(policy.max_age.unwrap_or_default())
+                    )
+                } else {
+                    format!("cache over {} bytes", policy.max_size.unwrap_or_default())
+                };
+                println!(
+                    "{verb} entry {} ({} bytes, last used {age} ago): {why}",
+                    r.name, r.bytes
+                );
+            }
+        }
+    }
+    println!(
+        "{verb} {entries} {} ({entry_bytes} bytes) and {temporary} temporary {}; {} {} ({} bytes) {}",
+        plural(entries, "entry", "entries"),
+        plural(temporary, "directory", "directories"),
+        report.kept_entries,
+        plural(report.kept_entries, "entry", "entries"),
+        report.kept_bytes,
+        if args.dry_run {
+            "would remain"
+        } else {
+            "remain"
+        },
+    );
+    for e in &report.errors {
+        eprintln!("error: {e}");
+    }
+    Ok(if report.errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_BAD_CONFIG
+    })
+}
+
+fn verify(cache: &LocalCache) -> Result<i32, CliError> {
+    let report = cache.verify();
+    for (name, what) in &report.corrupt {
+        println!("corrupt entry {name}: {what}; removed");
+    }
+    for (name, why) in &report.skipped {
+        println!("skipped entry {name}: {why}");
+    }
+    let checked = report.intact + report.corrupt.len() as u64;
+    println!(
+        "verified {checked} {}: {} intact, {} corrupt{}{}",
+        plural(checked, "entry", "entries"),
+        report.intact,
+        report.corrupt.len(),
+        if report.corrupt.is_empty() {
+            ""
+        } else {
+            " (removed)"
+        },
+        if report.skipped.is_empty() {
+            String::new()
+        } else {
+            format!(", {} skipped", report.skipped.len())
+        },
+    );
+    for e in &report.errors {
+        eprintln!("error: {e}");
+    }
+    Ok(if !report.errors.is_empty() {
+        EXIT_BAD_CONFIG
+    } else if !report.corrupt.is_empty() {
+        EXIT_TASK_FAILED
+    } else {
+        EXIT_OK
+    })
+}
+
+fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("expected a duration like `30days` or `12h`: {e}"))
 }

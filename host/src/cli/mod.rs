@@ -3,8 +3,12 @@
 
 mod cache;
 mod check;
+mod graph;
+mod init;
 mod profile;
+mod query;
 mod run;
+mod why;
 
 use crate::graph::Graph;
 use crate::workspace::{self, LoadErrors, Workspace};
@@ -30,9 +34,17 @@ enum Command {
     Run(run::RunArgs),
     /// Load and check the workspace without running anything.
     Check,
-    /// Inspect or empty the local cache.
+    /// Print the task graph as Graphviz dot, Mermaid or JSON.
+    Graph(graph::GraphArgs),
+    /// List projects and tasks, filtered by tags, projects and task names.
+    Query(query::QueryArgs),
+    /// Explain a task's cache key part by part, and whether it is a hit.
+    Why(why::WhyArgs),
+    /// Inspect, clean, verify or empty the local cache.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Write a starter `wask.toml` in the current directory.
+    Init(init::InitArgs),
 }
 
 /// Everything that can stop a command, and the exit code it maps to.
@@ -73,7 +85,11 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Run(args) => run::run(cli.directory, args),
         Command::Check => check::check(cli.directory),
+        Command::Graph(args) => graph::graph(cli.directory, args),
+        Command::Query(args) => query::query(cli.directory, args),
+        Command::Why(args) => why::why(cli.directory, args),
         Command::Cache(c) => cache::cache(cli.directory, c),
+        Command::Init(args) => init::init(cli.directory, args),
     };
     match result {
         Ok(code) => code,

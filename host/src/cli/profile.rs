@@ -8,7 +8,10 @@ use crate::exec::record::TaskRecord;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn micros(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64() * 1e6
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+        * 1e6
 }
 
 /// The trace of a run's records.

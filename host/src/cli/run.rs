@@ -2,14 +2,14 @@
 
 use super::{CliError, EXIT_OK, EXIT_TASK_FAILED};
 use crate::exec::observer::ConsoleObserver;
+use crate::exec::plan::{Planned, plan};
 use crate::exec::record::{Source, TaskRecord, TaskState};
-use crate::exec::{self, RunContext, task};
+use crate::exec::{self, RunContext};
 use crate::graph::Graph;
-use crate::key::Digest;
 use crate::refs::TaskRef;
 use crate::workspace::{OutputMode, Workspace};
 use clap::{Args, ValueEnum};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -178,15 +178,25 @@ fn select(
             "name the tasks to run (for example `wask run site:build`), or pass --workspace to run them all".into(),
         ));
     }
+    resolve_refs(ws, graph, dir, &args.refs)
+}
+
+/// Resolves command-line task references (section 3) from `dir` to graph nodes, sorted.
+pub(super) fn resolve_refs(
+    ws: &Workspace,
+    graph: &Graph,
+    dir: &std::path::Path,
+    refs: &[String],
+) -> Result<Vec<usize>, CliError> {
     let here = ws.project_containing(dir).map(|p| p.name.clone());
     let mut selected = BTreeSet::new();
-    for text in &args.refs {
+    for text in refs {
         let r = TaskRef::parse_cli(text)
             .map_err(|e| CliError::Usage(format!("invalid task reference `{text}`: {e}")))?;
         let ids = r.resolve(ws, here.as_deref());
         if ids.is_empty() {
             return Err(CliError::Usage(format!(
-                "no task matches `{text}`{}; `wask check` lists the workspace",
+                "no task matches `{text}`{}; `wask query` lists the tasks",
                 here.as_ref()
                     .map(|p| format!(" (from project {p})"))
                     .unwrap_or_default()
@@ -200,81 +210,23 @@ fn select(
     Ok(selected.into_iter().collect())
 }
 
-/// Dependency order with canonical tie-breaks: the order `--dry-run` prints.
-fn topological(graph: &Graph, run_set: &[usize]) -> Vec<usize> {
-    use std::cmp::Reverse;
-    use std::collections::BinaryHeap;
-    let in_set: BTreeSet<usize> = run_set.iter().copied().collect();
-    let preds = |n: usize| {
-        graph.nodes[n]
-            .hard
-            .iter()
-            .chain(&graph.nodes[n].soft)
-            .filter(|p| in_set.contains(p))
-            .count()
-    };
-    let mut waiting: HashMap<usize, usize> = run_set.iter().map(|&n| (n, preds(n))).collect();
-    let mut ready: BinaryHeap<Reverse<usize>> = waiting
-        .iter()
-        .filter(|(_, c)| **c == 0)
-        .map(|(n, _)| Reverse(*n))
-        .collect();
-    let mut order = Vec::new();
-    while let Some(Reverse(n)) = ready.pop() {
-        order.push(n);
-        for &m in run_set {
-            let node = &graph.nodes[m];
-            if node.hard.contains(&n) || node.soft.contains(&n) {
-                let c = waiting.get_mut(&m).unwrap();
-                *c -= 1;
-                if *c == 0 {
-                    ready.push(Reverse(m));
-                }
-            }
-        }
-    }
-    order
-}
-
 /// EXEC-030: the run set in order, with hit or miss for each; nothing runs.
 fn dry_run(ctx: &RunContext<'_>, run_set: &[usize]) {
-    let g = ctx.graph;
-    let mut streams: HashMap<usize, (Digest, Digest)> = HashMap::new();
-    for n in topological(g, run_set) {
-        let node = &g.nodes[n];
-        let def = g.task(ctx.ws, n);
-        let unknown: Vec<String> = node
-            .hard
-            .iter()
-            .filter(|p| !streams.contains_key(p))
-            .map(|p| g.nodes[*p].id.to_string())
-            .collect();
-        if !unknown.is_empty() {
-            println!(
-                "miss  {}  (runs after {} which will run)",
-                node.id,
-                unknown.join(", ")
-            );
-            continue;
-        }
-        let preds = node.hard.iter().map(|p| streams[p]).collect();
-        let project_dir = &ctx.ws.projects[node.project].dir;
-        match task::prepare(ctx, def, project_dir, preds) {
-            Err(e) => println!("miss  {}  ({e})", node.id),
-            Ok(p) => match ctx.cache.lookup(&p.key) {
-                Some(entry) => {
-                    let d = |h: &str| Digest::from_hex(h).unwrap_or(Digest([0; 32]));
-                    streams.insert(
-                        n,
-                        (
-                            d(&entry.manifest.stdout.hash),
-                            d(&entry.manifest.stderr.hash),
-                        ),
-                    );
-                    println!("hit   {}  {}", node.id, p.key);
-                }
-                None => println!("miss  {}  {}", node.id, p.key),
-            },
+    for (n, planned) in plan(ctx, run_set) {
+        let id = &ctx.graph.nodes[n].id;
+        match planned {
+            Planned::AfterRunning(preds) => {
+                let names: Vec<String> = preds.iter().map(ToString::to_string).collect();
+                println!(
+                    "miss  {id}  (runs after {} which will run)",
+                    names.join(", ")
+                );
+            }
+            Planned::Error(e) => println!("miss  {id}  ({e})"),
+            Planned::Known { prepared, entry } => {
+                let word = if entry.is_some() { "hit " } else { "miss" };
+                println!("{word}  {id}  {}", prepared.key);
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod inputs;
 pub mod observer;
+pub mod plan;
 pub mod record;
 pub mod task;
 
@@ -212,7 +213,8 @@ pub fn run(ctx: &RunContext<'_>, run_set: &[usize], options: &RunOptions<'_>) ->
                     // Only a missed task waiting for its mutex needs the mutex now.
                     if misses.contains_key(&n) {
                         let (name, mode) = claims[n].as_ref().expect("only mutex tasks wait");
-                        let (exclusive, shared) = holders.get(name.as_str()).copied().unwrap_or((0, 0));
+                        let (exclusive, shared) =
+                            holders.get(name.as_str()).copied().unwrap_or((0, 0));
                         let busy = exclusive > 0 || (*mode == MutexMode::Exclusive && shared > 0);
                         if busy {
                             continue;
@@ -271,7 +273,9 @@ pub fn run(ctx: &RunContext<'_>, run_set: &[usize], options: &RunOptions<'_>) ->
             let report = match rx.recv_timeout(std::time::Duration::from_millis(25)) {
                 Ok(r) => r,
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => unreachable!("the scheduler holds a sender"),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    unreachable!("the scheduler holds a sender")
+                }
             };
             let n = match &report {
                 Report::Finished(n, _) | Report::NeedsMutex(n, _) => *n,
@@ -302,9 +306,24 @@ pub fn run(ctx: &RunContext<'_>, run_set: &[usize], options: &RunOptions<'_>) ->
                     }
                     records[n] = Some(record);
                     if succeeded {
-                        release(n, &hard_succ, &soft_succ, &mut waiting_on, &records, &mut ready);
+                        release(
+                            n,
+                            &hard_succ,
+                            &soft_succ,
+                            &mut waiting_on,
+                            &records,
+                            &mut ready,
+                        );
                     } else {
-                        skip_dependents(ctx, n, &hard_succ, &soft_succ, &mut waiting_on, &mut records, &mut ready);
+                        skip_dependents(
+                            ctx,
+                            n,
+                            &hard_succ,
+                            &soft_succ,
+                            &mut waiting_on,
+                            &mut records,
+                            &mut ready,
+                        );
                     }
                 }
             }
@@ -313,7 +332,9 @@ pub fn run(ctx: &RunContext<'_>, run_set: &[usize], options: &RunOptions<'_>) ->
 
     // Whatever never started: the run stopped admitting (fail-fast, cancellation).
     let reason = match &halt {
-        Some(Halt::FailFast(cause)) => format!("not started: --fail-fast stopped the run after {cause} failed"),
+        Some(Halt::FailFast(cause)) => {
+            format!("not started: --fail-fast stopped the run after {cause} failed")
+        }
         Some(Halt::Cancelled) => "not started: the run was cancelled".to_string(),
         None => "never became ready".to_string(),
     };

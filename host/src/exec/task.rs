@@ -240,17 +240,19 @@ fn run_fresh(
         None => ClockMode::Host,
     };
     let program = def.module.value.rsplit('/').next().unwrap_or("task.wasm");
-    let outcome = record.timed("run", || ctx.sandbox.run(
-        &module,
-        &RunSpec {
-            program,
-            args: &def.args,
-            env: &prepared.env,
-            mounts: view.mounts(),
-            limits: def.limits,
-            clock,
-        },
-    ));
+    let outcome = record.timed("run", || {
+        ctx.sandbox.run(
+            &module,
+            &RunSpec {
+                program,
+                args: &def.args,
+                env: &prepared.env,
+                mounts: view.mounts(),
+                limits: def.limits,
+                clock,
+            },
+        )
+    });
     emit_streams(ctx, id, &outcome.stdout, &outcome.stderr);
     let declared: std::collections::HashSet<&str> = prepared
         .inputs
@@ -319,6 +321,10 @@ fn run_fresh(
         ) {
             ctx.observer
                 .on_warning(id, &format!("could not store the result in the cache: {e}"));
+        } else {
+            // Only informs `wask why`; losing it costs an explanation, not a result.
+            let explained = crate::explain::Explained::new(&prepared.parts);
+            let _ = crate::explain::ExplainStore::new(ctx.cache.dir()).record(id, &explained);
         }
         for p in &produced {
             let parent = safe_parent(&ctx.ws.root, &p.path)

@@ -419,6 +419,8 @@ impl Loader {
             limits: Limits::default(),
             clock: ClockSetting::Fixed,
             epoch_seconds: wask_runtime::determinism::DEFAULT_EPOCH_SECONDS,
+            cache_max_age: None,
+            cache_max_size: None,
         };
         if let Some(cache) = &raw.cache {
             let cache = cache.get_ref();
@@ -437,8 +439,8 @@ impl Loader {
             if let Some(d) = &cache.dir {
                 s.cache_dir = self.root.join(d.get_ref());
             }
-            self.amount_size(file, &cache.max_size);
-            self.amount_duration(file, &cache.max_age);
+            s.cache_max_size = self.amount_size(file, &cache.max_size);
+            s.cache_max_age = self.amount_duration(file, &cache.max_age);
         }
         if let Ok(dir) = std::env::var("WASK_CACHE_DIR") {
             if !dir.is_empty() {

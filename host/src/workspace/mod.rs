@@ -9,7 +9,9 @@ mod settings;
 pub use diag::{FileId, LoadError, LoadErrors, Sources, Span};
 pub use load::{find_root, load};
 pub use names::{check_name, check_path};
-pub use settings::{ClockSetting, HashKind, MutexMode, MutexScope, OutputMode, Settings};
+pub use settings::{
+    ClockSetting, HashKind, MutexMode, MutexScope, OutputMode, Settings, parse_size,
+};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

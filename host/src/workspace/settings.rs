@@ -60,6 +60,10 @@ pub struct Settings {
     pub clock: ClockSetting,
     /// The fixed wall clock, in seconds since the Unix epoch.
     pub epoch_seconds: u64,
+    /// `[cache] max_age`: the default of `wask cache clean --max-age`.
+    pub cache_max_age: Option<std::time::Duration>,
+    /// `[cache] max_size` in bytes: the default of `wask cache clean --max-size`.
+    pub cache_max_size: Option<u64>,
 }
 
 /// Parses `512MiB`, `1GiB`, `64KiB`, `1000` (bytes).

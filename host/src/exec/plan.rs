@@ -1,0 +1,104 @@
+//! What a run would do, without running anything: each task's key and whether it is a
+//! hit, in dependency order (EXEC-030, `wask why`).
+//!
+//! A task's key depends on its hard predecessors' streams, so it is known only when
+//! every predecessor is a hit (its streams are in the cache); otherwise the task is
+//! reported as waiting on the predecessors that would run.
+
+use super::RunContext;
+use super::task::{Prepared, prepare};
+use crate::cache::Entry;
+use crate::graph::Graph;
+use crate::key::Digest;
+use crate::refs::TaskId;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+
+/// The plan for one task.
+pub enum Planned {
+    /// The key is known; `entry` is the cache entry it would restore, if any.
+    Known {
+        prepared: Box<Prepared>,
+        entry: Option<Entry>,
+    },
+    /// Hard predecessors that would run first, so the key cannot be known yet.
+    AfterRunning(Vec<TaskId>),
+    /// The key cannot be derived (for example a literal input is missing).
+    Error(String),
+}
+
+/// The run set in dependency order with canonical tie-breaks, each with its plan.
+pub fn plan(ctx: &RunContext<'_>, run_set: &[usize]) -> Vec<(usize, Planned)> {
+    let g = ctx.graph;
+    let mut streams: HashMap<usize, (Digest, Digest)> = HashMap::new();
+    let mut out = Vec::with_capacity(run_set.len());
+    for n in topological(g, run_set) {
+        let node = &g.nodes[n];
+        let unknown: Vec<TaskId> = node
+            .hard
+            .iter()
+            .filter(|p| !streams.contains_key(p))
+            .map(|p| g.nodes[*p].id.clone())
+            .collect();
+        if !unknown.is_empty() {
+            out.push((n, Planned::AfterRunning(unknown)));
+            continue;
+        }
+        let preds = node.hard.iter().map(|p| streams[p]).collect();
+        let project_dir = &ctx.ws.projects[node.project].dir;
+        let planned = match prepare(ctx, g.task(ctx.ws, n), project_dir, preds) {
+            Err(e) => Planned::Error(e),
+            Ok(prepared) => {
+                let entry = ctx.cache.lookup(&prepared.key);
+                if let Some(e) = &entry {
+                    let d = |h: &str| Digest::from_hex(h).unwrap_or(Digest([0; 32]));
+                    streams.insert(n, (d(&e.manifest.stdout.hash), d(&e.manifest.stderr.hash)));
+                }
+                Planned::Known {
+                    prepared: Box::new(prepared),
+                    entry,
+                }
+            }
+        };
+        out.push((n, planned));
+    }
+    out
+}
+
+/// Dependency order (hard and in-set soft edges) with canonical tie-breaks.
+pub fn topological(graph: &Graph, run_set: &[usize]) -> Vec<usize> {
+    let in_set: BTreeSet<usize> = run_set.iter().copied().collect();
+    let mut successors: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut waiting: HashMap<usize, usize> = HashMap::new();
+    for &n in run_set {
+        let node = &graph.nodes[n];
+        let preds: Vec<usize> = node
+            .hard
+            .iter()
+            .chain(&node.soft)
+            .copied()
+            .filter(|p| in_set.contains(p))
+            .collect();
+        waiting.insert(n, preds.len());
+        for p in preds {
+            successors.entry(p).or_default().push(n);
+        }
+    }
+    let mut ready: BinaryHeap<Reverse<usize>> = waiting
+        .iter()
+        .filter(|(_, c)| **c == 0)
+        .map(|(n, _)| Reverse(*n))
+        .collect();
+    let mut order = Vec::with_capacity(run_set.len());
+    while let Some(Reverse(n)) = ready.pop() {
+        order.push(n);
+        for s in successors.get(&n).map(Vec::as_slice).unwrap_or_default() {
+            let c = waiting.get_mut(s).expect("successors are in the set");
+            *c -= 1;
+            if *c == 0 {
+                ready.push(Reverse(*s));
+            }
+        }
+    }
+    order
+}

@@ -1,0 +1,88 @@
+//! `wask why`: the key part by part, hit or miss, and what changed since the last entry.
+
+use crate::support::Ws;
+
+fn ws() -> Ws {
+    let ws = Ws::new();
+    ws.with_probe();
+    ws.write("src/a.txt", "alpha\n");
+    ws.write("src/b.txt", "beta\n");
+    ws.write(
+        "wask.toml",
+        r#"[workspace]
+[project]
+name = "p"
+
+[tasks.gen]
+module = "/tools/probe.wasm"
+args = ["copy:/src/a.txt:/out/a.txt"]
+inputs = ["src/*.txt"]
+outputs = ["out/a.txt"]
+env.from_host = ["WASK_WHY_FLAVOUR"]
+
+[tasks.use]
+module = "/tools/probe.wasm"
+args = ["read:/out/a.txt"]
+inputs = ["out/a.txt"]
+deps = ["~:gen"]
+"#,
+    );
+    ws
+}
+
+#[test]
+fn a_task_never_run_is_a_miss_without_history() {
+    let ws = ws();
+    let why = ws.wask(&["why", "p:gen"]);
+    why.expect_code(0);
+    let out = why.stdout();
+    assert!(out.starts_with("p:gen: miss"), "{out}");
+    assert!(
+        out.contains("/src/a.txt") && out.contains("/src/b.txt"),
+        "{out}"
+    );
+    assert!(out.contains("WASK_WHY_FLAVOUR: absent"), "{out}");
+    assert!(out.contains("no entry in this cache yet"), "{out}");
+    let use_ = ws.wask(&["why", "p:use"]).stdout();
+    assert!(
+        use_.contains("key not known yet") && use_.contains("p:gen"),
+        "{use_}"
+    );
+}
+
+#[test]
+fn a_hit_names_its_entry_and_a_miss_names_what_changed() {
+    let ws = ws();
+    ws.wask(&["run", "p:use"]).expect_code(0);
+    let hit = ws.wask(&["why", "p:use", "--json"]);
+    hit.expect_code(0);
+    let json: serde_json::Value = serde_json::from_str(&hit.stdout()).unwrap();
+    let t = &json["tasks"][0];
+    assert_eq!(t["state"], "hit");
+    assert_eq!(t["stored_by"], "p:use");
+    assert_eq!(t["predecessors"], serde_json::json!(["p:gen"]));
+    let (summary_run, summary) = ws.run(&["p:use"]);
+    summary_run.expect_code(0);
+    assert_eq!(
+        t["key"],
+        crate::support::task(&summary, "p:use")["key"],
+        "why shows the key the run uses"
+    );
+
+    ws.write("src/b.txt", "beta, edited\n");
+    ws.write("src/c.txt", "new\n");
+    let miss = ws.wask_env(&["why", "p:gen"], &[("WASK_WHY_FLAVOUR", "mint")]);
+    let out = miss.stdout();
+    assert!(out.starts_with("p:gen: miss"), "{out}");
+    assert!(out.contains("- input /src/b.txt changed"), "{out}");
+    assert!(out.contains("- input /src/c.txt added"), "{out}");
+    assert!(
+        out.contains("- environment variable WASK_WHY_FLAVOUR changed"),
+        "{out}"
+    );
+    assert!(!out.contains("/src/a.txt changed"), "{out}");
+    assert!(
+        !out.contains("mint"),
+        "variable values are never printed: {out}"
+    );
+}
