@@ -178,3 +178,32 @@ fn init_writes_a_valid_starter_and_refuses_to_overwrite() {
     bad.wask(&["init", "--name", "no spaces"]).expect_code(2);
     assert!(!bad.path("wask.toml").exists());
 }
+
+/// DAG-003 and DAG-004: a cycle made of implied edges is reported, naming the files.
+#[test]
+fn a_cycle_through_implied_edges_is_explained() {
+    let ws = Ws::new();
+    ws.write("tools/noop.wasm", crate::support::NOOP_WASM);
+    ws.write(
+        "wask.toml",
+        r#"[workspace]
+[project]
+name = "p"
+
+[tasks.a]
+module = "/tools/noop.wasm"
+inputs = ["b-out/**"]
+outputs = ["a-out/**"]
+
+[tasks.b]
+module = "/tools/noop.wasm"
+inputs = ["a-out/**"]
+outputs = ["b-out/**"]
+"#,
+    );
+    let check = ws.wask(&["check"]);
+    check.expect_code(2);
+    let err = check.stderr();
+    assert!(err.contains("dependency cycle: p:a -> p:b -> p:a"), "{err}");
+    assert!(err.contains("p:b reads files that p:a declares as outputs"), "{err}");
+}

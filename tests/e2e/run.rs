@@ -409,3 +409,44 @@ fn dry_run_reports_hits_and_misses_and_runs_nothing() {
         "{out}"
     );
 }
+
+/// DAG-003: reading another task's declared output makes it a hard predecessor: it is
+/// pulled into the run set, runs first, and its streams enter the reader's key.
+#[test]
+fn reading_another_tasks_output_implies_a_hard_edge() {
+    let ws = Ws::new();
+    ws.with_probe();
+    ws.write("src/data.txt", "data\n");
+    ws.write(
+        "wask.toml",
+        r#"[workspace]
+[project]
+name = "p"
+
+[tasks.gen]
+module = "/tools/probe.wasm"
+args = ["copy:/src/data.txt:/gen/data.txt"]
+inputs = ["src/data.txt"]
+outputs = ["gen/*.txt"]
+
+[tasks.use]
+module = "/tools/probe.wasm"
+args = ["copy:/gen/data.txt:/final.txt"]
+inputs = ["gen/data.txt"]
+outputs = ["final.txt"]
+"#,
+    );
+    let (run, summary) = ws.run(&["p:use"]);
+    run.expect_code(0);
+    assert_eq!(task(&summary, "p:gen")["state"], "succeeded", "pulled in");
+    assert_eq!(ws.read("final.txt"), b"data\n");
+    let json = ws.wask(&["graph", "--format", "json"]).stdout();
+    let graph: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let use_ = graph["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "p:use")
+        .unwrap();
+    assert_eq!(use_["deps"], serde_json::json!(["p:gen"]));
+}

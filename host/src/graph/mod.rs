@@ -1,5 +1,8 @@
-//! The task graph: hard edges from `deps` (DAG-001), soft edges from `weak_deps`
-//! (DAG-002), and the checks of DAG-004, all reported together.
+//! The task graph: hard edges from `deps` (DAG-001) and implied by inputs that read
+//! other tasks' outputs (DAG-003, [`implied`]), soft edges from `weak_deps` (DAG-002),
+//! and the checks of DAG-004, all reported together.
+
+mod implied;
 
 use crate::refs::{TaskId, TaskRef};
 use crate::workspace::{LoadError, TaskDef, Workspace};
@@ -11,8 +14,10 @@ pub struct Node {
     pub id: TaskId,
     /// Index into `Workspace::projects`.
     pub project: usize,
-    /// Hard predecessors, sorted by index (canonical order).
+    /// Hard predecessors, sorted by index (canonical order): declared and implied.
     pub hard: Vec<usize>,
+    /// The hard predecessors that only DAG-003 implies (not in `deps`), sorted.
+    pub implied: Vec<usize>,
     /// Soft predecessors, sorted by index.
     pub soft: Vec<usize>,
 }
@@ -36,6 +41,7 @@ impl Graph {
                     },
                     project: pi,
                     hard: Vec::new(),
+                    implied: Vec::new(),
                     soft: Vec::new(),
                 });
             }
@@ -103,6 +109,30 @@ impl Graph {
                 .difference(&BTreeSet::from_iter(nodes[i].hard.iter().copied()))
                 .copied()
                 .collect();
+        }
+
+        // DAG-003: reading another task's outputs makes it a hard predecessor.
+        let patterns = |f: fn(&TaskDef) -> &Vec<crate::workspace::Located<String>>| {
+            nodes
+                .iter()
+                .map(|n| {
+                    let def = &ws.projects[n.project].tasks[&n.id.task];
+                    f(def).iter().map(|l| l.value.clone()).collect()
+                })
+                .collect::<Vec<Vec<String>>>()
+        };
+        let producers =
+            implied::implied_producers(&patterns(|d| &d.inputs), &patterns(|d| &d.outputs));
+        for (node, producers) in nodes.iter_mut().zip(producers) {
+            node.implied = producers
+                .into_iter()
+                .filter(|p| node.hard.binary_search(p).is_err())
+                .collect();
+            if !node.implied.is_empty() {
+                node.hard.extend(&node.implied);
+                node.hard.sort_unstable();
+                node.soft.retain(|s| node.implied.binary_search(s).is_err());
+            }
         }
 
         let graph = Graph { nodes, index };
@@ -183,16 +213,22 @@ impl Graph {
                                     .map(|&m| self.nodes[m].id.to_string())
                                     .collect();
                                 let first = self.task(ws, cycle[0]);
-                                errors.push(
-                                    LoadError::at(
-                                        first.span.clone(),
-                                        format!("dependency cycle: {}", names.join(" -> ")),
-                                        "this task is part of the cycle",
-                                    )
-                                    .note(
-                                        "tasks run in dependency order, so a cycle can never start",
-                                    ),
-                                );
+                                let mut error = LoadError::at(
+                                    first.span.clone(),
+                                    format!("dependency cycle: {}", names.join(" -> ")),
+                                    "this task is part of the cycle",
+                                )
+                                .note("tasks run in dependency order, so a cycle can never start");
+                                for k in 0..cycle.len() {
+                                    let (from, to) = (cycle[k], cycle[(k + 1) % cycle.len()]);
+                                    if self.nodes[to].implied.contains(&from) {
+                                        error = error.note(format!(
+                                            "{} reads files that {} declares as outputs, so it must run after it (DAG-003)",
+                                            self.nodes[to].id, self.nodes[from].id
+                                        ));
+                                    }
+                                }
+                                errors.push(error);
                             }
                         }
                         Mark::Done => {}

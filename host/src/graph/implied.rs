@@ -1,0 +1,263 @@
+//! DAG-003: a task that reads what another task writes depends on it, declared or not.
+//!
+//! For every pair (consumer input pattern, producer output pattern) of two different
+//! tasks, an edge is implied when the patterns can name the same file:
+//!
+//! * literal and literal: the same path;
+//! * literal and glob: the glob matches the literal;
+//! * glob and glob: the literal directory before the first glob segment of one lies
+//!   within the other's (or they are equal), and a representative path of one (each
+//!   `*`, `**` and `?` replaced by `x`, `{a,b}` by `a`, `[ab]` by `a`) matches the other.
+//!   This is a decision, not a proof: two globs that could only meet on unusual names
+//!   (for example `*.md` against `x*.txt`) are treated as disjoint; an explicit `deps`
+//!   entry always works.
+//!
+//! Outputs are indexed by their literal directory, so each input looks only at the
+//! outputs along its own path: linear in the number of patterns for typical workspaces.
+
+use globset::{Glob, GlobMatcher};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use wask_runtime::view::{is_glob_segment, output_root};
+
+/// One output pattern of one task.
+struct Output {
+    task: usize,
+    pattern: String,
+    glob: Option<GlobMatcher>,
+}
+
+/// For each task (by index), the tasks whose outputs its inputs can read, sorted.
+pub fn implied_producers(inputs: &[Vec<String>], outputs: &[Vec<String>]) -> Vec<BTreeSet<usize>> {
+    let mut literal: HashMap<&str, Vec<usize>> = HashMap::new();
+    // Glob outputs by their literal root directory.
+    let mut globs: BTreeMap<String, Vec<Output>> = BTreeMap::new();
+    for (task, patterns) in outputs.iter().enumerate() {
+        for p in patterns {
+            if is_glob(p) {
+                globs.entry(output_root(p)).or_default().push(Output {
+                    task,
+                    pattern: p.clone(),
+                    glob: matcher(p),
+                });
+            } else {
+                literal.entry(p.as_str()).or_default().push(task);
+            }
+        }
+    }
+    let literal_sorted: BTreeMap<&str, &Vec<usize>> =
+        literal.iter().map(|(k, v)| (*k, v)).collect();
+
+    let mut implied = vec![BTreeSet::new(); inputs.len()];
+    for (consumer, patterns) in inputs.iter().enumerate() {
+        let found = &mut implied[consumer];
+        for input in patterns {
+            if !is_glob(input) {
+                found.extend(literal.get(input.as_str()).into_iter().flatten());
+                for dir in ancestors(input) {
+                    for o in globs.get(dir).into_iter().flatten() {
+                        if o.glob.as_ref().is_some_and(|g| g.is_match(input)) {
+                            found.insert(o.task);
+                        }
+                    }
+                }
+                continue;
+            }
+            let root = output_root(input);
+            let Some(input_glob) = matcher(input) else {
+                continue;
+            };
+            // Literal outputs under the input's root.
+            let prefix = if root == "/" {
+                "/".to_string()
+            } else {
+                format!("{root}/")
+            };
+            for (path, tasks) in literal_sorted.range(prefix.as_str()..) {
+                if !path.starts_with(&prefix) {
+                    break;
+                }
+                if input_glob.is_match(path) {
+                    found.extend(tasks.iter().copied());
+                }
+            }
+            // Glob outputs whose root is the input's root, above it, or below it.
+            let example_in = representative(input);
+            let mut check = |o: &Output| {
+                let hit = input_glob.is_match(representative(&o.pattern))
+                    || o.glob.as_ref().is_some_and(|g| g.is_match(&example_in));
+                if hit {
+                    found.insert(o.task);
+                }
+            };
+            for dir in ancestors(&root).chain(std::iter::once(root.as_str())) {
+                globs.get(dir).into_iter().flatten().for_each(&mut check);
+            }
+            for (dir, outs) in globs.range(prefix.clone()..) {
+                if !dir.starts_with(&prefix) {
+                    break;
+                }
+                outs.iter().for_each(&mut check);
+            }
+        }
+        found.remove(&consumer);
+    }
+    implied
+}
+
+fn is_glob(pattern: &str) -> bool {
+    pattern.split('/').any(is_glob_segment)
+}
+
+fn matcher(pattern: &str) -> Option<GlobMatcher> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .ok()
+        .map(|g: Glob| g.compile_matcher())
+}
+
+/// `/a/b/c` gives `/a/b`, `/a`, `/`.
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(path);
+    std::iter::from_fn(move || {
+        let p = rest?;
+        let cut = p.rfind('/')?;
+        let parent = if cut == 0 { "/" } else { &p[..cut] };
+        rest = if parent == "/" || parent == p {
+            None
+        } else {
+            Some(parent)
+        };
+        Some(parent)
+    })
+}
+
+/// One path a glob matches, built from its text.
+fn representative(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            '*' => {
+                while chars.peek() == Some(&'*') {
+                    chars.next();
+                }
+                out.push('x');
+            }
+            '?' => out.push('x'),
+            '{' => {
+                let mut first = String::new();
+                let mut depth = 1;
+                let mut taking = true;
+                for c in chars.by_ref() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        ',' if depth == 1 => taking = false,
+                        _ => {}
+                    }
+                    if taking && c != '{' && c != '}' {
+                        first.push(c);
+                    }
+                }
+                out.push_str(&representative(&first));
+            }
+            '[' => {
+                let mut class = String::new();
+                for c in chars.by_ref() {
+                    if c == ']' && !class.is_empty() {
+                        break;
+                    }
+                    class.push(c);
+                }
+                let pick = match class.strip_prefix(['!', '^']) {
+                    // A negated class: any character it does not list.
+                    Some(excluded) => ['x', 'y', '0', '_']
+                        .into_iter()
+                        .find(|c| !excluded.contains(*c)),
+                    None => class.chars().next(),
+                };
+                out.push(pick.unwrap_or('x'));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn implied(inputs: &[&[&str]], outputs: &[&[&str]]) -> Vec<Vec<usize>> {
+        let own = |v: &[&[&str]]| -> Vec<Vec<String>> {
+            v.iter()
+                .map(|ps| ps.iter().map(|p| p.to_string()).collect())
+                .collect()
+        };
+        implied_producers(&own(inputs), &own(outputs))
+            .into_iter()
+            .map(|s| s.into_iter().collect())
+            .collect()
+    }
+
+    #[test]
+    fn literal_and_glob_pairs() {
+        // 0 writes /gen/a.txt; 1 writes /dist/**/*.html; 2 reads both ways.
+        let got = implied(
+            &[&[], &[], &["/gen/a.txt", "/dist/x/page.html"]],
+            &[&["/gen/a.txt"], &["/dist/**/*.html"], &[]],
+        );
+        assert_eq!(got, [vec![], vec![], vec![0, 1]]);
+    }
+
+    #[test]
+    fn glob_inputs_find_literal_and_glob_outputs() {
+        let got = implied(
+            &[&[], &[], &[], &["/p/**/*.html"]],
+            &[
+                &["/p/a/index.html"],
+                &["/p/dist/**/*.html"],
+                &["/p/dist/**/*.css"],
+                &[],
+            ],
+        );
+        assert_eq!(got[3], vec![0, 1], "the css producer is not implied");
+    }
+
+    #[test]
+    fn disjoint_directories_and_own_outputs_imply_nothing() {
+        let got = implied(
+            &[&["/src/**"], &["/p/out/**"]],
+            &[&["/src/gen/**"], &["/q/**"]],
+        );
+        assert_eq!(got, [Vec::<usize>::new(), vec![]]);
+    }
+
+    #[test]
+    fn an_input_above_an_output_root_sees_it() {
+        let got = implied(&[&[], &["/site/**"]], &[&["/site/dist/{a,b}.txt"], &[]]);
+        assert_eq!(got[1], vec![0]);
+    }
+
+    #[test]
+    fn representatives() {
+        assert_eq!(representative("/a/**/*.md"), "/a/x/x.md");
+        assert_eq!(representative("/a/{b,c}/[!x]?.txt"), "/a/b/yx.txt");
+        assert_eq!(representative("/a/[mn].txt"), "/a/m.txt");
+        assert_eq!(representative(r"/a/\*.txt"), "/a/*.txt");
+    }
+
+    #[test]
+    fn ancestors_walk_up_to_the_root() {
+        assert_eq!(ancestors("/a/b/c").collect::<Vec<_>>(), ["/a/b", "/a", "/"]);
+        assert_eq!(ancestors("/a").collect::<Vec<_>>(), ["/"]);
+    }
+}
