@@ -12,7 +12,7 @@ use super::settings::{
 use super::{Located, MutexDecl, Project, TaskDef, Workspace, absolutize};
 use crate::refs::TaskRef;
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
@@ -31,7 +31,17 @@ struct RawFile {
     concurrency: Option<Spanned<RawConcurrency>>,
     output: Option<Spanned<RawOutput>>,
     sandbox: Option<Spanned<RawSandbox>>,
-    overlays: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    overlays: BTreeMap<Spanned<String>, Spanned<RawOverlay>>,
+}
+
+/// `[overlays.NAME]` (WS-006): tasks attached to every project whose tags match.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverlay {
+    tags: Spanned<String>,
+    #[serde(default)]
+    tasks: BTreeMap<Spanned<String>, Spanned<RawTask>>,
 }
 
 #[derive(Deserialize)]
@@ -48,7 +58,7 @@ struct RawProject {
     tags: Vec<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawTask {
     module: Spanned<String>,
@@ -68,7 +78,7 @@ struct RawTask {
     clock: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(untagged)]
 enum RawMutex {
     Name(String),
@@ -79,7 +89,7 @@ enum RawMutex {
     },
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawEnv {
     #[serde(default)]
@@ -95,7 +105,7 @@ enum Amount {
     Text(String),
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     memory: Option<Spanned<Amount>>,
@@ -237,14 +247,7 @@ impl Loader {
         let settings = self.settings(root_file, &raw)?;
         self.default_limits = settings.limits;
         self.default_clock = settings.clock;
-        if let Some(o) = &raw.overlays {
-            self.err(
-                root_file,
-                o.span(),
-                "overlays (WS-006) are not supported by this version of wask".into(),
-                "remove this table",
-            );
-        }
+        let overlays = std::mem::take(&mut raw.overlays);
         let ws = raw.workspace.take().expect("root has [workspace]");
         let mut projects = Vec::new();
         match ws.into_inner().projects {
@@ -271,7 +274,10 @@ impl Loader {
                             ("concurrency", raw.concurrency.as_ref().map(|s| s.span())),
                             ("output", raw.output.as_ref().map(|s| s.span())),
                             ("sandbox", raw.sandbox.as_ref().map(|s| s.span())),
-                            ("overlays", raw.overlays.as_ref().map(|s| s.span())),
+                            (
+                                "overlays",
+                                raw.overlays.first_key_value().map(|(k, _)| k.span()),
+                            ),
                         ] {
                             if let Some(range) = present {
                                 self.err(
@@ -288,6 +294,7 @@ impl Loader {
             }
         }
         projects.sort_by(|a: &Project, b| a.name.cmp(&b.name));
+        self.apply_overlays(root_file, overlays, &mut projects);
         for pair in projects.windows(2) {
             if pair[0].name == pair[1].name {
                 self.errors.push(
@@ -516,6 +523,102 @@ impl Loader {
             }
         }
         Some(s)
+    }
+
+    /// WS-006: attaches each overlay's tasks to the projects its tag filter matches. A
+    /// project's own task wins; among overlays, one whose matched projects are a strict
+    /// subset of every other's wins; anything else is a collision (DAG-004).
+    fn apply_overlays(
+        &mut self,
+        file: FileId,
+        overlays: BTreeMap<Spanned<String>, Spanned<RawOverlay>>,
+        projects: &mut [Project],
+    ) {
+        struct Parsed {
+            name: String,
+            matched: BTreeSet<usize>,
+            tasks: BTreeMap<Spanned<String>, Spanned<RawTask>>,
+        }
+        let mut parsed = Vec::new();
+        for (name, overlay) in overlays {
+            if let Err(why) = check_name(name.get_ref()) {
+                self.err(file, name.span(), format!("invalid overlay name: {why}"), "here");
+            }
+            let overlay = overlay.into_inner();
+            let text = overlay.tags.get_ref();
+            let filter = match crate::filter::Filter::parse(text) {
+                Ok(f) => f,
+                Err(e) => {
+                    // Point inside the TOML string: past its opening quote.
+                    let at = overlay.tags.span().start + 1 + e.offset;
+                    self.err(
+                        file,
+                        at..at + 1,
+                        format!("invalid tag filter in overlay `{}`: {}", name.get_ref(), e.message),
+                        "here",
+                    );
+                    continue;
+                }
+            };
+            let matched = (0..projects.len())
+                .filter(|&p| filter.matches(|tag| projects[p].tags.iter().any(|t| t == tag)))
+                .collect();
+            parsed.push(Parsed {
+                name: name.into_inner(),
+                matched,
+                tasks: overlay.tasks,
+            });
+        }
+        for (p, project) in projects.iter_mut().enumerate() {
+            let mut candidates: BTreeMap<&str, Vec<(usize, &Spanned<RawTask>, &Spanned<String>)>> =
+                BTreeMap::new();
+            for (o, overlay) in parsed.iter().enumerate() {
+                if !overlay.matched.contains(&p) {
+                    continue;
+                }
+                for (tname, raw) in &overlay.tasks {
+                    if !project.tasks.contains_key(tname.get_ref()) {
+                        candidates.entry(tname.get_ref()).or_default().push((o, raw, tname));
+                    }
+                }
+            }
+            for (tname, found) in candidates {
+                let winner = found.iter().find(|(o, _, _)| {
+                    found.iter().all(|(other, _, _)| {
+                        other == o
+                            || (parsed[*o].matched.is_subset(&parsed[*other].matched)
+                                && parsed[*o].matched != parsed[*other].matched)
+                    })
+                });
+                let Some((_, raw, name_span)) = winner else {
+                    let names: Vec<&str> = found.iter().map(|(o, _, _)| parsed[*o].name.as_str()).collect();
+                    let mut error = LoadError::at(
+                        span(file, found[0].2.span()),
+                        format!(
+                            "overlays {} all define task `{tname}` for project {}, and none is more specific",
+                            names.join(", "),
+                            project.name
+                        ),
+                        "defined here",
+                    );
+                    for (_, _, other) in &found[1..] {
+                        error = error.also(span(file, other.span()), "and here");
+                    }
+                    self.errors.push(error.note(
+                        "an overlay wins when the projects it matches are a strict subset of the other's; or define the task in the project itself",
+                    ));
+                    continue;
+                };
+                if let Err(why) = check_name(tname) {
+                    self.err(file, name_span.span(), format!("invalid task name: {why}"), "here");
+                }
+                let task_span = span(file, name_span.span());
+                let dir = project.dir.clone();
+                if let Some(def) = self.task(file, &dir, tname, task_span, raw.get_ref().clone()) {
+                    project.tasks.insert(tname.to_string(), def);
+                }
+            }
+        }
     }
 
     fn project(
