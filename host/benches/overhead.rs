@@ -51,7 +51,15 @@ fn run_all(root: &Path, expect: Source) -> Duration {
     let ctx = wask::exec::RunContext::new(&ws, &graph, &Quiet).unwrap();
     let all: Vec<usize> = (0..graph.nodes.len()).collect();
     let start = Instant::now();
-    let records = wask::exec::run(&ctx, &all, 1);
+    let records = wask::exec::run(
+        &ctx,
+        &all,
+        &wask::exec::RunOptions {
+            jobs: 1,
+            fail_fast: false,
+            cancelled: &|| false,
+        },
+    );
     let took = start.elapsed();
     for r in &records {
         assert_eq!(r.state, TaskState::Succeeded, "{}: {:?}", r.id, r.error);
