@@ -6,6 +6,7 @@
 //! * [`refs`] parses task references and [`graph`] builds the task graph (DAG rules);
 //! * [`key`] derives cache keys and [`cache`] stores and restores entries (CACHE rules);
 //!   [`explain`] makes a key's parts readable for `wask why`;
+//! * [`modules`] reads `.wasm` modules, builds guest crates and checks pinned digests;
 //! * [`exec`] runs a run set: the lifecycle of one task and the scheduler (EXEC rules);
 //! * [`cli`] is the `wask` command line, and the one place errors become messages.
 
@@ -16,5 +17,6 @@ pub mod explain;
 pub mod filter;
 pub mod graph;
 pub mod key;
+pub mod modules;
 pub mod refs;
 pub mod workspace;

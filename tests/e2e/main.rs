@@ -11,6 +11,7 @@ mod cache_commands;
 mod examples;
 mod graph_query;
 mod load_errors;
+mod modules;
 mod overlays;
 mod run;
 mod schedule;

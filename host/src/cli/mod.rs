@@ -5,6 +5,7 @@ mod cache;
 mod check;
 mod graph;
 mod init;
+mod new_task;
 mod profile;
 mod query;
 mod run;
@@ -45,6 +46,8 @@ enum Command {
     Cache(cache::CacheCommand),
     /// Write a starter `wask.toml` in the current directory.
     Init(init::InitArgs),
+    /// Scaffold a guest crate using the wask-guest SDK and add a task that runs it.
+    NewTask(new_task::NewTaskArgs),
 }
 
 /// Everything that can stop a command, and the exit code it maps to.
@@ -90,6 +93,7 @@ pub fn main() -> i32 {
         Command::Why(args) => why::why(cli.directory, args),
         Command::Cache(c) => cache::cache(cli.directory, c),
         Command::Init(args) => init::init(cli.directory, args),
+        Command::NewTask(args) => new_task::new_task(cli.directory, args),
     };
     match result {
         Ok(code) => code,

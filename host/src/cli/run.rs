@@ -76,6 +76,12 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
         dry_run(&ctx, &run_set);
         return Ok(EXIT_OK);
     }
+    if let Err(errors) = ctx.prepare_modules(&run_set) {
+        return Err(CliError::Usage(format!(
+            "nothing was run: {}",
+            errors.join("\n")
+        )));
+    }
     let interrupts = Interrupts::install()?;
     let records = exec::run(
         &ctx,

@@ -12,7 +12,7 @@ use crate::cache::LocalCache;
 use crate::graph::Graph;
 use crate::key::{Digest, hash_bytes};
 use crate::refs::TaskId;
-use crate::workspace::{MutexMode, MutexScope, Workspace};
+use crate::workspace::{MutexMode, MutexScope, TaskDef, Workspace};
 use observer::Observer;
 use record::{TaskRecord, TaskState};
 use std::collections::{BTreeSet, HashMap};
@@ -72,33 +72,45 @@ impl<'a> RunContext<'a> {
         })
     }
 
-    /// Reads a module once per run.
-    pub fn module(&self, path: &str) -> Result<Arc<ModuleBytes>, String> {
-        if let Some(m) = self.modules.lock().unwrap().get(path) {
+    /// Reads (or builds) a task's module once per run.
+    pub fn module(&self, def: &TaskDef) -> Result<Arc<ModuleBytes>, String> {
+        let name = &def.module.value;
+        if let Some(m) = self.modules.lock().unwrap().get(name) {
             return Ok(m.clone());
         }
-        let host = self.ws.host_path(path);
-        let meta = std::fs::symlink_metadata(&host);
-        let bytes = match meta {
-            Ok(m) if m.is_file() => {
-                std::fs::read(&host).map_err(|e| format!("cannot read module {path}: {e}"))?
-            }
-            Ok(_) => return Err(format!("module {path} is not a regular file")),
-            Err(e) => {
-                return Err(format!(
-                    "cannot read module {path}: {e}\n  hint: build the module first (for the examples: scripts/build-guests.sh)"
-                ));
-            }
-        };
+        let bytes = crate::modules::obtain(self.ws, self.cache.dir(), &def.module_spec)
+            .map_err(|e| e.to_string())?;
         let m = Arc::new(ModuleBytes {
             key_digest: hash_bytes(self.ws.settings.hash, &bytes),
             bytes,
         });
-        self.modules
-            .lock()
-            .unwrap()
-            .insert(path.to_string(), m.clone());
+        self.modules.lock().unwrap().insert(name.clone(), m.clone());
         Ok(m)
+    }
+
+    /// Obtains every module of `run_set` before anything runs, building guest crates,
+    /// so that a missing toolchain target, a failed build or a pinned digest that does
+    /// not match stops the run before it starts. A missing `.wasm` file is left to fail
+    /// its own task.
+    pub fn prepare_modules(&self, run_set: &[usize]) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        let mut done = std::collections::HashSet::new();
+        for &n in run_set {
+            let def = self.graph.task(self.ws, n);
+            if !done.insert(def.module.value.clone()) {
+                continue;
+            }
+            let needed = matches!(def.module_spec, crate::workspace::ModuleSpec::Crate { .. })
+                || def.module_spec.pin().is_some();
+            if needed && let Err(e) = self.module(def) {
+                errors.push(format!("{}: {e}", self.graph.nodes[n].id));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 }
 

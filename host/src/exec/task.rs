@@ -30,7 +30,7 @@ pub fn prepare(
     preds: Vec<(Digest, Digest)>,
 ) -> Result<Prepared, String> {
     let hash = ctx.ws.settings.hash;
-    let module = ctx.module(&def.module.value)?;
+    let module = ctx.module(def)?;
     let patterns: Vec<String> = def.inputs.iter().map(|i| i.value.clone()).collect();
     let inputs = inputs::resolve(&ctx.ws.root, &patterns, &ctx.excluded)?;
     let mut hashed = Vec::with_capacity(inputs.len());

@@ -9,7 +9,7 @@ use super::names::{check_name, check_path};
 use super::settings::{
     ClockSetting, HashKind, MutexMode, MutexScope, OutputMode, Settings, parse_size,
 };
-use super::{Located, MutexDecl, Project, TaskDef, Workspace, absolutize};
+use super::{Located, ModuleSpec, MutexDecl, Project, TaskDef, Workspace, absolutize};
 use crate::refs::TaskRef;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,7 +61,7 @@ struct RawProject {
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawTask {
-    module: Spanned<String>,
+    module: Spanned<RawModule>,
     #[serde(default)]
     args: Vec<String>,
     #[serde(default)]
@@ -76,6 +76,24 @@ struct RawTask {
     env: Option<RawEnv>,
     limits: Option<RawLimits>,
     clock: Option<Spanned<String>>,
+}
+
+/// `module = "x.wasm"`, `{ path = "x.wasm", blake3 = "..." }` or
+/// `{ crate = "/plugins/x", blake3 = "..." }`.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RawModule {
+    Path(String),
+    Table(RawModuleTable),
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawModuleTable {
+    path: Option<String>,
+    #[serde(rename = "crate")]
+    crate_dir: Option<String>,
+    blake3: Option<String>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -778,6 +796,73 @@ impl Loader {
         out
     }
 
+    /// The task's module: a `.wasm` path or a guest crate, with an optional pinned
+    /// blake3 digest.
+    fn module(
+        &mut self,
+        file: FileId,
+        dir: &str,
+        raw: &Spanned<RawModule>,
+    ) -> Option<(Located<String>, ModuleSpec)> {
+        let at = raw.span();
+        let (path, is_crate, pin) = match raw.get_ref() {
+            RawModule::Path(p) => (p.clone(), false, None),
+            RawModule::Table(t) => match (&t.path, &t.crate_dir) {
+                (Some(p), None) => (p.clone(), false, t.blake3.clone()),
+                (None, Some(c)) => (c.clone(), true, t.blake3.clone()),
+                _ => {
+                    self.err(
+                        file,
+                        at,
+                        "a module table needs exactly one of `path` (a .wasm file) or `crate` (a guest crate directory)".into(),
+                        "here",
+                    );
+                    return None;
+                }
+            },
+        };
+        let what = if is_crate { "crate directory" } else { "module path" };
+        if let Err(why) = check_path(&path) {
+            self.err(file, at, format!("invalid {what}: {why}"), "here");
+            return None;
+        }
+        if path.split('/').any(wask_runtime::view::is_glob_segment) {
+            self.err(file, at, format!("a {what} cannot be a glob"), "here");
+            return None;
+        }
+        if let Some(pin) = &pin {
+            let valid = pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+            if !valid {
+                self.err(
+                    file,
+                    at.clone(),
+                    format!("`blake3 = \"{pin}\"` is not a digest: expected 64 lower-case hex digits (`b3sum x.wasm` or `wask` prints it)"),
+                    "here",
+                );
+                return None;
+            }
+        }
+        let value = absolutize(dir, &path);
+        let spec = if is_crate {
+            ModuleSpec::Crate {
+                dir: value.clone(),
+                pin,
+            }
+        } else {
+            ModuleSpec::File {
+                path: value.clone(),
+                pin,
+            }
+        };
+        Some((
+            Located {
+                value,
+                span: span(file, at),
+            },
+            spec,
+        ))
+    }
+
     fn task(
         &mut self,
         file: FileId,
@@ -786,35 +871,7 @@ impl Loader {
         task_span: Span,
         raw: RawTask,
     ) -> Option<TaskDef> {
-        let module = {
-            let m = &raw.module;
-            if let Err(why) = check_path(m.get_ref()) {
-                self.err(
-                    file,
-                    m.span(),
-                    format!("invalid module path: {why}"),
-                    "here",
-                );
-                None
-            } else if m
-                .get_ref()
-                .split('/')
-                .any(wask_runtime::view::is_glob_segment)
-            {
-                self.err(
-                    file,
-                    m.span(),
-                    "a module path cannot be a glob".into(),
-                    "here",
-                );
-                None
-            } else {
-                Some(Located {
-                    value: absolutize(dir, m.get_ref()),
-                    span: span(file, m.span()),
-                })
-            }
-        };
+        let module = self.module(file, dir, &raw.module);
         let inputs = self.paths(file, dir, raw.inputs, "input");
         let outputs = self.paths(file, dir, raw.outputs, "output");
         let deps = self.refs(file, raw.deps);
@@ -899,10 +956,12 @@ impl Loader {
             task_limits.output_bytes = o as usize;
         }
         let clock = self.clock(file, &raw.clock, self.default_clock);
+        let (module, module_spec) = module?;
         Some(TaskDef {
             name: name.to_string(),
             span: task_span,
-            module: module?,
+            module,
+            module_spec,
             args: raw.args,
             inputs,
             outputs,

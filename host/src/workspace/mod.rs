@@ -52,13 +52,34 @@ pub struct Located<T> {
     pub span: Span,
 }
 
+/// Where a task's module comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleSpec {
+    /// A `.wasm` file (workspace-absolute path).
+    File { path: String, pin: Option<String> },
+    /// A guest crate (workspace-absolute directory) that wask builds for wasm32-wasip1.
+    Crate { dir: String, pin: Option<String> },
+}
+
+impl ModuleSpec {
+    /// The pinned blake3 digest (lower-case hex), if any.
+    pub fn pin(&self) -> Option<&str> {
+        match self {
+            ModuleSpec::File { pin, .. } | ModuleSpec::Crate { pin, .. } => pin.as_deref(),
+        }
+    }
+}
+
 /// One task as declared (WS-005), with paths made workspace-absolute.
 #[derive(Debug, Clone)]
 pub struct TaskDef {
     pub name: String,
     pub span: Span,
-    /// Workspace-absolute path of the `.wasm` module.
+    /// Workspace-absolute path of the `.wasm` module or of the guest crate directory,
+    /// with its location in `wask.toml`.
     pub module: Located<String>,
+    /// What `module` names, and its pinned digest if any.
+    pub module_spec: ModuleSpec,
     pub args: Vec<String>,
     /// Workspace-absolute patterns.
     pub inputs: Vec<Located<String>>,
