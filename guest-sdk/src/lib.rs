@@ -29,10 +29,16 @@
 use std::fmt;
 use std::path::PathBuf;
 
-/// Where wask puts the task description inside the sandbox.
+/// Where wask puts the task description inside the sandbox: JSON with
+/// `wask_task` (format, 1), `project_dir`, `inputs` and `outputs`.
+///
+/// ```
+/// assert_eq!(wask_guest::TASK_FILE, "/.wask/task.json");
+/// ```
 pub const TASK_FILE: &str = "/.wask/task.json";
 
-/// An error a task reports; [`run`] prints it and exits with status 1.
+/// An error a task reports; [`run`] prints it as `error: <message>` and exits with
+/// status 1.
 #[derive(Debug)]
 pub struct Error {
     message: String,
@@ -40,6 +46,11 @@ pub struct Error {
 
 impl Error {
     /// An error with a message meant for the person reading the task's output.
+    ///
+    /// ```
+    /// let e = wask_guest::Error::msg("no pages found");
+    /// assert_eq!(e.to_string(), "no pages found");
+    /// ```
     pub fn msg(message: impl Into<String>) -> Error {
         Error {
             message: message.into(),
@@ -47,6 +58,11 @@ impl Error {
     }
 
     /// Adds what was being done when the error happened: `context: error`.
+    ///
+    /// ```
+    /// let e = wask_guest::Error::msg("bad heading").context("rendering /docs/a.md");
+    /// assert_eq!(e.to_string(), "rendering /docs/a.md: bad heading");
+    /// ```
     pub fn context(self, context: impl fmt::Display) -> Error {
         Error {
             message: format!("{context}: {}", self.message),
@@ -80,7 +96,13 @@ impl From<&str> for Error {
     }
 }
 
-/// The result type of task code.
+/// The result type of task code: `?` works on I/O errors, strings and [`Error`].
+///
+/// ```
+/// fn count(task: &wask_guest::Task) -> wask_guest::Result<usize> {
+///     Ok(task.inputs().len())
+/// }
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The description wask writes to [`TASK_FILE`].
@@ -112,7 +134,13 @@ pub struct Task {
 impl Task {
     /// Reads the task description wask provides and the process arguments.
     ///
-    /// Fails with a clear message when the program is not running under wask.
+    /// Fails with a clear message when the program is not running under wask. Most
+    /// tasks call [`run`] instead, which calls this.
+    ///
+    /// ```no_run
+    /// let task = wask_guest::Task::load().expect("running under wask");
+    /// println!("{} inputs", task.inputs().len());
+    /// ```
     pub fn load() -> Result<Task> {
         let text = std::fs::read(TASK_FILE).map_err(|e| {
             Error::msg(format!(
@@ -187,6 +215,11 @@ impl Task {
     }
 
     /// The project directory as a workspace path (`/site`; `/` for the root project).
+    ///
+    /// ```
+    /// # let task = wask_guest::Task::from_parts("/", "/site", vec![], vec![], vec![]);
+    /// assert_eq!(task.project_dir(), "/site");
+    /// ```
     pub fn project_dir(&self) -> &str {
         &self.project_dir
     }
@@ -194,11 +227,23 @@ impl Task {
     /// The declared input files, as workspace paths, sorted.
     ///
     /// Globs in `wask.toml` are already expanded: this is the list of files the task sees.
+    ///
+    /// ```
+    /// # let task = wask_guest::Task::from_parts("/", "/site", vec![], vec!["/site/a.md".into()], vec![]);
+    /// for path in task.inputs() {
+    ///     assert!(path.starts_with('/'));
+    /// }
+    /// ```
     pub fn inputs(&self) -> &[String] {
         &self.inputs
     }
 
     /// The declared outputs (paths or globs) as workspace paths.
+    ///
+    /// ```
+    /// # let task = wask_guest::Task::from_parts("/", "/site", vec![], vec![], vec!["/site/dist/**".into()]);
+    /// assert_eq!(task.outputs(), ["/site/dist/**"]);
+    /// ```
     pub fn outputs(&self) -> &[String] {
         &self.outputs
     }
@@ -262,7 +307,13 @@ impl Task {
             .collect()
     }
 
-    /// Where a workspace path is on the filesystem this code runs on.
+    /// Where a workspace path is on the filesystem this code runs on: the path itself
+    /// under wask, a path inside the test directory in native tests.
+    ///
+    /// ```
+    /// # let task = wask_guest::Task::from_parts("/tmp/ws", "/site", vec![], vec![], vec![]);
+    /// assert_eq!(task.host_path("a.md"), std::path::Path::new("/tmp/ws/site/a.md"));
+    /// ```
     pub fn host_path(&self, path: &str) -> PathBuf {
         self.root.join(self.resolve(path).trim_start_matches('/'))
     }
@@ -270,12 +321,28 @@ impl Task {
     /// Reads a file (a project-relative or workspace path).
     ///
     /// Under wask only declared inputs exist; the error names the path and says so.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// std::fs::create_dir_all(dir.path().join("site")).unwrap();
+    /// std::fs::write(dir.path().join("site/a.md"), "# A").unwrap();
+    /// let task = wask_guest::Task::from_parts(dir.path(), "/site", vec![], vec![], vec![]);
+    /// assert_eq!(task.read("a.md").unwrap(), b"# A");
+    /// assert!(task.read("missing.md").unwrap_err().to_string().contains("inputs"));
+    /// ```
     pub fn read(&self, path: &str) -> Result<Vec<u8>> {
         let resolved = self.resolve(path);
         std::fs::read(self.host_path(&resolved)).map_err(|e| self.io_error("read", &resolved, e))
     }
 
     /// Reads a UTF-8 text file (a project-relative or workspace path).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// std::fs::write(dir.path().join("notes.txt"), "hi").unwrap();
+    /// let task = wask_guest::Task::from_parts(dir.path(), "/", vec![], vec![], vec![]);
+    /// assert_eq!(task.read_string("notes.txt").unwrap(), "hi");
+    /// ```
     pub fn read_string(&self, path: &str) -> Result<String> {
         let resolved = self.resolve(path);
         let bytes = self.read(&resolved)?;
@@ -316,7 +383,12 @@ impl Task {
     }
 }
 
-/// Logs a line to stderr, which wask shows prefixed with the task's name.
+/// Logs a line to stderr, which wask shows prefixed with the task's name
+/// (`[project:task] message`) and replays on a cache hit.
+///
+/// ```
+/// wask_guest::log(format!("rendered {} pages", 3));
+/// ```
 pub fn log(message: impl fmt::Display) {
     eprintln!("{message}");
 }
@@ -324,7 +396,20 @@ pub fn log(message: impl fmt::Display) {
 /// Runs a task body: loads the [`Task`], calls `body`, and on error prints
 /// `error: <message>` to stderr and exits with status 1.
 ///
-/// Call it from `main`; it returns only when the body succeeded.
+/// Call it from `main`; it returns only when the body succeeded. Exit status 0 makes
+/// the task succeed; the `error:` line and status 1 make it fail, and its dependents
+/// are skipped.
+///
+/// ```no_run
+/// fn main() {
+///     wask_guest::run(|task| {
+///         if task.inputs().is_empty() {
+///             return Err("declare some `inputs` for this task".into());
+///         }
+///         Ok(())
+///     })
+/// }
+/// ```
 pub fn run(body: impl FnOnce(&Task) -> Result<()>) {
     let outcome = Task::load().and_then(|task| body(&task));
     if let Err(e) = outcome {
