@@ -132,6 +132,9 @@ impl AccessTracker {
                         self.record.opened.insert(path);
                     }
                 }
+                // "Already exists" (a `create_dir_all` on a directory that is there)
+                // refuses nothing; everything else is an attempt that failed.
+                Err(errno) if errno == "file exists" => {}
                 Err(errno) => {
                     self.record.refused.insert((path, errno));
                 }

@@ -86,3 +86,39 @@ fn a_hit_names_its_entry_and_a_miss_names_what_changed() {
         "variable values are never printed: {out}"
     );
 }
+
+/// SANDBOX-009: the access record of the stored run (inputs opened, undeclared paths
+/// attempted) is kept in the entry and shown by `wask why`.
+#[test]
+fn why_shows_what_the_stored_run_opened_and_attempted() {
+    let ws = Ws::new();
+    ws.with_probe();
+    ws.write("src/a.txt", "alpha\n");
+    ws.write("src/b.txt", "beta\n");
+    ws.write("secret.txt", "undeclared\n");
+    ws.write(
+        "wask.toml",
+        r#"[workspace]
+[project]
+name = "p"
+
+[tasks.peek]
+module = "/tools/probe.wasm"
+args = ["read:/src/a.txt", "read:/secret.txt", "mkdir:/out/x", "mkdir:/out/x"]
+inputs = ["src/*.txt"]
+outputs = ["out/**"]
+"#,
+    );
+    ws.wask(&["run", "p:peek"]).expect_code(0);
+    let out = ws.wask(&["why", "p:peek"]).stdout();
+    assert!(out.contains("p:peek: hit"), "{out}");
+    let opened = out.lines().find(|l| l.contains("the run opened:")).unwrap();
+    assert!(opened.contains("/src/a.txt"), "{out}");
+    assert!(!opened.contains("/src/b.txt"), "declared but never opened: {out}");
+    let attempted = out.lines().find(|l| l.contains("undeclared paths")).unwrap();
+    assert!(attempted.contains("/secret.txt"), "{out}");
+    assert!(
+        !attempted.contains("/out/x"),
+        "creating an existing directory is not an attempt: {out}"
+    );
+}

@@ -71,6 +71,11 @@ pub fn why(directory: Option<PathBuf>, args: WhyArgs) -> Result<i32, CliError> {
                     ).to_string()),
                     "stored_by": entry.as_ref().map(|e| e.manifest.stored_by.clone()),
                     "has_history": last.is_some(),
+                    // SANDBOX-009: what the stored run opened and was refused.
+                    "access": entry.as_ref().map(|e| serde_json::json!({
+                        "opened": e.manifest.access.opened,
+                        "refused": e.manifest.access.refused,
+                    })),
                     "changes": changes,
                     "predecessors": node.hard.iter().map(|p| graph.nodes[*p].id.to_string()).collect::<Vec<_>>(),
                 })
@@ -153,11 +158,36 @@ fn print_report(r: &serde_json::Value) {
         p["clock"].as_str().unwrap_or_default()
     );
     match state {
-        "hit" => println!(
-            "  hit: the entry stored by {} at {} is restored",
-            r["stored_by"].as_str().unwrap_or_default(),
-            r["stored_at"].as_str().unwrap_or_default()
-        ),
+        "hit" => {
+            println!(
+                "  hit: the entry stored by {} at {} is restored",
+                r["stored_by"].as_str().unwrap_or_default(),
+                r["stored_at"].as_str().unwrap_or_default()
+            );
+            let list = |k: &str| {
+                r["access"][k]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default()
+            };
+            let (opened, refused) = (list("opened"), list("refused"));
+            println!(
+                "  the run opened: {}",
+                if opened.is_empty() {
+                    "(nothing)"
+                } else {
+                    &opened
+                }
+            );
+            if !refused.is_empty() {
+                println!("  it tried undeclared paths: {refused}");
+            }
+        }
         _ if !r["has_history"].as_bool().unwrap_or(false) => {
             println!("  miss: this task has stored no entry in this cache yet")
         }
