@@ -8,6 +8,8 @@
 //!   where a declared output could land, then collects and checks what the guest wrote.
 //! * [`Sandbox`] owns the wasmtime engine, the on-disk cache of compiled modules
 //!   ([`compiled`]), and runs a [`LoadedModule`] against a [`RunSpec`] under [`Limits`].
+//!   It captures the guest's stdout and stderr in full and, with
+//!   [`Sandbox::run_with_output`], also hands them to an [`OutputSink`] as they are written.
 //! * [`determinism`] supplies the fixed clocks and key-seeded randomness of SANDBOX-005.
 //! * [`access`] records which paths the guest tried to open (SANDBOX-009), so that a run
 //!   report can name an undeclared path.
@@ -23,7 +25,9 @@ mod sandbox;
 pub mod view;
 
 pub use limits::Limits;
-pub use sandbox::{CodeSource, Failure, LoadedModule, RunOutcome, RunSpec, Sandbox};
+pub use sandbox::{
+    CodeSource, Failure, LoadedModule, OutputSink, RunOutcome, RunSpec, Sandbox, Stream,
+};
 
 /// A blake3 digest, used by the runtime for module identity and integrity checks.
 pub type Digest = [u8; 32];

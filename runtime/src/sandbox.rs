@@ -6,14 +6,16 @@ use crate::view::Mount;
 use crate::{Digest, Limits};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 use wasmtime::{
     CallHook, Config, Engine, InstancePre, Linker, Memory, Module, Store, Trap, UpdateDeadline,
 };
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 /// How often the epoch advances; a timeout fires within one tick of its limit.
@@ -82,6 +84,24 @@ pub struct RunSpec<'a> {
     pub limits: Limits,
     pub clock: ClockMode,
 }
+
+/// One of the guest's output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Receives a guest's output while it runs (EXEC-016 live output), for
+/// [`Sandbox::run_with_output`].
+///
+/// It is called with the bytes of each write, in the order the guest wrote them across
+/// both streams, on a thread of the sandbox's own (so it may be borrowed from the
+/// caller, but must be `Sync`), and never after `run_with_output` has returned. For
+/// each stream the concatenation of the chunks it receives is exactly the captured
+/// stream of the [`RunOutcome`]: bytes past the output cap are neither captured nor
+/// forwarded. Chunks follow the guest's writes, so a line may arrive in several pieces.
+pub type OutputSink<'a> = &'a (dyn Fn(Stream, &[u8]) + Sync);
 
 /// Why a run failed (EXEC-009, SANDBOX-006, SANDBOX-007).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -181,10 +201,63 @@ impl Sandbox {
 
     /// Runs a loaded module's `_start` with exactly the capabilities in `spec`.
     pub fn run(&self, module: &LoadedModule, spec: &RunSpec<'_>) -> RunOutcome {
+        self.execute(module, spec, None)
+    }
+
+    /// Like [`Sandbox::run`], and hands the guest's stdout and stderr to `on_output` as
+    /// they are written (see [`OutputSink`]). The outcome still carries both streams in
+    /// full, byte for byte what `run` would capture, under the same output cap.
+    ///
+    /// The sink is a separate argument rather than a field of [`RunSpec`] so that a spec
+    /// stays plain data; it runs on a forwarding thread scoped to this call, so the guest
+    /// never waits on it.
+    pub fn run_with_output(
+        &self,
+        module: &LoadedModule,
+        spec: &RunSpec<'_>,
+        on_output: OutputSink<'_>,
+    ) -> RunOutcome {
+        let (tx, rx) = mpsc::channel::<Option<(Stream, bytes::Bytes)>>();
+        // `tx` moves in: should the run panic, dropping it ends the forwarding thread.
+        std::thread::scope(move |scope| {
+            let forwarder = std::thread::Builder::new()
+                .name("wask-output".into())
+                .spawn_scoped(scope, move || {
+                    // `None` marks the end of the run: every write came before it.
+                    while let Ok(Some((stream, bytes))) = rx.recv() {
+                        on_output(stream, &bytes);
+                    }
+                });
+            let outcome = match forwarder {
+                Ok(_) => self.execute(module, spec, Some(tx.clone())),
+                // Without a thread the output is forwarded after the run, whole.
+                Err(_) => {
+                    let outcome = self.execute(module, spec, None);
+                    for (stream, bytes) in [
+                        (Stream::Stdout, &outcome.stdout),
+                        (Stream::Stderr, &outcome.stderr),
+                    ] {
+                        if !bytes.is_empty() {
+                            on_output(stream, bytes);
+                        }
+                    }
+                    outcome
+                }
+            };
+            let _ = tx.send(None);
+            outcome
+        })
+    }
+
+    fn execute(
+        &self,
+        module: &LoadedModule,
+        spec: &RunSpec<'_>,
+        forward: Option<mpsc::Sender<Option<(Stream, bytes::Bytes)>>>,
+    ) -> RunOutcome {
         let cap = spec.limits.output_bytes;
-        // One byte over the cap tells an overflowing guest from one that wrote exactly it.
-        let stdout = MemoryOutputPipe::new(cap + 1);
-        let stderr = MemoryOutputPipe::new(cap + 1);
+        let stdout = CaptureStream::new(cap, Stream::Stdout, forward.clone());
+        let stderr = CaptureStream::new(cap, Stream::Stderr, forward);
         let mut outcome = RunOutcome {
             result: Ok(()),
             stdout: Vec::new(),
@@ -238,8 +311,8 @@ impl Sandbox {
 
         let state = store.into_data();
         outcome.access = state.access.finish();
-        outcome.stdout = stdout.contents().to_vec();
-        outcome.stderr = stderr.contents().to_vec();
+        outcome.stdout = stdout.pipe.contents().to_vec();
+        outcome.stderr = stderr.pipe.contents().to_vec();
         let overflowed = outcome.stdout.len() > cap || outcome.stderr.len() > cap;
         outcome.stdout.truncate(cap);
         outcome.stderr.truncate(cap);
@@ -273,8 +346,8 @@ impl Sandbox {
     fn wasi_context(
         &self,
         spec: &RunSpec<'_>,
-        stdout: &MemoryOutputPipe,
-        stderr: &MemoryOutputPipe,
+        stdout: &CaptureStream,
+        stderr: &CaptureStream,
     ) -> anyhow::Result<WasiP1Ctx> {
         let mut b = WasiCtxBuilder::new();
         // Must come before the preopens: each captures the flag when it is created.
@@ -321,6 +394,121 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A guest output stream: captured in memory up to one byte over the cap (which tells an
+/// overflowing guest from one that wrote exactly the cap), and, when live output is on,
+/// forwarded chunk by chunk to the thread that calls the [`OutputSink`].
+#[derive(Clone)]
+struct CaptureStream {
+    pipe: MemoryOutputPipe,
+    forward: Option<Forward>,
+}
+
+#[derive(Clone)]
+struct Forward {
+    stream: Stream,
+    tx: mpsc::Sender<Option<(Stream, bytes::Bytes)>>,
+    /// Bytes of this stream accepted so far, shared by every handle to it.
+    written: Arc<AtomicUsize>,
+    /// The output cap: bytes past it are not captured in the outcome, nor forwarded.
+    cap: usize,
+}
+
+impl CaptureStream {
+    fn new(
+        cap: usize,
+        stream: Stream,
+        tx: Option<mpsc::Sender<Option<(Stream, bytes::Bytes)>>>,
+    ) -> CaptureStream {
+        CaptureStream {
+            pipe: MemoryOutputPipe::new(cap.saturating_add(1)),
+            forward: tx.map(|tx| Forward {
+                stream,
+                tx,
+                written: Arc::new(AtomicUsize::new(0)),
+                cap,
+            }),
+        }
+    }
+
+    /// Forwards `bytes`, which the pipe has just accepted, up to the cap.
+    fn forward(&self, mut bytes: bytes::Bytes) {
+        let Some(f) = &self.forward else { return };
+        let before = f.written.fetch_add(bytes.len(), Ordering::Relaxed);
+        bytes.truncate(f.cap.saturating_sub(before));
+        if !bytes.is_empty() {
+            // The receiver outlives the run; a send can only fail if its thread died.
+            let _ = f.tx.send(Some((f.stream, bytes)));
+        }
+    }
+}
+
+impl IsTerminal for CaptureStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CaptureStream {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CaptureStream {
+    async fn ready(&mut self) {}
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for CaptureStream {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        // The pipe takes all of `bytes` or none of them.
+        self.pipe.write(bytes.clone())?;
+        self.forward(bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        self.pipe.flush()
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        self.pipe.check_write()
+    }
+}
+
+impl tokio::io::AsyncWrite for CaptureStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.pipe).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = polled {
+            self.forward(bytes::Bytes::copy_from_slice(&buf[..n]));
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.pipe).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.pipe).poll_shutdown(cx)
     }
 }
 

@@ -570,3 +570,98 @@ fn cancel_interrupts_a_running_guest() {
         "a guest started after cancel stops at once"
     );
 }
+
+// EXEC-016: live output. The sink sees exactly the bytes the outcome captures.
+
+fn run_live(
+    f: &Fixture,
+    args: &[&str],
+    limits: Limits,
+) -> (RunOutcome, Vec<(wask_runtime::Stream, Vec<u8>)>) {
+    let view = f.stage(&[], &[]);
+    let module = f.sandbox.load(probe_bytes()).unwrap();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let chunks = std::sync::Mutex::new(Vec::new());
+    let sink = |stream: wask_runtime::Stream, bytes: &[u8]| {
+        chunks.lock().unwrap().push((stream, bytes.to_vec()));
+    };
+    let outcome = f.sandbox.run_with_output(
+        &module,
+        &wask_runtime::RunSpec {
+            program: "probe.wasm",
+            args: &args,
+            env: &[],
+            mounts: view.mounts(),
+            limits,
+            clock: fixed(),
+        },
+        &sink,
+    );
+    (outcome, chunks.into_inner().unwrap())
+}
+
+fn joined(chunks: &[(wask_runtime::Stream, Vec<u8>)], stream: wask_runtime::Stream) -> Vec<u8> {
+    chunks
+        .iter()
+        .filter(|(s, _)| *s == stream)
+        .flat_map(|(_, b)| b.iter().copied())
+        .collect()
+}
+
+#[test]
+fn the_output_sink_receives_exactly_the_captured_bytes() {
+    use wask_runtime::Stream;
+    let f = Fixture::new();
+    let args = [
+        "print:one",
+        "stderr:two",
+        "lines:50:many",
+        "stderr:three",
+        "tail:no newline",
+    ];
+    let (live, chunks) = run_live(&f, &args, Limits::default());
+    assert_eq!(live.result, Ok(()));
+    assert_eq!(joined(&chunks, Stream::Stdout), live.stdout);
+    assert_eq!(joined(&chunks, Stream::Stderr), live.stderr);
+    assert!(
+        live.stdout
+            .ends_with(b"many 50\nok lines 50 lines\nok stderr \nno newline")
+    );
+    assert_eq!(live.stderr, b"two\nthree\n");
+    assert!(
+        chunks.len() > 100,
+        "chunks follow the guest's writes, not the end of the run"
+    );
+    // The order across streams is the guest's: `two` comes after `one`, before `many`.
+    let first_err = chunks
+        .iter()
+        .position(|(s, _)| *s == Stream::Stderr)
+        .unwrap();
+    assert_eq!(
+        joined(&chunks[..first_err], Stream::Stdout),
+        b"one\nok print \n"
+    );
+
+    // The capture is the same as without a sink.
+    let view = f.stage(&[], &[]);
+    let plain = f.run(&view, &args);
+    assert_eq!(plain.stdout, live.stdout);
+    assert_eq!(plain.stderr, live.stderr);
+}
+
+#[test]
+fn the_output_sink_stops_at_the_output_cap() {
+    use wask_runtime::Stream;
+    let f = Fixture::new();
+    let limits = Limits {
+        output_bytes: 1000,
+        ..Limits::default()
+    };
+    let (o, chunks) = run_live(&f, &["spam:5000"], limits);
+    assert_eq!(o.result, Err(Failure::OutputLimit(1000)));
+    assert_eq!(o.stdout.len(), 1000);
+    assert_eq!(joined(&chunks, Stream::Stdout), o.stdout);
+    let (under, chunks) = run_live(&f, &["spam:900"], limits);
+    assert_eq!(under.result, Ok(()), "output under the cap is fine");
+    assert_eq!(joined(&chunks, Stream::Stdout), under.stdout);
+}

@@ -12,6 +12,7 @@ mod examples;
 mod graph_query;
 mod load_errors;
 mod modules;
+mod output;
 mod overlays;
 mod run;
 mod schedule;

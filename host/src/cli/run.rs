@@ -70,7 +70,7 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
             .map(|n| n.get())
             .unwrap_or(1),
     };
-    let observer = ConsoleObserver::new(mode);
+    let observer = ConsoleObserver::for_run(mode, run_set.len());
     let ctx = RunContext::new(&ws, &graph, &observer)?;
     if args.dry_run {
         dry_run(&ctx, &run_set);

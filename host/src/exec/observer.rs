@@ -1,15 +1,37 @@
 //! What a run reports while it goes: the observer trait (EXEC-007) and the console
-//! observer behind `wask run` (EXEC-016 output modes).
+//! observer behind `wask run` (EXEC-016 output modes, section 9 progress display).
+//!
+//! The console observer:
+//!
+//! * in `live` mode prints each complete line of a task's stdout (to stdout) and stderr
+//!   (to stderr) as soon as it arrives, prefixed `[project:task] `. Bytes after the last
+//!   newline wait for the rest of their line; a last line without a newline is printed
+//!   when the task finishes. Every write happens under one lock, so lines of different
+//!   tasks never mix;
+//! * in `buffered` mode keeps each task's streams and prints its stdout block, then its
+//!   stderr block, when it finishes;
+//! * replays a cache hit's stored streams through the same calls, so a hit prints what
+//!   the fresh run printed;
+//! * colours each prefix with a colour derived from the task id, only on a terminal and
+//!   only when `NO_COLOR` is unset or empty;
+//! * when stderr is a terminal and `CI` is not set, keeps a progress line at the bottom
+//!   (tasks finished of the total, cached, failed, and the running tasks), printing task
+//!   lines above it. Otherwise, plain lines only.
 
 use super::record::{Source, TaskRecord, TaskState};
 use crate::refs::TaskId;
 use crate::workspace::OutputMode;
-use std::io::Write;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// Receives the events of a run. Called from worker threads.
 pub trait Observer: Sync {
     fn on_task_started(&self, id: &TaskId);
+    /// Output of a task: a fresh run calls these as the guest writes, in pieces that
+    /// need not end at a line break; a cache hit replays each whole stored stream once.
     fn on_stdout(&self, id: &TaskId, bytes: &[u8]);
     fn on_stderr(&self, id: &TaskId, bytes: &[u8]);
     fn on_task_finished(&self, record: &TaskRecord);
@@ -22,83 +44,355 @@ pub trait Observer: Sync {
     }
 }
 
-/// Writes task output to stdout (prefixed lines in live mode, whole blocks in
-/// buffered mode) and status lines to stderr.
+/// Writes task output to stdout and stderr (prefixed lines in live mode, whole blocks in
+/// buffered mode) and status lines to stderr; see the module documentation.
 pub struct ConsoleObserver {
     mode: OutputMode,
-    lock: Mutex<()>,
+    /// Colour the prefixes of lines written to stdout / stderr.
+    colour_out: bool,
+    colour_err: bool,
+    /// The number of tasks of the run, when a progress line is shown.
+    progress_total: Option<usize>,
+    state: Mutex<State>,
+}
+
+/// Everything the observer keeps, behind its one lock.
+#[derive(Default)]
+struct State {
+    /// Per task: the unfinished last line of each stream (live) or the whole streams
+    /// (buffered).
+    pending: HashMap<TaskId, Pending>,
+    /// Running tasks, in the order they started.
+    running: Vec<TaskId>,
+    finished: usize,
+    cached: usize,
+    failed: usize,
+    /// Shown only while a task runs: the line disappears before anything that follows
+    /// the run (the summary line) is printed.
+    bar: Option<ProgressBar>,
+}
+
+#[derive(Default)]
+struct Pending {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    Stdout,
+    Stderr,
 }
 
 impl ConsoleObserver {
+    /// Plain lines, no progress display.
     pub fn new(mode: OutputMode) -> Self {
+        let colour = colour_allowed(std::env::var_os("NO_COLOR").as_deref());
         ConsoleObserver {
             mode,
-            lock: Mutex::new(()),
+            colour_out: colour && std::io::stdout().is_terminal(),
+            colour_err: colour && std::io::stderr().is_terminal(),
+            progress_total: None,
+            state: Mutex::new(State::default()),
         }
     }
 
-    fn lines(&self, id: &TaskId, bytes: &[u8], out: &mut dyn Write) {
-        match self.mode {
-            OutputMode::Buffered => {
+    /// For a run of `total` tasks: as [`ConsoleObserver::new`], with a progress display
+    /// when stderr is a terminal and `CI` is not set.
+    pub fn for_run(mode: OutputMode, total: usize) -> Self {
+        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
+        let mut observer = Self::new(mode);
+        observer.progress_total = (std::io::stderr().is_terminal() && !ci).then_some(total);
+        observer
+    }
+
+    /// Runs `write` with the progress line out of the way.
+    fn emit(state: &State, write: impl FnOnce()) {
+        match &state.bar {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        }
+    }
+
+    fn write_to(target: Target, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        match target {
+            Target::Stdout => {
+                let mut out = std::io::stdout().lock();
                 let _ = out.write_all(bytes);
+                let _ = out.flush();
             }
+            Target::Stderr => {
+                // Whatever went to stdout before goes out first.
+                let _ = std::io::stdout().flush();
+                let _ = std::io::stderr().lock().write_all(bytes);
+            }
+        }
+    }
+
+    fn prefix(&self, id: &TaskId, target: Target) -> Vec<u8> {
+        let colour = match target {
+            Target::Stdout => self.colour_out,
+            Target::Stderr => self.colour_err,
+        };
+        if colour {
+            format!("\x1b[{}m[{id}]\x1b[0m ", task_colour(id)).into_bytes()
+        } else {
+            format!("[{id}] ").into_bytes()
+        }
+    }
+
+    fn output(&self, id: &TaskId, bytes: &[u8], target: Target) {
+        let mut state = self.state.lock().unwrap();
+        let pending = state.pending.entry(id.clone()).or_default();
+        let buffer = match target {
+            Target::Stdout => &mut pending.stdout,
+            Target::Stderr => &mut pending.stderr,
+        };
+        match self.mode {
+            OutputMode::Buffered => buffer.extend_from_slice(bytes),
             OutputMode::Live => {
-                for line in bytes.split_inclusive(|b| *b == b'\n') {
-                    let line = line.strip_suffix(b"\n").unwrap_or(line);
-                    let _ = write!(out, "[{id}] ");
-                    let _ = out.write_all(line);
-                    let _ = out.write_all(b"\n");
+                let mut out = Vec::new();
+                complete_lines(buffer, bytes, &self.prefix(id, target), &mut out);
+                if !out.is_empty() {
+                    Self::emit(&state, || Self::write_to(target, &out));
                 }
             }
         }
     }
+
+    /// Prints what a finished task still has pending: its last unterminated lines (live)
+    /// or its whole blocks (buffered).
+    fn flush_task(&self, state: &mut State, id: &TaskId) {
+        let Some(pending) = state.pending.remove(id) else {
+            return;
+        };
+        for (bytes, target) in [
+            (pending.stdout, Target::Stdout),
+            (pending.stderr, Target::Stderr),
+        ] {
+            if bytes.is_empty() {
+                continue;
+            }
+            let mut out = Vec::new();
+            if self.mode == OutputMode::Live {
+                out.extend_from_slice(&self.prefix(id, target));
+            }
+            out.extend_from_slice(&bytes);
+            if !out.ends_with(b"\n") {
+                out.push(b'\n');
+            }
+            Self::emit(state, || Self::write_to(target, &out));
+        }
+    }
+
+    /// Shows the progress line, creating it if no task was running.
+    fn update_progress(&self, state: &mut State) {
+        let Some(total) = self.progress_total else {
+            return;
+        };
+        if state.running.is_empty() {
+            if let Some(bar) = state.bar.take() {
+                bar.disable_steady_tick();
+                bar.finish_and_clear();
+            }
+            return;
+        }
+        let bar = state.bar.get_or_insert_with(|| {
+            let template = if self.colour_err {
+                "{spinner:.cyan} [{bar:20.cyan/blue}] {pos}/{len} {wide_msg}"
+            } else {
+                "{spinner} [{bar:20}] {pos}/{len} {wide_msg}"
+            };
+            let style = ProgressStyle::with_template(template)
+                .expect("the progress template is valid")
+                .progress_chars("=> ");
+            let bar =
+                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr())
+                    .with_style(style);
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar
+        });
+        bar.set_position(state.finished as u64);
+        let names: Vec<String> = state.running.iter().map(ToString::to_string).collect();
+        bar.set_message(format!(
+            "{} cached, {} failed | running: {}",
+            state.cached,
+            state.failed,
+            names.join(", ")
+        ));
+    }
 }
 
 impl Observer for ConsoleObserver {
-    fn on_task_started(&self, _id: &TaskId) {}
+    fn on_task_started(&self, id: &TaskId) {
+        let mut state = self.state.lock().unwrap();
+        state.running.push(id.clone());
+        self.update_progress(&mut state);
+    }
 
     fn on_stdout(&self, id: &TaskId, bytes: &[u8]) {
-        let _g = self.lock.lock().unwrap();
-        self.lines(id, bytes, &mut std::io::stdout().lock());
+        self.output(id, bytes, Target::Stdout);
     }
 
     fn on_stderr(&self, id: &TaskId, bytes: &[u8]) {
-        let _g = self.lock.lock().unwrap();
-        let _ = std::io::stdout().flush();
-        self.lines(id, bytes, &mut std::io::stderr().lock());
+        self.output(id, bytes, Target::Stderr);
     }
 
     fn on_task_finished(&self, r: &TaskRecord) {
-        let _g = self.lock.lock().unwrap();
-        let _ = std::io::stdout().flush();
-        let mut err = std::io::stderr().lock();
+        let mut state = self.state.lock().unwrap();
+        self.flush_task(&mut state, &r.id);
+        state.running.retain(|id| *id != r.id);
+        state.finished += 1;
+        if r.source == Some(Source::Cache) {
+            state.cached += 1;
+        }
+        if r.state == TaskState::Failed {
+            state.failed += 1;
+        }
         let ms = r.duration().as_millis();
-        let _ = match (&r.state, &r.source) {
+        let line = match (&r.state, &r.source) {
             (TaskState::Succeeded, Some(Source::Cache)) => {
-                writeln!(err, "    cached {} ({ms} ms)", r.id)
+                Some(format!("    cached {} ({ms} ms)", r.id))
             }
-            (TaskState::Succeeded, _) => writeln!(err, "      done {} ({ms} ms)", r.id),
-            (TaskState::Failed, _) => writeln!(
-                err,
-                "    FAILED {}: {}",
+            (TaskState::Succeeded, _) => Some(format!("      done {} ({ms} ms)", r.id)),
+            (TaskState::Failed, _) => Some(format!(
+                "    {} {}: {}",
+                if self.colour_err {
+                    "\x1b[31mFAILED\x1b[0m"
+                } else {
+                    "FAILED"
+                },
                 r.id,
                 r.error.as_deref().unwrap_or("failed")
-            ),
-            (TaskState::Cancelled, _) => writeln!(err, " cancelled {}", r.id),
-            (TaskState::Skipped, _) => Ok(()),
+            )),
+            (TaskState::Cancelled, _) => Some(format!(" cancelled {}", r.id)),
+            (TaskState::Skipped, _) => None,
         };
+        if let Some(line) = line {
+            Self::emit(&state, || {
+                Self::write_to(Target::Stderr, format!("{line}\n").as_bytes())
+            });
+        }
+        self.update_progress(&mut state);
     }
 
     fn on_task_skipped(&self, id: &TaskId, cause: &TaskId) {
-        let _g = self.lock.lock().unwrap();
-        let _ = writeln!(
-            std::io::stderr(),
-            "   skipped {id} (because {cause} failed)"
-        );
+        let mut state = self.state.lock().unwrap();
+        state.finished += 1;
+        let line = format!("   skipped {id} (because {cause} failed)\n");
+        Self::emit(&state, || Self::write_to(Target::Stderr, line.as_bytes()));
+        self.update_progress(&mut state);
     }
 
     fn on_warning(&self, id: &TaskId, message: &str) {
-        let _g = self.lock.lock().unwrap();
-        let _ = writeln!(std::io::stderr(), "   warning {id}: {message}");
+        let state = self.state.lock().unwrap();
+        let line = format!("   warning {id}: {message}\n");
+        Self::emit(&state, || Self::write_to(Target::Stderr, line.as_bytes()));
+    }
+}
+
+impl Drop for ConsoleObserver {
+    /// Nothing is lost if a task was never reported finished: its pending output is
+    /// printed and the progress line removed.
+    fn drop(&mut self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bar) = state.bar.take() {
+            bar.disable_steady_tick();
+            bar.finish_and_clear();
+        }
+        let mut ids: Vec<TaskId> = state.pending.keys().cloned().collect();
+        ids.sort();
+        for id in ids {
+            self.flush_task(&mut state, &id);
+        }
+    }
+}
+
+/// `NO_COLOR` set to anything but the empty string turns colour off (no-color.org).
+fn colour_allowed(no_color: Option<&std::ffi::OsStr>) -> bool {
+    no_color.is_none_or(|v| v.is_empty())
+}
+
+/// The SGR colour of a task's prefix: the same for a task id in every run.
+fn task_colour(id: &TaskId) -> u8 {
+    const PALETTE: [u8; 12] = [36, 33, 35, 32, 34, 31, 96, 93, 95, 92, 94, 91];
+    // FNV-1a: stable across runs and Rust versions, unlike `DefaultHasher`.
+    let hash = id
+        .to_string()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    PALETTE[(hash % PALETTE.len() as u64) as usize]
+}
+
+/// Appends to `out` every line that `bytes` completes, each after `prefix`, and keeps the
+/// unterminated rest in `pending`.
+fn complete_lines(pending: &mut Vec<u8>, bytes: &[u8], prefix: &[u8], out: &mut Vec<u8>) {
+    let Some(last) = bytes.iter().rposition(|b| *b == b'\n') else {
+        pending.extend_from_slice(bytes);
+        return;
+    };
+    let (done, rest) = bytes.split_at(last + 1);
+    let mut lines = done.split_inclusive(|b| *b == b'\n');
+    if let Some(first) = lines.next() {
+        out.extend_from_slice(prefix);
+        out.append(pending);
+        out.extend_from_slice(first);
+    }
+    for line in lines {
+        out.extend_from_slice(prefix);
+        out.extend_from_slice(line);
+    }
+    pending.extend_from_slice(rest);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(chunks: &[&str]) -> (String, String) {
+        let (mut pending, mut out) = (Vec::new(), Vec::new());
+        for c in chunks {
+            complete_lines(&mut pending, c.as_bytes(), b"[p:t] ", &mut out);
+        }
+        (
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(pending).unwrap(),
+        )
+    }
+
+    #[test]
+    fn lines_are_printed_whole_once_complete() {
+        assert_eq!(feed(&["a\nb\n"]), ("[p:t] a\n[p:t] b\n".into(), "".into()));
+        assert_eq!(feed(&["ab", "c"]), ("".into(), "abc".into()));
+        assert_eq!(
+            feed(&["one ", "1\ntwo", " 2\nthr"]),
+            ("[p:t] one 1\n[p:t] two 2\n".into(), "thr".into())
+        );
+        assert_eq!(feed(&["\n\n"]), ("[p:t] \n[p:t] \n".into(), "".into()));
+    }
+
+    #[test]
+    fn colours_are_stable_and_no_color_is_honoured() {
+        let id = |p: &str, t: &str| TaskId {
+            project: p.into(),
+            task: t.into(),
+        };
+        assert_eq!(
+            task_colour(&id("a", "build")),
+            task_colour(&id("a", "build"))
+        );
+        let distinct: std::collections::HashSet<u8> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .map(|p| task_colour(&id(p, "build")))
+            .collect();
+        assert!(distinct.len() > 1, "tasks get different colours");
+        assert!(colour_allowed(None));
+        assert!(colour_allowed(Some(std::ffi::OsStr::new(""))));
+        assert!(!colour_allowed(Some(std::ffi::OsStr::new("1"))));
     }
 }

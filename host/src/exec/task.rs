@@ -8,9 +8,9 @@ use crate::key::{Digest, EnvValue, KeyParts, hash_bytes, hash_file};
 use crate::refs::TaskId;
 use crate::workspace::{ClockSetting, TaskDef};
 use std::time::SystemTime;
-use wask_runtime::RunSpec;
 use wask_runtime::determinism::ClockMode;
 use wask_runtime::view::{StagedView, ViewSpec};
+use wask_runtime::{RunSpec, Stream};
 
 /// Everything about a task that is known once its key is derived.
 pub struct Prepared {
@@ -240,8 +240,14 @@ fn run_fresh(
         None => ClockMode::Host,
     };
     let program = def.module.value.rsplit('/').next().unwrap_or("task.wasm");
+    // EXEC-016: the guest's output reaches the observer as it is written; the outcome
+    // still holds both streams whole, for the cache.
+    let live = |stream: Stream, bytes: &[u8]| match stream {
+        Stream::Stdout => ctx.observer.on_stdout(id, bytes),
+        Stream::Stderr => ctx.observer.on_stderr(id, bytes),
+    };
     let outcome = record.timed("run", || {
-        ctx.sandbox.run(
+        ctx.sandbox.run_with_output(
             &module,
             &RunSpec {
                 program,
@@ -251,9 +257,9 @@ fn run_fresh(
                 limits: def.limits,
                 clock,
             },
+            &live,
         )
     });
-    emit_streams(ctx, id, &outcome.stdout, &outcome.stderr);
     let declared: std::collections::HashSet<&str> = prepared
         .inputs
         .iter()
@@ -345,6 +351,7 @@ fn run_fresh(
     Ok(())
 }
 
+/// Replays stored streams (a cache hit), the same calls a fresh run makes as it goes.
 fn emit_streams(ctx: &RunContext<'_>, id: &TaskId, stdout: &[u8], stderr: &[u8]) {
     if !stdout.is_empty() {
         ctx.observer.on_stdout(id, stdout);

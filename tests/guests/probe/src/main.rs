@@ -30,6 +30,8 @@
 //! | `trap` | executes `unreachable` |
 //! | `exit:N` | exits with status N |
 //! | `exit-on-error` | exits with status 1 if an earlier action failed |
+//! | `lines:N:TEXT` | writes N lines `TEXT I` (I from 1) to stdout, each in two writes split mid-line |
+//! | `tail:TEXT` | writes TEXT without a newline to stdout and exits 0 at once (an unterminated last line) |
 
 use std::io::{Read, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -244,6 +246,26 @@ fn act(action: &str, rest: &str) -> Result<String, String> {
             let code: i32 = rest.parse().map_err(|_| format!("not a number: {rest}"))?;
             let _ = std::io::stdout().flush();
             std::process::exit(code)
+        }
+        "lines" => {
+            let (n, text) = two(rest)?;
+            let n: usize = n.parse().map_err(|_| format!("not a number: {n}"))?;
+            let mut out = std::io::stdout().lock();
+            for i in 1..=n {
+                // Two writes per line, each flushed: the host sees lines in pieces.
+                write!(out, "{text} ")
+                    .and_then(|_| out.flush())
+                    .map_err(io)?;
+                writeln!(out, "{i}").and_then(|_| out.flush()).map_err(io)?;
+            }
+            Ok(format!("{n} lines"))
+        }
+        "tail" => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(rest.as_bytes())
+                .and_then(|_| out.flush())
+                .map_err(io)?;
+            std::process::exit(0)
         }
         other => Err(format!("unknown action {other:?}")),
     }
