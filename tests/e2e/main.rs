@@ -9,6 +9,7 @@ mod support;
 mod cache;
 mod cache_commands;
 mod examples;
+mod foreign_guest;
 mod graph_query;
 mod load_errors;
 mod modules;
