@@ -112,7 +112,7 @@ outputs = ["out/**"]
     ws.wask(&["run", "p:peek"]).expect_code(0);
     let out = ws.wask(&["why", "p:peek"]).stdout();
     assert!(out.contains("p:peek: hit"), "{out}");
-    let opened = out.lines().find(|l| l.contains("the run opened:")).unwrap();
+    let opened = out.lines().find(|l| l.contains("inputs it read:")).unwrap();
     assert!(opened.contains("/src/a.txt"), "{out}");
     assert!(!opened.contains("/src/b.txt"), "declared but never opened: {out}");
     let attempted = out.lines().find(|l| l.contains("undeclared paths")).unwrap();

@@ -177,9 +177,9 @@ fn print_report(r: &serde_json::Value) {
             };
             let (opened, refused) = (list("opened"), list("refused"));
             println!(
-                "  the run opened: {}",
+                "  inputs it read: {}",
                 if opened.is_empty() {
-                    "(nothing)"
+                    "(none)"
                 } else {
                     &opened
                 }

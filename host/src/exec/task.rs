@@ -311,8 +311,16 @@ fn run_fresh(
             mode: c.mode,
         });
     }
+    // SANDBOX-009: which declared inputs the run really read, and what it reached for
+    // outside its declarations.
     let access = AccessRecord {
-        opened: outcome.access.opened.iter().cloned().collect(),
+        opened: outcome
+            .access
+            .opened
+            .iter()
+            .filter(|p| declared.contains(p.as_str()))
+            .cloned()
+            .collect(),
         refused: record.undeclared.clone(),
     };
     // Only successful runs are stored (CACHE-018); a failed store costs only a rerun.
