@@ -6,7 +6,22 @@ use crate::support::{Ws, plugin_wasm, task};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-const TASKS: [&str; 3] = ["content:html", "site:index", "site:checksums"];
+const TASKS: [&str; 7] = [
+    "content:html",
+    "site:index",
+    "site:check",
+    "site:pages",
+    "site:meta",
+    "site:checksums",
+    "release:archive",
+];
+
+const PLUGINS: [&str; 6] = [
+    "md2html", "index", "checksum", "template", "convert", "archive",
+];
+
+/// What the workspace writes under `dist/` directories.
+const DIST_DIRS: [&str; 3] = ["content/dist", "site/dist", "release/dist"];
 
 /// A copy of the example workspace's sources with freshly built plugins in `tools/`.
 fn docs_site() -> Ws {
@@ -22,7 +37,7 @@ fn docs_site() -> Ws {
             ws.write(rel.to_str().unwrap(), std::fs::read(entry.path()).unwrap());
         }
     }
-    for plugin in ["md2html", "index", "checksum"] {
+    for plugin in PLUGINS {
         ws.write(
             &format!("tools/{plugin}.wasm"),
             std::fs::read(plugin_wasm(plugin)).unwrap(),
@@ -58,9 +73,10 @@ fn the_docs_site_runs_fresh_then_entirely_from_the_cache() {
         assert_eq!(task(&s1, id)["source"], "fresh", "{id}");
     }
     let produced = dist_files(&ws);
-    assert_eq!(produced.len(), 6, "{:?}", produced.keys());
+    // 4 pages; index, releases, sitemap, site.json, SHA256SUMS; the archive.
+    assert_eq!(produced.len(), 10, "{:?}", produced.keys());
 
-    for dir in ["content/dist", "site/dist"] {
+    for dir in DIST_DIRS {
         std::fs::remove_dir_all(ws.path(dir)).unwrap();
     }
     let (cached, s2) = ws.run(&["--workspace"]);
@@ -72,7 +88,7 @@ fn the_docs_site_runs_fresh_then_entirely_from_the_cache() {
     assert!(
         cached
             .stderr()
-            .contains("Tasks: 3 completed (3 cached), 0 failed, 0 skipped")
+            .contains("Tasks: 7 completed (7 cached), 0 failed, 0 skipped")
     );
     assert_eq!(
         dist_files(&ws),
@@ -106,7 +122,7 @@ fn the_plugins_produce_what_they_promise() {
 
     // Every line of SHA256SUMS is the real digest of the file it names.
     let sums = String::from_utf8(ws.read("site/dist/SHA256SUMS")).unwrap();
-    assert_eq!(sums.lines().count(), 5, "{sums}");
+    assert_eq!(sums.lines().count(), 8, "{sums}");
     for line in sums.lines() {
         let (digest, rel) = line.split_once("  ").unwrap();
         let bytes = std::fs::read(ws.path("site").join(rel)).unwrap();
@@ -120,19 +136,131 @@ fn the_plugins_produce_what_they_promise() {
 }
 
 #[test]
+fn the_site_is_templated_converted_and_archived() {
+    let ws = docs_site();
+    ws.run(&["--workspace"]).0.expect_code(0);
+
+    // `template`: the release notes through the layout, with data/site.toml as `site`.
+    let releases = String::from_utf8(ws.read("site/dist/releases.html")).unwrap();
+    assert!(
+        releases.contains("<title>Releases - wask example docs</title>"),
+        "{releases}"
+    );
+    assert!(
+        releases.contains("<a href=\"../../content/dist/html/guide/caching.html\">"),
+        "{releases}"
+    );
+    assert!(
+        releases.contains("<h2>0.1.0 <small>2025-09-01</small></h2>"),
+        "{releases}"
+    );
+    let sitemap = String::from_utf8(ws.read("site/dist/sitemap.xml")).unwrap();
+    assert!(
+        sitemap.contains("<loc>https://docs.example.org/site/dist/releases.html</loc>"),
+        "{sitemap}"
+    );
+
+    // `convert`: the same data as JSON.
+    let meta: serde_json::Value = serde_json::from_slice(&ws.read("site/dist/site.json")).unwrap();
+    let data: toml::Value =
+        toml::from_str(&String::from_utf8(ws.read("site/data/site.toml")).unwrap()).unwrap();
+    assert_eq!(meta["title"].as_str(), data["title"].as_str());
+    assert_eq!(meta["releases"][2]["date"], "2025-09-01");
+    assert_eq!(
+        meta["nav"].as_array().unwrap().len(),
+        data["nav"].as_array().unwrap().len()
+    );
+
+    // `archive`: every page and everything in site/dist, at its workspace path.
+    let archive = ws.path("release/dist/site.tar.gz");
+    let out = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .current_dir(out.path())
+        .status()
+        .expect("the system `tar` runs");
+    assert!(status.success());
+    let unpacked: BTreeMap<String, Vec<u8>> = walkdir::WalkDir::new(out.path())
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e.path().strip_prefix(out.path()).unwrap();
+            (
+                rel.to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    let mut expected = dist_files(&ws);
+    expected.remove("release/dist/site.tar.gz");
+    assert_eq!(unpacked.len(), 9, "{:?}", unpacked.keys());
+    assert_eq!(unpacked, expected);
+}
+
+#[test]
 fn changing_one_page_reruns_exactly_the_tasks_that_read_it() {
     let ws = docs_site();
     ws.run(&["--workspace"]).0.expect_code(0);
+    let archive = ws.read("release/dist/site.tar.gz");
     ws.write("content/pages/about.md", "# About, revised\n");
     let (run, s) = ws.run(&["--workspace"]);
     run.expect_code(0);
     for id in TASKS {
+        let reads_pages = matches!(
+            id,
+            "content:html" | "site:index" | "site:checksums" | "release:archive"
+        );
+        let expected = if reads_pages { "fresh" } else { "cache" };
         assert_eq!(
             task(&s, id)["source"],
-            "fresh",
-            "{id} reads the changed page, directly or not"
+            expected,
+            "{id} reads the changed page (directly or not): {reads_pages}"
         );
     }
     let about = String::from_utf8(ws.read("content/dist/html/about.html")).unwrap();
     assert!(about.contains("About, revised"));
+    assert_ne!(ws.read("release/dist/site.tar.gz"), archive);
+}
+
+#[test]
+fn changing_the_site_data_reruns_the_data_tasks_and_what_follows_them() {
+    let ws = docs_site();
+    ws.run(&["--workspace"]).0.expect_code(0);
+    let data = String::from_utf8(ws.read("site/data/site.toml")).unwrap();
+    ws.write(
+        "site/data/site.toml",
+        data.replace("version = \"0.3.0\"", "version = \"0.3.1\""),
+    );
+    let (run, s) = ws.run(&["--workspace"]);
+    run.expect_code(0);
+    for id in TASKS {
+        let expected = match id {
+            "content:html" | "site:index" => "cache",
+            _ => "fresh",
+        };
+        assert_eq!(task(&s, id)["source"], expected, "{id}");
+    }
+    let releases = String::from_utf8(ws.read("site/dist/releases.html")).unwrap();
+    assert!(releases.contains("wask example docs 0.3.1"), "{releases}");
+}
+
+#[test]
+fn a_malformed_data_file_fails_the_check_naming_file_line_and_column() {
+    let ws = docs_site();
+    ws.write("site/data/site.toml", "title = \"x\"\nversion = 0.3.0\n");
+    let (run, s) = ws.run(&["--workspace"]);
+    run.expect_code(1);
+    assert_eq!(task(&s, "site:check")["state"], "failed");
+    let err = run.stderr();
+    assert!(err.contains("invalid: /site/data/site.toml:2:"), "{err}");
+    for id in [
+        "site:pages",
+        "site:meta",
+        "site:checksums",
+        "release:archive",
+    ] {
+        assert_eq!(task(&s, id)["state"], "skipped", "{id}");
+    }
 }

@@ -15,6 +15,7 @@ mod load_errors;
 mod modules;
 mod output;
 mod overlays;
+mod plugins;
 mod run;
 mod schedule;
 mod why;
