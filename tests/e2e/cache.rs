@@ -272,3 +272,60 @@ fn cache_dir_can_be_moved_and_cleared() {
     let info = ws.wask(&["cache", "info"]);
     assert!(info.stdout().contains("entries: 0"), "{}", info.stdout());
 }
+
+/// The cache directory is not trusted: an entry whose manifest names an output the task
+/// does not declare (through `..`, or onto an input), a setuid mode, or a blob that is a
+/// link, never makes wask write or read outside the task's declarations.
+#[test]
+fn a_hostile_manifest_cannot_redirect_a_restore() {
+    fn manifest_path(ws: &Ws) -> std::path::PathBuf {
+        walkdir::WalkDir::new(ws.path(".wask/cache"))
+            .into_iter()
+            .flatten()
+            .find(|e| e.file_name() == "manifest.json")
+            .unwrap()
+            .into_path()
+    }
+    let tamper = |edit: &dyn Fn(&mut serde_json::Value, &std::path::Path)| {
+        let ws = gen_ws();
+        ws.run(&["p:gen"]).0.expect_code(0);
+        let path = manifest_path(&ws);
+        let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        edit(&mut m, path.parent().unwrap());
+        std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+        std::fs::remove_dir_all(ws.path("out")).unwrap();
+        let (run, s) = ws.run(&["p:gen"]);
+        run.expect_code(0);
+        (ws, run, s)
+    };
+    let first_output = |m: &serde_json::Value| m["outputs"][0].clone();
+
+    for path in ["/../escape.txt", "/out/../src/a.txt", "/src/a.txt", "/.wask/x", "/out//a.txt"] {
+        let (ws, run, s) = tamper(&|m, _| {
+            let mut extra = first_output(m);
+            extra["path"] = path.into();
+            m["outputs"].as_array_mut().unwrap().push(extra);
+        });
+        assert_eq!(task(&s, "p:gen")["source"], "fresh", "{path}: a miss");
+        assert!(run.stderr().contains("does not declare"), "{path}: reported: {}", run.stderr());
+        assert_eq!(ws.read("src/a.txt"), b"alpha\n", "{path}: the input is untouched");
+        assert!(!ws.root.parent().unwrap().join("escape.txt").exists());
+    }
+
+    let (ws, _, s) = tamper(&|m, _| {
+        m["outputs"][0]["mode"] = (0o4755).into();
+    });
+    assert_eq!(task(&s, "p:gen")["source"], "cache");
+    let mode = std::fs::metadata(ws.path("out/a.txt")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7000, 0, "no setuid, setgid or sticky bit is restored");
+
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    let (_, _, s) = tamper(&|m, entry| {
+        let hash = first_output(m)["hash"].as_str().unwrap().to_string();
+        let blob = entry.join("blobs").join(&hash);
+        std::fs::copy(&blob, outside.path()).unwrap();
+        std::fs::remove_file(&blob).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &blob).unwrap();
+    });
+    assert_eq!(task(&s, "p:gen")["source"], "fresh", "a linked blob is never followed");
+}

@@ -130,7 +130,17 @@ impl LocalCache {
     /// Restores an entry (CACHE-019): every output is copied next to its destination
     /// while its hash is checked, and only when all are verified are they renamed into
     /// place. A mismatch anywhere restores nothing, removes the entry and is reported.
-    pub fn restore(&self, entry: &Entry, workspace_root: &Path) -> Result<Restored, RestoreError> {
+    ///
+    /// The cache directory is not trusted to name where outputs go: every recorded
+    /// output path must be a clean workspace path (no `..`, `.` or empty segments,
+    /// outside `/.wask`) that `declared` accepts (the task's output patterns), or the
+    /// entry is corrupt. A blob must be a regular file, never a link.
+    pub fn restore(
+        &self,
+        entry: &Entry,
+        workspace_root: &Path,
+        declared: &dyn Fn(&str) -> bool,
+    ) -> Result<Restored, RestoreError> {
         let corrupt = |what: String| {
             self.discard(entry);
             RestoreError::Corrupt {
@@ -149,6 +159,18 @@ impl LocalCache {
         let stdout = read_stream("stdout", &entry.manifest.stdout).map_err(corrupt)?;
         let stderr = read_stream("stderr", &entry.manifest.stderr).map_err(corrupt)?;
 
+        for out in &entry.manifest.outputs {
+            let clean = out.path.starts_with('/')
+                && crate::workspace::check_path(&out.path[1..]).is_ok()
+                && out.path != "/.wask"
+                && !out.path.starts_with("/.wask/");
+            if !clean || !declared(&out.path) {
+                return Err(corrupt(format!(
+                    "it lists the output {:?}, which the task does not declare",
+                    out.path
+                )));
+            }
+        }
         let mut staged: Vec<(tempfile::TempPath, PathBuf)> = Vec::new();
         for out in &entry.manifest.outputs {
             let dest = workspace_root.join(out.path.trim_start_matches('/'));
@@ -685,6 +707,10 @@ fn copy_verified(
 ) -> Result<tempfile::TempPath, CopyError> {
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
+    // A blob is a file the cache wrote; a link there points somewhere wask must not read.
+    if !fs::symlink_metadata(blob).is_ok_and(|m| m.is_file()) {
+        return Err(CopyError::Mismatch);
+    }
     let mut src = fs::File::open(blob).map_err(|_| CopyError::Mismatch)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".wask-restore-")
@@ -704,7 +730,8 @@ fn copy_verified(
         return Err(CopyError::Mismatch);
     }
     tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(out.mode))
+        // Permission bits only: a cache entry never makes a file setuid, setgid or sticky.
+        .set_permissions(fs::Permissions::from_mode(out.mode & 0o777))
         .map_err(CopyError::Io)?;
     tmp.as_file().sync_all().map_err(CopyError::Io)?;
     Ok(tmp.into_temp_path())

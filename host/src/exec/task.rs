@@ -173,7 +173,11 @@ fn restore_hit(
     let Some(entry) = record.timed("lookup", || ctx.cache.lookup(&prepared.key)) else {
         return Ok(false);
     };
-    match record.timed("restore", || ctx.cache.restore(&entry, &ctx.ws.root)) {
+    // Only what the task declares may be restored, whatever the entry says.
+    let declared = wask_runtime::view::glob_set(&prepared.parts.outputs)
+        .map_err(|e| format!("invalid output pattern: {e}"))?;
+    let restore = || ctx.cache.restore(&entry, &ctx.ws.root, &|p| declared.is_match(p));
+    match record.timed("restore", restore) {
         Ok(restored) => {
             emit_streams(ctx, id, &restored.stdout, &restored.stderr);
             record.state = TaskState::Succeeded;
