@@ -153,7 +153,7 @@ impl Sandbox {
                 }
             })?;
         Ok(Sandbox {
-            compiled: CompiledCache::new(compiled_dir, &engine),
+            compiled: CompiledCache::new(compiled_dir, &engine, crate::compiled::machine_key()),
             engine,
             linker,
             loaded: Mutex::new(HashMap::new()),

@@ -665,3 +665,51 @@ fn the_output_sink_stops_at_the_output_cap() {
     assert_eq!(under.result, Ok(()), "output under the cap is fine");
     assert_eq!(joined(&chunks, Stream::Stdout), under.stdout);
 }
+
+/// SANDBOX-008 against a hostile cache: whoever can write the cache directory cannot
+/// make the sandbox load code it did not compile for that module under this user's key,
+/// neither by forging a plain digest header nor by swapping two modules' artifacts.
+#[test]
+fn compiled_artifacts_cannot_be_forged_or_swapped() {
+    /// `(module (memory (export "memory") 1) (func (export "_start")))`
+    const NOOP: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03,
+        0x02, 0x01, 0x00, 0x05, 0x03, 0x01, 0x00, 0x01, 0x07, 0x13, 0x02, 0x06, b'm', b'e', b'm',
+        b'o', b'r', b'y', 0x02, 0x00, 0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x00, 0x0a,
+        0x04, 0x01, 0x02, 0x00, 0x0b,
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let compiled = dir.path().join("compiled");
+    let artifact = |wasm: &[u8]| -> PathBuf {
+        let name = format!("{}.cwasm", blake3::hash(wasm).to_hex());
+        walkdir::WalkDir::new(&compiled)
+            .into_iter()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy() == name)
+            .expect("artifact stored")
+            .into_path()
+    };
+    {
+        let sandbox = Sandbox::new(&compiled).unwrap();
+        sandbox.load(probe_bytes()).unwrap();
+        sandbox.load(NOOP).unwrap();
+    }
+    // Swap: the no-op's artifact where the probe's belongs.
+    std::fs::copy(artifact(NOOP), artifact(probe_bytes())).unwrap();
+    let sandbox = Sandbox::new(&compiled).unwrap();
+    let probe = sandbox.load(probe_bytes()).unwrap();
+    assert_eq!(probe.source, CodeSource::RecompiledAfterTamper);
+    drop(sandbox);
+
+    // Forge: the no-op's code under a plain blake3 header, as a writer without the key
+    // would compute it.
+    let code = std::fs::read(artifact(NOOP)).unwrap()[32..].to_vec();
+    let mut forged = blake3::hash(&code).as_bytes().to_vec();
+    forged.extend_from_slice(&code);
+    std::fs::write(artifact(NOOP), forged).unwrap();
+    let sandbox = Sandbox::new(&compiled).unwrap();
+    assert_eq!(
+        sandbox.load(NOOP).unwrap().source,
+        CodeSource::RecompiledAfterTamper
+    );
+}
