@@ -13,14 +13,13 @@
 //! - [`run`]: turns an [`Error`] into a readable message on stderr and exit code 1.
 //!
 //! ```no_run
-//! fn main() {
-//!     wask_guest::run(|task| {
-//!         let [src, out] = task.args_exact::<2>()?;
-//!         let text = task.read_string(&src)?;
-//!         task.write_output(&out, text.to_uppercase())?;
-//!         Ok(())
-//!     })
-//! }
+//! // src/main.rs of a task crate
+//! wask_guest::run(|task| {
+//!     let [src, out] = task.args_exact::<2>()?;
+//!     let text = task.read_string(&src)?;
+//!     task.write_output(&out, text.to_uppercase())?;
+//!     Ok(())
+//! })
 //! ```
 //!
 //! The same crate builds natively, so a task's logic can be unit-tested with
@@ -401,14 +400,13 @@ pub fn log(message: impl fmt::Display) {
 /// are skipped.
 ///
 /// ```no_run
-/// fn main() {
-///     wask_guest::run(|task| {
-///         if task.inputs().is_empty() {
-///             return Err("declare some `inputs` for this task".into());
-///         }
-///         Ok(())
-///     })
-/// }
+/// // in `main`:
+/// wask_guest::run(|task| {
+///     if task.inputs().is_empty() {
+///         return Err("declare some `inputs` for this task".into());
+///     }
+///     Ok(())
+/// })
 /// ```
 pub fn run(body: impl FnOnce(&Task) -> Result<()>) {
     let outcome = Task::load().and_then(|task| body(&task));

@@ -116,7 +116,10 @@ fn measure(tasks: usize) -> Figures {
     assert_eq!(graph.nodes.len(), tasks);
 
     let ctx = wask::exec::RunContext::new(&ws, &graph, &Quiet).unwrap();
-    assert!(ctx.sandbox.load(NOOP_WASM).is_ok(), "compile once, outside the timing");
+    assert!(
+        ctx.sandbox.load(NOOP_WASM).is_ok(),
+        "compile once, outside the timing"
+    );
     let last = graph.nodes.len() - 1;
     let start = Instant::now();
     let run_set = graph.run_set(&[last]);
@@ -145,7 +148,10 @@ fn main() {
     }
     let results: Vec<(usize, Figures)> = sizes.iter().map(|&n| (n, measure(n))).collect();
     let base = &results[0].1;
-    println!("per-task cost by workspace size (two jobs); ratio = per-task cost / per-task cost at {} tasks", results[0].0);
+    println!(
+        "per-task cost by workspace size (two jobs); ratio = per-task cost / per-task cost at {} tasks",
+        results[0].0
+    );
     println!(
         "{:>6}  {:>16}  {:>16}  {:>16}  {:>16}  {:>16}",
         "tasks", "load", "graph", "plan", "run fresh", "run cached"

@@ -242,7 +242,8 @@ mod tests {
     fn every_component_changes_the_key() {
         let k = base().key();
         let d = |b: &[u8]| hash_bytes(HashKind::Blake3, b);
-        let variants: Vec<(&str, Box<dyn Fn(&mut KeyParts)>)> = vec![
+        type Change = Box<dyn Fn(&mut KeyParts)>;
+        let variants: Vec<(&str, Change)> = vec![
             ("hash function", Box::new(|p| p.hash = HashKind::Sha256)),
             ("module", Box::new(move |p| p.module = d(b"other"))),
             ("args", Box::new(|p| p.args.push("c".into()))),

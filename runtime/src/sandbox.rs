@@ -296,11 +296,11 @@ impl Sandbox {
             }
         });
         store.call_hook(|mut ctx, hook| {
-            if matches!(hook, CallHook::ReturningFromHost) {
-                if let Some(memory) = ctx.data().memory {
-                    let (bytes, state) = memory.data_and_store_mut(&mut ctx);
-                    state.access.drain(bytes);
-                }
+            if matches!(hook, CallHook::ReturningFromHost)
+                && let Some(memory) = ctx.data().memory
+            {
+                let (bytes, state) = memory.data_and_store_mut(&mut ctx);
+                state.access.drain(bytes);
             }
             Ok(())
         });

@@ -290,7 +290,8 @@ fn a_hostile_manifest_cannot_redirect_a_restore() {
         let ws = gen_ws();
         ws.run(&["p:gen"]).0.expect_code(0);
         let path = manifest_path(&ws);
-        let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         edit(&mut m, path.parent().unwrap());
         std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
         std::fs::remove_dir_all(ws.path("out")).unwrap();
@@ -300,15 +301,29 @@ fn a_hostile_manifest_cannot_redirect_a_restore() {
     };
     let first_output = |m: &serde_json::Value| m["outputs"][0].clone();
 
-    for path in ["/../escape.txt", "/out/../src/a.txt", "/src/a.txt", "/.wask/x", "/out//a.txt"] {
+    for path in [
+        "/../escape.txt",
+        "/out/../src/a.txt",
+        "/src/a.txt",
+        "/.wask/x",
+        "/out//a.txt",
+    ] {
         let (ws, run, s) = tamper(&|m, _| {
             let mut extra = first_output(m);
             extra["path"] = path.into();
             m["outputs"].as_array_mut().unwrap().push(extra);
         });
         assert_eq!(task(&s, "p:gen")["source"], "fresh", "{path}: a miss");
-        assert!(run.stderr().contains("does not declare"), "{path}: reported: {}", run.stderr());
-        assert_eq!(ws.read("src/a.txt"), b"alpha\n", "{path}: the input is untouched");
+        assert!(
+            run.stderr().contains("does not declare"),
+            "{path}: reported: {}",
+            run.stderr()
+        );
+        assert_eq!(
+            ws.read("src/a.txt"),
+            b"alpha\n",
+            "{path}: the input is untouched"
+        );
         assert!(!ws.root.parent().unwrap().join("escape.txt").exists());
     }
 
@@ -316,8 +331,15 @@ fn a_hostile_manifest_cannot_redirect_a_restore() {
         m["outputs"][0]["mode"] = (0o4755).into();
     });
     assert_eq!(task(&s, "p:gen")["source"], "cache");
-    let mode = std::fs::metadata(ws.path("out/a.txt")).unwrap().permissions().mode();
-    assert_eq!(mode & 0o7000, 0, "no setuid, setgid or sticky bit is restored");
+    let mode = std::fs::metadata(ws.path("out/a.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o7000,
+        0,
+        "no setuid, setgid or sticky bit is restored"
+    );
 
     let outside = tempfile::NamedTempFile::new().unwrap();
     let (_, _, s) = tamper(&|m, entry| {
@@ -327,5 +349,9 @@ fn a_hostile_manifest_cannot_redirect_a_restore() {
         std::fs::remove_file(&blob).unwrap();
         std::os::unix::fs::symlink(outside.path(), &blob).unwrap();
     });
-    assert_eq!(task(&s, "p:gen")["source"], "fresh", "a linked blob is never followed");
+    assert_eq!(
+        task(&s, "p:gen")["source"],
+        "fresh",
+        "a linked blob is never followed"
+    );
 }

@@ -205,5 +205,8 @@ outputs = ["b-out/**"]
     check.expect_code(2);
     let err = check.stderr();
     assert!(err.contains("dependency cycle: p:a -> p:b -> p:a"), "{err}");
-    assert!(err.contains("p:b reads files that p:a declares as outputs"), "{err}");
+    assert!(
+        err.contains("p:b reads files that p:a declares as outputs"),
+        "{err}"
+    );
 }

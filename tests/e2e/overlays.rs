@@ -94,10 +94,8 @@ fn the_more_specific_overlay_wins_and_equals_collide() {
         run.stdout()
     );
 
-    let colliding = format!(
-        "[overlays.one]\ntags = \"rust\"\n[overlays.one.tasks.fmt]\nmodule = \"/tools/probe.wasm\"\n\n[overlays.two]\ntags = \"rust | docs & rust\"\n[overlays.two.tasks.fmt]\nmodule = \"/tools/probe.wasm\"\n"
-    );
-    let ws = workspace(&colliding);
+    let colliding = "[overlays.one]\ntags = \"rust\"\n[overlays.one.tasks.fmt]\nmodule = \"/tools/probe.wasm\"\n\n[overlays.two]\ntags = \"rust | docs & rust\"\n[overlays.two.tasks.fmt]\nmodule = \"/tools/probe.wasm\"\n";
+    let ws = workspace(colliding);
     let check = ws.wask(&["check"]);
     check.expect_code(2);
     let err = check.stderr();

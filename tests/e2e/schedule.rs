@@ -25,7 +25,10 @@ fn overlap(a: (SystemTime, SystemTime), b: (SystemTime, SystemTime)) -> bool {
 /// A workspace of projects, each `(name, tags, tasks)`; every task runs the probe with
 /// `args` (plus a line naming the task, so that no two tasks share a key) and the extra
 /// TOML lines given.
-fn workspace(root_extra: &str, projects: &[(&str, &[&str], &[(&str, &str, &str)])]) -> Ws {
+/// `(task, args, extra TOML)`.
+type TaskSpec<'a> = (&'a str, &'a str, &'a str);
+
+fn workspace(root_extra: &str, projects: &[(&str, &[&str], &[TaskSpec<'_>])]) -> Ws {
     let ws = Ws::new();
     ws.with_probe();
     let names: Vec<String> = projects
@@ -124,7 +127,7 @@ fn an_exclusive_mutex_excludes_across_projects_and_modes() {
 
 #[test]
 fn a_project_scoped_mutex_excludes_within_its_project_only() {
-    let tasks: &[(&str, &str, &str)] = &[
+    let tasks: &[TaskSpec] = &[
         ("x", WORK, "mutex = \"~:m\""),
         ("y", WORK, "mutex = \"~:m\""),
     ];
@@ -158,8 +161,14 @@ fn a_waiting_task_holds_no_slot_and_a_hit_takes_no_mutex() {
     run.expect_code(0);
     let (a, b) = (run_span(&s, "p:a"), run_span(&s, "p:b"));
     let (first, second) = if a.0 <= b.0 { (a, b) } else { (b, a) };
-    assert!(second.0 >= first.1, "the second holder waited for the first");
-    assert!(run_span(&s, "p:c").0 < first.1, "c ran while the mutex was held");
+    assert!(
+        second.0 >= first.1,
+        "the second holder waited for the first"
+    );
+    assert!(
+        run_span(&s, "p:c").0 < first.1,
+        "c ran while the mutex was held"
+    );
 
     // Now `b` is cached: it completes while a fresh `a` holds the mutex.
     ws.write("p/extra.txt", "changes a's key\n");
@@ -179,7 +188,7 @@ fn a_waiting_task_holds_no_slot_and_a_hit_takes_no_mutex() {
 
 #[test]
 fn fail_fast_stops_admitting_after_a_failure() {
-    let tasks: &[(&str, &str, &str)] = &[
+    let tasks: &[TaskSpec] = &[
         ("a", r#""exit:1""#, ""),
         ("b", r#""print:b""#, ""),
         ("c", r#""print:c""#, ""),

@@ -114,8 +114,14 @@ outputs = ["out/**"]
     assert!(out.contains("p:peek: hit"), "{out}");
     let opened = out.lines().find(|l| l.contains("inputs it read:")).unwrap();
     assert!(opened.contains("/src/a.txt"), "{out}");
-    assert!(!opened.contains("/src/b.txt"), "declared but never opened: {out}");
-    let attempted = out.lines().find(|l| l.contains("undeclared paths")).unwrap();
+    assert!(
+        !opened.contains("/src/b.txt"),
+        "declared but never opened: {out}"
+    );
+    let attempted = out
+        .lines()
+        .find(|l| l.contains("undeclared paths"))
+        .unwrap();
     assert!(attempted.contains("/secret.txt"), "{out}");
     assert!(
         !attempted.contains("/out/x"),

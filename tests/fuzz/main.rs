@@ -24,7 +24,11 @@ fn config() -> Config {
 fn mutate(text: &str, edits: &[(usize, u8, u8)], alphabet: &[u8]) -> String {
     let mut bytes = text.as_bytes().to_vec();
     for &(at, op, c) in edits {
-        let at = if bytes.is_empty() { 0 } else { at % (bytes.len() + 1) };
+        let at = if bytes.is_empty() {
+            0
+        } else {
+            at % (bytes.len() + 1)
+        };
         let c = alphabet[c as usize % alphabet.len()];
         match op % 3 {
             0 => bytes.insert(at, c),

@@ -41,7 +41,9 @@ pub fn init(directory: Option<PathBuf>, args: InitArgs) -> Result<i32, CliError>
     file.write_all(starter(&name).as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     println!("wrote {}", path.display());
-    println!("next: `wask new-task hello` scaffolds a task written in Rust; `wask run {name}:hello` runs it");
+    println!(
+        "next: `wask new-task hello` scaffolds a task written in Rust; `wask run {name}:hello` runs it"
+    );
     Ok(EXIT_OK)
 }
 

@@ -178,11 +178,7 @@ fn print_report(r: &serde_json::Value) {
             let (opened, refused) = (list("opened"), list("refused"));
             println!(
                 "  inputs it read: {}",
-                if opened.is_empty() {
-                    "(none)"
-                } else {
-                    &opened
-                }
+                if opened.is_empty() { "(none)" } else { &opened }
             );
             if !refused.is_empty() {
                 println!("  it tried undeclared paths: {refused}");

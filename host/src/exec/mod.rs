@@ -145,6 +145,7 @@ enum Halt {
 }
 
 /// What a worker sends back.
+#[allow(clippy::large_enum_variant, reason = "one per task, moved once")]
 enum Report {
     Finished(usize, TaskRecord),
     NeedsMutex(usize, Box<task::Miss>),

@@ -15,6 +15,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 
 /// The plan for one task.
+#[allow(clippy::large_enum_variant, reason = "one per task, moved once")]
 pub enum Planned {
     /// The key is known; `entry` is the cache entry it would restore, if any.
     Known {

@@ -88,6 +88,7 @@ pub fn prepare(
 }
 
 /// How far [`start`] took a task.
+#[allow(clippy::large_enum_variant, reason = "one per task, moved once")]
 pub enum Started {
     /// Done: a hit, a fresh run, or a failure. Already reported to the observer.
     Finished(TaskRecord),
@@ -176,7 +177,10 @@ fn restore_hit(
     // Only what the task declares may be restored, whatever the entry says.
     let declared = wask_runtime::view::glob_set(&prepared.parts.outputs)
         .map_err(|e| format!("invalid output pattern: {e}"))?;
-    let restore = || ctx.cache.restore(&entry, &ctx.ws.root, &|p| declared.is_match(p));
+    let restore = || {
+        ctx.cache
+            .restore(&entry, &ctx.ws.root, &|p| declared.is_match(p))
+    };
     match record.timed("restore", restore) {
         Ok(restored) => {
             emit_streams(ctx, id, &restored.stdout, &restored.stderr);

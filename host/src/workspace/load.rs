@@ -212,11 +212,11 @@ pub fn load(root: &Path) -> Result<Workspace, LoadErrors> {
         default_clock: ClockSetting::Fixed,
     };
     let workspace = l.load_all();
-    if l.errors.is_empty() {
-        if let Some(mut w) = workspace {
-            w.sources = l.sources;
-            return Ok(w);
-        }
+    if l.errors.is_empty()
+        && let Some(mut w) = workspace
+    {
+        w.sources = l.sources;
+        return Ok(w);
     }
     Err(LoadErrors {
         sources: l.sources,
@@ -467,12 +467,12 @@ impl Loader {
             s.cache_max_size = self.amount_size(file, &cache.max_size);
             s.cache_max_age = self.amount_duration(file, &cache.max_age);
         }
-        if let Ok(dir) = std::env::var("WASK_CACHE_DIR") {
-            if !dir.is_empty() {
-                s.cache_dir = std::env::current_dir()
-                    .map(|c| c.join(&dir))
-                    .unwrap_or(dir.into());
-            }
+        if let Ok(dir) = std::env::var("WASK_CACHE_DIR")
+            && !dir.is_empty()
+        {
+            s.cache_dir = std::env::current_dir()
+                .map(|c| c.join(&dir))
+                .unwrap_or(dir.into());
         }
         if let Some(c) = &raw.concurrency {
             let c = c.get_ref();
@@ -510,18 +510,18 @@ impl Loader {
                     .push((tag.get_ref().clone(), *cap.get_ref() as usize));
             }
         }
-        if let Some(o) = &raw.output {
-            if let Some(m) = &o.get_ref().mode {
-                match m.get_ref().as_str() {
-                    "live" => s.output_mode = OutputMode::Live,
-                    "buffered" => s.output_mode = OutputMode::Buffered,
-                    other => self.err(
-                        file,
-                        m.span(),
-                        format!("unknown output mode `{other}`: expected \"live\" or \"buffered\""),
-                        "here",
-                    ),
-                }
+        if let Some(o) = &raw.output
+            && let Some(m) = &o.get_ref().mode
+        {
+            match m.get_ref().as_str() {
+                "live" => s.output_mode = OutputMode::Live,
+                "buffered" => s.output_mode = OutputMode::Buffered,
+                other => self.err(
+                    file,
+                    m.span(),
+                    format!("unknown output mode `{other}`: expected \"live\" or \"buffered\""),
+                    "here",
+                ),
             }
         }
         if let Some(sb) = &raw.sandbox {
@@ -560,7 +560,12 @@ impl Loader {
         let mut parsed = Vec::new();
         for (name, overlay) in overlays {
             if let Err(why) = check_name(name.get_ref()) {
-                self.err(file, name.span(), format!("invalid overlay name: {why}"), "here");
+                self.err(
+                    file,
+                    name.span(),
+                    format!("invalid overlay name: {why}"),
+                    "here",
+                );
             }
             let overlay = overlay.into_inner();
             let text = overlay.tags.get_ref();
@@ -572,7 +577,11 @@ impl Loader {
                     self.err(
                         file,
                         at..at + 1,
-                        format!("invalid tag filter in overlay `{}`: {}", name.get_ref(), e.message),
+                        format!(
+                            "invalid tag filter in overlay `{}`: {}",
+                            name.get_ref(),
+                            e.message
+                        ),
                         "here",
                     );
                     continue;
@@ -588,15 +597,19 @@ impl Loader {
             });
         }
         for (p, project) in projects.iter_mut().enumerate() {
-            let mut candidates: BTreeMap<&str, Vec<(usize, &Spanned<RawTask>, &Spanned<String>)>> =
-                BTreeMap::new();
+            // Per task name: (overlay index, its definition, the name's location).
+            type Candidate<'a> = (usize, &'a Spanned<RawTask>, &'a Spanned<String>);
+            let mut candidates: BTreeMap<&str, Vec<Candidate<'_>>> = BTreeMap::new();
             for (o, overlay) in parsed.iter().enumerate() {
                 if !overlay.matched.contains(&p) {
                     continue;
                 }
                 for (tname, raw) in &overlay.tasks {
                     if !project.tasks.contains_key(tname.get_ref()) {
-                        candidates.entry(tname.get_ref()).or_default().push((o, raw, tname));
+                        candidates
+                            .entry(tname.get_ref())
+                            .or_default()
+                            .push((o, raw, tname));
                     }
                 }
             }
@@ -609,7 +622,10 @@ impl Loader {
                     })
                 });
                 let Some((_, raw, name_span)) = winner else {
-                    let names: Vec<&str> = found.iter().map(|(o, _, _)| parsed[*o].name.as_str()).collect();
+                    let names: Vec<&str> = found
+                        .iter()
+                        .map(|(o, _, _)| parsed[*o].name.as_str())
+                        .collect();
                     let mut error = LoadError::at(
                         span(file, found[0].2.span()),
                         format!(
@@ -628,7 +644,12 @@ impl Loader {
                     continue;
                 };
                 if let Err(why) = check_name(tname) {
-                    self.err(file, name_span.span(), format!("invalid task name: {why}"), "here");
+                    self.err(
+                        file,
+                        name_span.span(),
+                        format!("invalid task name: {why}"),
+                        "here",
+                    );
                 }
                 let task_span = span(file, name_span.span());
                 let dir = project.dir.clone();
@@ -821,7 +842,11 @@ impl Loader {
                 }
             },
         };
-        let what = if is_crate { "crate directory" } else { "module path" };
+        let what = if is_crate {
+            "crate directory"
+        } else {
+            "module path"
+        };
         if let Err(why) = check_path(&path) {
             self.err(file, at, format!("invalid {what}: {why}"), "here");
             return None;
@@ -831,7 +856,10 @@ impl Loader {
             return None;
         }
         if let Some(pin) = &pin {
-            let valid = pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+            let valid = pin.len() == 64
+                && pin
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
             if !valid {
                 self.err(
                     file,
@@ -877,7 +905,7 @@ impl Loader {
         let deps = self.refs(file, raw.deps);
         let weak_deps = self.refs(file, raw.weak_deps);
 
-        let mutex = raw.mutex.and_then(|m| {
+        let mutex = raw.mutex.map(|m| {
             let range = m.span();
             let (name, scope, mode) = match m.into_inner() {
                 RawMutex::Name(n) => (n, None, None),
@@ -922,7 +950,7 @@ impl Loader {
                     MutexMode::Exclusive
                 }
             };
-            Some(MutexDecl { name, scope, mode })
+            MutexDecl { name, scope, mode }
         });
 
         let mut env_from_host = Vec::new();
