@@ -8,7 +8,9 @@ mod support;
 
 mod cache;
 mod cache_commands;
+mod escapes;
 mod examples;
+mod faults;
 mod foreign_guest;
 mod graph_query;
 mod load_errors;

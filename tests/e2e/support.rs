@@ -155,3 +155,9 @@ pub const NOOP_WASM: &[u8] = &[
     b'y', 0x02, 0x00, 0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x00, 0x0a, 0x04, 0x01, 0x02,
     0x00, 0x0b,
 ];
+
+/// The hostile guest (`tests/guests/hostile`), built once per test binary.
+pub fn hostile_wasm() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| build_guests("tests/guests").join("hostile.wasm"))
+}

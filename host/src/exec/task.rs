@@ -177,10 +177,8 @@ fn restore_hit(
     // Only what the task declares may be restored, whatever the entry says.
     let declared = wask_runtime::view::glob_set(&prepared.parts.outputs)
         .map_err(|e| format!("invalid output pattern: {e}"))?;
-    let restore = || {
-        ctx.cache
-            .restore(&entry, &ctx.ws.root, &|p| declared.is_match(p))
-    };
+    let allowed = |p: &str| declared.is_match(p) && !ctx.is_reserved(p);
+    let restore = || ctx.cache.restore(&entry, &ctx.ws.root, &allowed);
     match record.timed("restore", restore) {
         Ok(restored) => {
             emit_streams(ctx, id, &restored.stdout, &restored.stderr);
@@ -303,6 +301,19 @@ fn run_fresh(
             .collect();
         format!("the task broke its declarations:\n{}", list.join("\n"))
     })?;
+    // An output pattern may match wask's own directories (`/**` does); what lands there
+    // is never taken, or a task could write into the cache for another task.
+    let reserved: Vec<&str> = collected
+        .iter()
+        .map(|c| c.guest_path.as_str())
+        .filter(|p| ctx.is_reserved(p))
+        .collect();
+    if !reserved.is_empty() {
+        return Err(format!(
+            "the task wrote into wask's own directories, which no output may reach: {}",
+            reserved.join(", ")
+        ));
+    }
 
     let mut produced = Vec::with_capacity(collected.len());
     for c in &collected {
