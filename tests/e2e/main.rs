@@ -8,6 +8,7 @@ mod support;
 
 mod cache;
 mod cache_commands;
+mod corruption;
 mod escapes;
 mod examples;
 mod faults;

@@ -46,15 +46,22 @@ impl Ws {
     }
 
     pub fn wask_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Run(cmd.output().unwrap())
+    }
+
+    /// `wask ARGS` in the workspace root, not yet started: for tests that signal it
+    /// or run several at once.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wask"));
         cmd.current_dir(&self.root)
             .args(args)
             .env_remove("WASK_CACHE_DIR")
             .env("NO_COLOR", "1");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Run(cmd.output().unwrap())
+        cmd
     }
 
     /// Runs `wask run ARGS --summary` and returns the run and the parsed summary.
@@ -117,6 +124,9 @@ fn repo_root() -> &'static Path {
 /// and returns its release output directory.
 fn build_guests(dir: &str) -> PathBuf {
     let manifest = repo_root().join(dir).join("Cargo.toml");
+    // An explicit target dir: a CARGO_TARGET_DIR set for the host build must not move
+    // the guests away from where this looks for them.
+    let target = repo_root().join(dir).join("target");
     let status = Command::new(env!("CARGO"))
         .args([
             "build",
@@ -126,13 +136,15 @@ fn build_guests(dir: &str) -> PathBuf {
             "--manifest-path",
         ])
         .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target)
         .status()
         .expect("cargo runs");
     assert!(
         status.success(),
         "building {dir} failed; is the target installed? run `bash scripts/build-guests.sh`"
     );
-    repo_root().join(dir).join("target/wasm32-wasip1/release")
+    target.join("wasm32-wasip1/release")
 }
 
 /// The probe guest (`tests/guests/probe`), built once per test binary.
@@ -160,4 +172,42 @@ pub const NOOP_WASM: &[u8] = &[
 pub fn hostile_wasm() -> &'static Path {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
     WASM.get_or_init(|| build_guests("tests/guests").join("hostile.wasm"))
+}
+
+/// A small seeded generator (SplitMix64): tests that try random moments or positions
+/// print their seed and replay exactly with `WASK_TEST_SEED`.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded from `WASK_TEST_SEED` when set, else from `default`.
+    pub fn from_env(default: u64) -> Rng {
+        let seed = std::env::var("WASK_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default);
+        eprintln!("seed {seed} (set WASK_TEST_SEED to replay)");
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            out.extend_from_slice(&self.next().to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
 }

@@ -96,40 +96,66 @@ impl LocalCache {
         self.dir.join(&hex[..2]).join(hex)
     }
 
-    /// Looks a key up (CACHE-014): a hit needs a manifest that parses, matches the
-    /// revision, hash function and key, and whose files all exist at their recorded
-    /// sizes. Anything else is a miss, never an error.
-    pub fn lookup(&self, key: &Digest) -> Option<Entry> {
+    /// Looks a key up (CACHE-014): a hit needs a manifest that is intact (its checksum
+    /// holds), matches the revision, hash function and key, and whose files all exist
+    /// at their recorded sizes. No entry, or one of another revision or hash function,
+    /// is `Ok(None)`. An entry that is there but broken is `Err` with what is wrong: a
+    /// miss too, never an error, but one to report and [`discard`](Self::discard).
+    pub fn lookup(&self, key: &Digest) -> Result<Option<Entry>, String> {
         let dir = self.entry_dir(key);
-        let text = fs::read(dir.join("manifest.json")).ok()?;
-        let manifest: Manifest = serde_json::from_slice(&text).ok()?;
-        if manifest.revision != manifest::MANIFEST_REVISION
-            || manifest.hash != self.hash.name()
-            || manifest.key != key.hex()
-        {
-            return None;
+        if !dir.exists() {
+            return Ok(None);
         }
-        let size_is =
-            |p: PathBuf, size: u64| fs::metadata(p).map(|m| m.len() == size).unwrap_or(false);
-        let complete = size_is(dir.join("stdout"), manifest.stdout.size)
-            && size_is(dir.join("stderr"), manifest.stderr.size)
-            && manifest.outputs.iter().all(|o| {
-                Digest::from_hex(&o.hash).is_some()
-                    && size_is(dir.join("blobs").join(&o.hash), o.size)
-            });
-        complete.then_some(Entry { dir, manifest })
+        let text = read_manifest(&dir)?;
+        if other_revision(&text).is_some() {
+            return Ok(None);
+        }
+        let manifest = manifest::decode(&text)?;
+        if manifest.hash != self.hash.name() {
+            return Ok(None);
+        }
+        if manifest.key != key.hex() {
+            return Err(format!("its manifest records key {}", manifest.key));
+        }
+        let size_is = |p: PathBuf, what: &str, size: u64| match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_file() && m.len() == size => Ok(()),
+            Ok(m) if m.is_file() => Err(format!("{what} is {} bytes, {size} recorded", m.len())),
+            Ok(_) => Err(format!("{what} is not a regular file")),
+            Err(e) => Err(format!("cannot read {what}: {e}")),
+        };
+        size_is(dir.join("stdout"), "stdout", manifest.stdout.size)?;
+        size_is(dir.join("stderr"), "stderr", manifest.stderr.size)?;
+        for o in &manifest.outputs {
+            if Digest::from_hex(&o.hash).is_none() {
+                return Err(format!("the output {} has a malformed hash", o.path));
+            }
+            size_is(
+                dir.join("blobs").join(&o.hash),
+                &format!("the blob of {}", o.path),
+                o.size,
+            )?;
+        }
+        Ok(Some(Entry { dir, manifest }))
     }
 
-    /// Removes an entry found corrupt, so a fresh run can store a good one.
+    /// Removes the entry of `key`, found corrupt, so a fresh run can store a good one.
+    pub fn discard_key(&self, key: &Digest) {
+        let dir = self.entry_dir(key);
+        if remove_entry(&dir, ".corrupt-").is_err() {
+            let _ = fs::remove_dir_all(&dir);
+        }
+    }
+
     fn discard(&self, entry: &Entry) {
         if remove_entry(&entry.dir, ".corrupt-").is_err() {
             let _ = fs::remove_dir_all(&entry.dir);
         }
     }
 
-    /// Restores an entry (CACHE-019): every output is copied next to its destination
-    /// while its hash is checked, and only when all are verified are they renamed into
-    /// place. A mismatch anywhere restores nothing, removes the entry and is reported.
+    /// Restores an entry (CACHE-019): every output is copied into `staging` (the run's
+    /// scratch directory, on the workspace's filesystem) while its hash is checked, and
+    /// only when all are verified are they renamed into place, so an output path holds
+    /// the old bytes or the new, never a part. A mismatch anywhere restores nothing, removes the entry and is reported.
     ///
     /// The cache directory is not trusted to name where outputs go: every recorded
     /// output path must be a clean workspace path (no `..`, `.` or empty segments,
@@ -139,6 +165,7 @@ impl LocalCache {
         &self,
         entry: &Entry,
         workspace_root: &Path,
+        staging: &Path,
         declared: &dyn Fn(&str) -> bool,
     ) -> Result<Restored, RestoreError> {
         let corrupt = |what: String| {
@@ -171,7 +198,7 @@ impl LocalCache {
                 )));
             }
         }
-        let mut staged: Vec<(tempfile::TempPath, PathBuf)> = Vec::new();
+        let mut staged: Vec<(tempfile::TempPath, PathBuf, PathBuf)> = Vec::new();
         for out in &entry.manifest.outputs {
             let dest = workspace_root.join(out.path.trim_start_matches('/'));
             // Outputs already in place with the right bytes and mode are left alone.
@@ -184,7 +211,7 @@ impl LocalCache {
                     source,
                 })?;
             let blob = entry.dir.join("blobs").join(&out.hash);
-            let tmp = copy_verified(&blob, &parent, out, self.hash).map_err(|e| match e {
+            let tmp = copy_verified(&blob, staging, out, self.hash).map_err(|e| match e {
                 CopyError::Mismatch => corrupt(format!(
                     "the blob of {} does not match its recorded hash",
                     out.path
@@ -194,12 +221,12 @@ impl LocalCache {
                     source,
                 },
             })?;
-            staged.push((tmp, dest));
+            staged.push((tmp, parent, dest));
         }
-        for (tmp, dest) in staged {
-            tmp.persist(&dest).map_err(|e| RestoreError::Write {
+        for (tmp, parent, dest) in staged {
+            move_into_place(tmp, &parent, &dest).map_err(|source| RestoreError::Write {
                 path: dest.display().to_string(),
-                source: e.error,
+                source,
             })?;
         }
         // A hit makes the entry young again: `clean` evicts the least recently used.
@@ -264,28 +291,36 @@ impl LocalCache {
                 size: stderr.len() as u64,
             },
             access,
+            checksum: String::new(),
         };
         // The manifest is written last: an entry without one is never a hit.
         write_synced(
             &tmp.path().join("manifest.json"),
-            &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
+            &manifest::encode(&manifest, self.hash),
         )?;
         fs::File::open(tmp.path())?.sync_all()?;
         let tmp_path = tmp.keep();
-        match fs::rename(&tmp_path, &final_dir) {
-            Ok(()) => {
-                let _ = fs::File::open(shard).and_then(|d| d.sync_all());
-                Ok(())
-            }
-            Err(_) if final_dir.join("manifest.json").exists() => {
-                let _ = fs::remove_dir_all(&tmp_path);
-                Ok(())
-            }
-            Err(e) => {
-                let _ = fs::remove_dir_all(&tmp_path);
-                Err(e)
-            }
+        let result = match fs::rename(&tmp_path, &final_dir) {
+            Err(_) if final_dir.exists() => match self.lookup(key) {
+                // Another process stored the same key first (CACHE-017): keep theirs.
+                Ok(Some(_)) => Ok(()),
+                // What is there is broken or of another revision: replace it, or no
+                // later run could ever hit this key.
+                _ => remove_entry(&final_dir, ".stale-")
+                    .and_then(|()| fs::rename(&tmp_path, &final_dir))
+                    .or_else(|e| match self.lookup(key) {
+                        Ok(Some(_)) => Ok(()),
+                        _ => Err(e),
+                    }),
+            },
+            r => r,
+        };
+        if result.is_ok() {
+            let _ = fs::File::open(shard).and_then(|d| d.sync_all());
         }
+        // Gone if it was renamed into place; otherwise not needed.
+        let _ = fs::remove_dir_all(&tmp_path);
+        result
     }
 
     /// Counts entries and bytes.
@@ -519,25 +554,19 @@ enum Check {
 }
 
 fn check_entry(dir: &Path) -> Check {
-    let text = match fs::read(dir.join("manifest.json")) {
+    let text = match read_manifest(dir) {
         Ok(t) => t,
-        Err(e) => return Check::Corrupt(format!("cannot read manifest.json: {e}")),
+        Err(what) => return Check::Corrupt(what),
     };
-    let loose: serde_json::Value = match serde_json::from_slice(&text) {
-        Ok(v) => v,
-        Err(e) => return Check::Corrupt(format!("manifest.json does not parse: {e}")),
-    };
-    if let Some(rev) = loose.get("revision").and_then(|r| r.as_u64())
-        && rev != manifest::MANIFEST_REVISION as u64
-    {
+    if let Some(rev) = other_revision(&text) {
         return Check::Skipped(format!(
             "manifest revision {rev} (this wask reads revision {})",
             manifest::MANIFEST_REVISION
         ));
     }
-    let manifest: Manifest = match serde_json::from_value(loose) {
+    let manifest = match manifest::decode(&text) {
         Ok(m) => m,
-        Err(e) => return Check::Corrupt(format!("manifest.json is not a valid manifest: {e}")),
+        Err(what) => return Check::Corrupt(what),
     };
     let name = dir.file_name().unwrap_or_default().to_string_lossy();
     if manifest.key != name {
@@ -549,7 +578,10 @@ fn check_entry(dir: &Path) -> Check {
         other => return Check::Corrupt(format!("unknown hash function `{other}`")),
     };
     let check = |path: PathBuf, what: &str, size: u64, hash: &str| -> Result<(), String> {
-        let meta = fs::metadata(&path).map_err(|e| format!("cannot read {what}: {e}"))?;
+        let meta = fs::symlink_metadata(&path).map_err(|e| format!("cannot read {what}: {e}"))?;
+        if !meta.is_file() {
+            return Err(format!("{what} is not a regular file"));
+        }
         if meta.len() != size {
             return Err(format!("{what} is {} bytes, {size} recorded", meta.len()));
         }
@@ -592,6 +624,26 @@ fn check_entry(dir: &Path) -> Check {
         Ok(()) => Check::Intact,
         Err(what) => Check::Corrupt(what),
     }
+}
+
+/// Reads an entry's manifest, which must be a regular file: the cache never follows a
+/// link out of itself.
+fn read_manifest(entry: &Path) -> Result<Vec<u8>, String> {
+    let path = entry.join("manifest.json");
+    match fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return Err("manifest.json is not a regular file".into()),
+        Err(e) => return Err(format!("cannot read manifest.json: {e}")),
+    }
+    fs::read(&path).map_err(|e| format!("cannot read manifest.json: {e}"))
+}
+
+/// The revision of a manifest that parses as JSON with a revision other than ours:
+/// written by another wask, neither a hit nor corrupt.
+fn other_revision(text: &[u8]) -> Option<u64> {
+    let loose: serde_json::Value = serde_json::from_slice(text).ok()?;
+    let rev = loose.get("revision")?.as_u64()?;
+    (rev != manifest::MANIFEST_REVISION as u64).then_some(rev)
 }
 
 /// The total size of the files under `dir` and the newest modification time of
@@ -692,6 +744,29 @@ pub fn safe_parent(root: &Path, workspace_path: &str) -> std::io::Result<PathBuf
         }
     }
     Ok(dir)
+}
+
+/// Renames a staged file to `dest`. Where `dest` is on another filesystem than the
+/// staging area (an output directory that is a mount point), the file is copied next
+/// to `dest` first, so the final step is still a rename.
+fn move_into_place(staged: tempfile::TempPath, parent: &Path, dest: &Path) -> std::io::Result<()> {
+    match fs::rename(&staged, dest) {
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+            let near = tempfile::Builder::new()
+                .prefix(".wask-restore-")
+                .tempfile_in(parent)?;
+            fs::copy(&staged, near.path())?;
+            near.as_file().sync_all()?;
+            near.persist(dest).map_err(|e| e.error)?;
+            Ok(())
+        }
+        Err(e) => Err(e),
+        Ok(()) => {
+            // Renamed: nothing left for the temporary path to delete.
+            let _ = staged.keep();
+            Ok(())
+        }
+    }
 }
 
 enum CopyError {
@@ -807,8 +882,8 @@ mod tests {
             ]
         );
         assert_eq!((report.kept_entries, report.kept_bytes), (1, per_entry));
-        assert!(cache.lookup(&keys[2]).is_some());
-        assert!(cache.lookup(&keys[1]).is_none());
+        assert!(cache.lookup(&keys[2]).unwrap().is_some());
+        assert!(cache.lookup(&keys[1]).unwrap().is_none());
         assert!(report.errors.is_empty());
     }
 
@@ -845,7 +920,7 @@ mod tests {
         assert_eq!(report.corrupt.len(), 2, "{:?}", report.corrupt);
         assert!(report.corrupt[0].1.contains("does not match"));
         assert!(report.errors.is_empty());
-        assert!(cache.lookup(&keys[0]).is_some());
+        assert!(cache.lookup(&keys[0]).unwrap().is_some());
         assert!(!cache.entry_dir(&keys[1]).exists());
         assert!(!cache.entry_dir(&keys[2]).exists());
         assert_eq!(cache.info().temporary, 0, "nothing left behind");

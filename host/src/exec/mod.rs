@@ -6,6 +6,7 @@ mod inputs;
 pub mod observer;
 pub mod plan;
 pub mod record;
+pub mod scratch;
 pub mod task;
 
 use crate::cache::LocalCache;
@@ -16,7 +17,7 @@ use crate::workspace::{MutexMode, MutexScope, TaskDef, Workspace};
 use observer::Observer;
 use record::{TaskRecord, TaskState};
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use wask_runtime::Sandbox;
 
@@ -41,8 +42,10 @@ pub struct RunContext<'a> {
     /// Workspace paths no task may write or have restored, whatever its output
     /// patterns match: `/.wask` and the cache directory when it lies in the workspace.
     pub reserved: Vec<String>,
-    /// Where sandboxes are staged: on the workspace's filesystem.
-    pub scratch_dir: PathBuf,
+    /// Where this run stages sandboxes and restored outputs: on the workspace's
+    /// filesystem, claimed when first needed.
+    scratch_root: PathBuf,
+    scratch: std::sync::OnceLock<Result<scratch::Scratch, String>>,
     modules: Mutex<HashMap<String, Arc<ModuleBytes>>>,
 }
 
@@ -71,9 +74,26 @@ impl<'a> RunContext<'a> {
                 .collect(),
             reserved: reserved_paths(ws),
             excluded,
-            scratch_dir: wask_dir.join("tmp"),
+            scratch_root: wask_dir.join("tmp"),
+            scratch: std::sync::OnceLock::new(),
             modules: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// This run's scratch directory (see [`scratch`]), claimed on first use.
+    pub fn scratch_dir(&self) -> Result<&Path, String> {
+        self.scratch
+            .get_or_init(|| {
+                scratch::Scratch::claim(&self.scratch_root).map_err(|e| {
+                    format!(
+                        "cannot make a scratch directory in {}: {e}",
+                        self.scratch_root.display()
+                    )
+                })
+            })
+            .as_ref()
+            .map(|s| s.path())
+            .map_err(Clone::clone)
     }
 
     /// Reads (or builds) a task's module once per run.

@@ -50,7 +50,8 @@ pub fn plan(ctx: &RunContext<'_>, run_set: &[usize]) -> Vec<(usize, Planned)> {
         let planned = match prepare(ctx, g.task(ctx.ws, n), project_dir, preds) {
             Err(e) => Planned::Error(e),
             Ok(prepared) => {
-                let entry = ctx.cache.lookup(&prepared.key);
+                // A corrupt entry is a miss here; the run reports and removes it.
+                let entry = ctx.cache.lookup(&prepared.key).ok().flatten();
                 if let Some(e) = &entry {
                     let d = |h: &str| Digest::from_hex(h).unwrap_or(Digest([0; 32]));
                     streams.insert(n, (d(&e.manifest.stdout.hash), d(&e.manifest.stderr.hash)));

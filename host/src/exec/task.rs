@@ -171,14 +171,27 @@ fn restore_hit(
     record: &mut TaskRecord,
 ) -> Result<bool, String> {
     let hash = ctx.ws.settings.hash;
-    let Some(entry) = record.timed("lookup", || ctx.cache.lookup(&prepared.key)) else {
-        return Ok(false);
+    let entry = match record.timed("lookup", || ctx.cache.lookup(&prepared.key)) {
+        Ok(Some(entry)) => entry,
+        Ok(None) => return Ok(false),
+        Err(what) => {
+            // CACHE-019: a broken entry is a miss with a report, and goes, so the
+            // fresh run can store a good one.
+            ctx.cache.discard_key(&prepared.key);
+            let e = RestoreError::Corrupt {
+                entry: prepared.key.hex(),
+                what,
+            };
+            ctx.observer.on_warning(id, &e.to_string());
+            return Ok(false);
+        }
     };
     // Only what the task declares may be restored, whatever the entry says.
     let declared = wask_runtime::view::glob_set(&prepared.parts.outputs)
         .map_err(|e| format!("invalid output pattern: {e}"))?;
     let allowed = |p: &str| declared.is_match(p) && !ctx.is_reserved(p);
-    let restore = || ctx.cache.restore(&entry, &ctx.ws.root, &allowed);
+    let staging = ctx.scratch_dir()?;
+    let restore = || ctx.cache.restore(&entry, &ctx.ws.root, staging, &allowed);
     match record.timed("restore", restore) {
         Ok(restored) => {
             emit_streams(ctx, id, &restored.stdout, &restored.stderr);
@@ -235,7 +248,7 @@ fn run_fresh(
             outputs: &prepared.parts.outputs,
             task_json: &task_json,
         },
-        &ctx.scratch_dir,
+        ctx.scratch_dir()?,
     )
     .map_err(|e| format!("could not prepare the sandbox: {e:#}"))?;
     let clock = match prepared.parts.fixed_clock_epoch {
