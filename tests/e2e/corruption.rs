@@ -99,7 +99,9 @@ struct Setup {
 
 fn setup() -> Setup {
     let ws = Ws::new();
-    ws.with_probe().write("wask.toml", GEN).write("src/a.txt", "alpha\n");
+    ws.with_probe()
+        .write("wask.toml", GEN)
+        .write("src/a.txt", "alpha\n");
     let (run, s) = ws.run(&["p:gen"]);
     run.expect_code(0);
     let key = task(&s, "p:gen")["key"].as_str().unwrap().to_string();
@@ -174,7 +176,11 @@ fn damages(file: &str, bytes: &[u8], rng: &mut Rng) -> Vec<Damage> {
         positions.push(rng.below(bytes.len() as u64) as usize);
     }
     for at in positions {
-        let at = if Some(at) == revision_digit { at + 1 } else { at };
+        let at = if Some(at) == revision_digit {
+            at + 1
+        } else {
+            at
+        };
         list.push(Damage::Flip(at, rng.below(8) as u8));
     }
     list
@@ -219,8 +225,16 @@ fn every_damaged_entry_is_a_reported_miss_and_never_restores_wrong_bytes() {
                 "{what}: stored again"
             );
             s.assert_outputs_right(&what);
-            assert_eq!(task_lines(&again.stdout()), s.stdout_lines, "{what}: replay");
-            assert_eq!(task_lines(&again.stderr()), s.stderr_lines, "{what}: replay");
+            assert_eq!(
+                task_lines(&again.stdout()),
+                s.stdout_lines,
+                "{what}: replay"
+            );
+            assert_eq!(
+                task_lines(&again.stderr()),
+                s.stderr_lines,
+                "{what}: replay"
+            );
         }
     }
     assert_eq!(detected, tried);

@@ -9,6 +9,7 @@ mod support;
 mod cache;
 mod cache_commands;
 mod corruption;
+mod crash;
 mod escapes;
 mod examples;
 mod faults;

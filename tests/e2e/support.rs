@@ -179,6 +179,10 @@ pub fn hostile_wasm() -> &'static Path {
 pub struct Rng(u64);
 
 impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
     /// Seeded from `WASK_TEST_SEED` when set, else from `default`.
     pub fn from_env(default: u64) -> Rng {
         let seed = std::env::var("WASK_TEST_SEED")
