@@ -50,7 +50,11 @@ pub fn decode(bytes: &[u8]) -> Result<Manifest, String> {
     let kind = match manifest.hash.as_str() {
         "blake3" => HashKind::Blake3,
         "sha256" => HashKind::Sha256,
-        other => return Err(format!("manifest.json names an unknown hash function `{other}`")),
+        other => {
+            return Err(format!(
+                "manifest.json names an unknown hash function `{other}`"
+            ));
+        }
     };
     if encode(&manifest, kind) != bytes {
         return Err("manifest.json does not match its checksum".into());

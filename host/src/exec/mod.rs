@@ -150,7 +150,11 @@ fn reserved_paths(ws: &Workspace) -> Vec<String> {
     for (r, c) in [(&ws.root, &ws.settings.cache_dir), (&root, &cache)] {
         if let Ok(rel) = c.strip_prefix(r) {
             let rel = rel.to_string_lossy();
-            reserved.push(if rel.is_empty() { "/".to_string() } else { format!("/{rel}") });
+            reserved.push(if rel.is_empty() {
+                "/".to_string()
+            } else {
+                format!("/{rel}")
+            });
         }
     }
     reserved.sort();

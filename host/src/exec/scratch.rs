@@ -126,7 +126,10 @@ mod tests {
         fs::create_dir(root.path().join("run-old")).unwrap();
 
         let other = Scratch::claim(root.path()).unwrap();
-        assert!(live.path().join("staged").exists(), "a live run's files were swept");
+        assert!(
+            live.path().join("staged").exists(),
+            "a live run's files were swept"
+        );
         assert!(!root.path().join("run-1-dead").exists());
         assert!(!root.path().join("run-1-dead.lock").exists());
         assert!(!root.path().join("run-old").exists());
