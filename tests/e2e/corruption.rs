@@ -186,60 +186,67 @@ fn damages(file: &str, bytes: &[u8], rng: &mut Rng) -> Vec<Damage> {
     list
 }
 
+impl Setup {
+    /// Damages a fresh copy of the entry in every way [`damages`] lists, calling
+    /// `check` after each with a description; returns how many were tried. A check
+    /// that does not hold panics, so the count is also how many were caught.
+    fn each_damage(&self, default_seed: u64, mut check: impl FnMut(&str)) -> usize {
+        let mut rng = Rng::from_env(default_seed);
+        let outside = tempfile::tempdir().unwrap();
+        let mut tried = 0;
+        for file in self.files() {
+            let bytes = std::fs::read(self.pristine.path().join(&file)).unwrap();
+            for damage in damages(&file, &bytes, &mut rng) {
+                self.reset();
+                apply(&damage, &self.entry.join(&file), outside.path());
+                check(&format!("{damage:?} of {file}"));
+                tried += 1;
+            }
+        }
+        assert!(tried >= 50, "only {tried} damages tried");
+        tried
+    }
+}
+
 /// CACHE-019: each damaged entry is a reported miss; the fresh run writes the right
 /// bytes and the same streams, and stores a good entry that the next run hits.
 #[test]
 fn every_damaged_entry_is_a_reported_miss_and_never_restores_wrong_bytes() {
     let s = setup();
-    let mut rng = Rng::from_env(0x5eed_c0de);
-    let outside = tempfile::tempdir().unwrap();
-    let mut detected = 0;
-    let mut tried = 0;
-    for file in s.files() {
-        let bytes = std::fs::read(s.pristine.path().join(&file)).unwrap();
-        for damage in damages(&file, &bytes, &mut rng) {
-            let what = format!("{damage:?} of {file}");
-            s.reset();
-            apply(&damage, &s.entry.join(&file), outside.path());
-            tried += 1;
+    let detected = s.each_damage(0x5eed_c0de, |what| {
+        let (run, summary) = s.ws.run(&["p:gen"]);
+        run.expect_code(0);
+        assert_eq!(task(&summary, "p:gen")["source"], "fresh", "{what}: a miss");
+        assert!(
+            run.stderr().contains("is corrupt"),
+            "{what}: reported\n{}",
+            run.stderr()
+        );
+        s.assert_outputs_right(what);
+        assert_eq!(task_lines(&run.stdout()), s.stdout_lines, "{what}: stdout");
 
-            let (run, summary) = s.ws.run(&["p:gen"]);
-            run.expect_code(0);
-            assert_eq!(task(&summary, "p:gen")["source"], "fresh", "{what}: a miss");
-            assert!(
-                run.stderr().contains("is corrupt"),
-                "{what}: reported\n{}",
-                run.stderr()
-            );
-            detected += 1;
-            s.assert_outputs_right(&what);
-            assert_eq!(task_lines(&run.stdout()), s.stdout_lines, "{what}: stdout");
-
-            // The broken entry went and a good one took its place.
-            std::fs::remove_dir_all(s.ws.path("out")).unwrap();
-            let (again, summary) = s.ws.run(&["p:gen"]);
-            again.expect_code(0);
-            assert_eq!(
-                task(&summary, "p:gen")["source"],
-                "cache",
-                "{what}: stored again"
-            );
-            s.assert_outputs_right(&what);
-            assert_eq!(
-                task_lines(&again.stdout()),
-                s.stdout_lines,
-                "{what}: replay"
-            );
-            assert_eq!(
-                task_lines(&again.stderr()),
-                s.stderr_lines,
-                "{what}: replay"
-            );
-        }
-    }
-    assert_eq!(detected, tried);
-    assert!(tried >= 50, "only {tried} damages tried");
-    eprintln!("corruptions detected at run time: {detected} of {tried}");
+        // The broken entry went and a good one took its place.
+        std::fs::remove_dir_all(s.ws.path("out")).unwrap();
+        let (again, summary) = s.ws.run(&["p:gen"]);
+        again.expect_code(0);
+        assert_eq!(
+            task(&summary, "p:gen")["source"],
+            "cache",
+            "{what}: stored again"
+        );
+        s.assert_outputs_right(what);
+        assert_eq!(
+            task_lines(&again.stdout()),
+            s.stdout_lines,
+            "{what}: replay"
+        );
+        assert_eq!(
+            task_lines(&again.stderr()),
+            s.stderr_lines,
+            "{what}: replay"
+        );
+    });
+    eprintln!("corruptions detected at run time: {detected} of {detected}");
 }
 
 /// CACHE-021: `wask cache verify` finds every damage above, names the entry, removes
@@ -247,34 +254,21 @@ fn every_damaged_entry_is_a_reported_miss_and_never_restores_wrong_bytes() {
 #[test]
 fn cache_verify_finds_and_removes_every_damaged_entry() {
     let s = setup();
-    let mut rng = Rng::from_env(0xdec0_de01);
-    let outside = tempfile::tempdir().unwrap();
     let key = s.entry.file_name().unwrap().to_string_lossy().into_owned();
-    let mut found = 0;
-    let mut tried = 0;
-    for file in s.files() {
-        let bytes = std::fs::read(s.pristine.path().join(&file)).unwrap();
-        for damage in damages(&file, &bytes, &mut rng) {
-            let what = format!("{damage:?} of {file}");
-            s.reset();
-            apply(&damage, &s.entry.join(&file), outside.path());
-            tried += 1;
-            let verify = s.ws.wask(&["cache", "verify"]);
-            verify.expect_code(1);
-            assert!(
-                verify
-                    .stdout()
-                    .contains(&format!("corrupt entry {}/{key}", &key[..2])),
-                "{what}: named\n{}",
-                verify.stdout()
-            );
-            assert!(!s.entry.exists(), "{what}: removed");
-            found += 1;
-            s.ws.wask(&["cache", "verify"]).expect_code(0);
-        }
-    }
-    assert_eq!(found, tried);
-    eprintln!("corruptions found by `cache verify`: {found} of {tried}");
+    let found = s.each_damage(0xdec0_de01, |what| {
+        let verify = s.ws.wask(&["cache", "verify"]);
+        verify.expect_code(1);
+        assert!(
+            verify
+                .stdout()
+                .contains(&format!("corrupt entry {}/{key}", &key[..2])),
+            "{what}: named\n{}",
+            verify.stdout()
+        );
+        assert!(!s.entry.exists(), "{what}: removed");
+        s.ws.wask(&["cache", "verify"]).expect_code(0);
+    });
+    eprintln!("corruptions found by `cache verify`: {found} of {found}");
 }
 
 /// Additions that change nothing wask reads are not corruption: the entry still
