@@ -364,3 +364,74 @@ fn a_hostile_manifest_cannot_redirect_a_restore() {
         "a linked blob is never followed"
     );
 }
+
+/// A hostile cache may make a shard a link to somewhere else (here, a directory of
+/// valuables, holding a copy of the entry too). wask must not take a hit through it,
+/// store through it, or let `clean` or `verify` remove anything it leads to.
+#[test]
+fn a_linked_shard_is_never_followed() {
+    let ws = gen_ws();
+    let (_, s) = ws.run(&["p:gen"]);
+    let k = key(&s, "p:gen");
+    let shard = ws.path(&format!(".wask/cache/{}", &k[..2]));
+    let victim = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(victim.path().join("keep/me")).unwrap();
+    std::fs::write(victim.path().join("keep/me/file"), b"precious").unwrap();
+    std::fs::create_dir(victim.path().join(".config")).unwrap();
+    std::fs::rename(&shard, victim.path().join("shard-copy")).unwrap();
+    std::fs::rename(
+        victim.path().join("shard-copy").join(&k),
+        victim.path().join(&k),
+    )
+    .unwrap();
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86400);
+    for e in walkdir::WalkDir::new(victim.path()).into_iter().flatten() {
+        std::fs::File::open(e.path())
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+    }
+    std::os::unix::fs::symlink(victim.path(), &shard).unwrap();
+    let listing = |dir: &std::path::Path| -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<_> = walkdir::WalkDir::new(dir)
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                let bytes = if e.file_type().is_file() {
+                    std::fs::read(e.path()).unwrap()
+                } else {
+                    vec![]
+                };
+                (e.path().display().to_string(), bytes)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing(victim.path());
+
+    std::fs::remove_dir_all(ws.path("out")).unwrap();
+    let (run, s) = ws.run(&["p:gen"]);
+    run.expect_code(0);
+    assert_eq!(
+        task(&s, "p:gen")["source"],
+        "fresh",
+        "no hit through a link"
+    );
+    assert_eq!(ws.read("out/a.txt"), b"alpha\n");
+    assert!(
+        run.stderr().contains("nothing is stored through it"),
+        "{}",
+        run.stderr()
+    );
+    ws.wask(&["cache", "verify"]).expect_code(0);
+    ws.wask(&["cache", "clean", "--max-age", "1s"])
+        .expect_code(0);
+    ws.wask(&["cache", "clean", "--max-size", "0"])
+        .expect_code(0);
+    assert_eq!(
+        listing(victim.path()),
+        before,
+        "what the link leads to is untouched"
+    );
+}

@@ -19,7 +19,8 @@ use crate::key::{Digest, hash_bytes, hash_file};
 use crate::workspace::HashKind;
 pub use manifest::{AccessRecord, Manifest, OutputRecord, StreamRecord};
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -37,6 +38,10 @@ pub struct LocalCache {
 pub struct Entry {
     pub dir: PathBuf,
     pub manifest: Manifest,
+    /// The directory's (device, inode) when it was looked up: an entry found corrupt
+    /// is removed only if it is still the same directory, not a good one another
+    /// process has put in its place since.
+    identity: (u64, u64),
 }
 
 /// A restored entry: the outputs are in place and these are the recorded streams.
@@ -60,6 +65,18 @@ pub struct ProducedOutput {
 pub enum RestoreError {
     #[error("cache entry {entry} is corrupt: {what}; it was removed and the task runs fresh")]
     Corrupt { entry: String, what: String },
+    /// The entry went while it was being read (another process's `clean`, `verify` or
+    /// discard): a plain miss.
+    #[error("cache entry {entry} was removed while it was being restored")]
+    Vanished { entry: String },
+    /// Reading the cache failed for a reason that says nothing about the entry's bytes
+    /// (permissions, too many open files): a miss, and the entry is kept.
+    #[error("cannot read cache entry {entry}: {source}; the task runs fresh")]
+    Unreadable {
+        entry: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("could not write output {path}: {source}")]
     Write {
         path: String,
@@ -103,9 +120,17 @@ impl LocalCache {
     /// miss too, never an error, but one to report and [`discard`](Self::discard).
     pub fn lookup(&self, key: &Digest) -> Result<Option<Entry>, String> {
         let dir = self.entry_dir(key);
-        if !dir.exists() {
+        // A shard that is a link would take wask outside the cache: never a hit, and
+        // `store` refuses it too.
+        if !is_real_dir(dir.parent().unwrap()) {
             return Ok(None);
         }
+        let identity = match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => (m.dev(), m.ino()),
+            Ok(_) => return Err("the entry is not a directory".into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read the entry: {e}")),
+        };
         let text = read_manifest(&dir)?;
         if other_revision(&text).is_some() {
             return Ok(None);
@@ -135,19 +160,28 @@ impl LocalCache {
                 o.size,
             )?;
         }
-        Ok(Some(Entry { dir, manifest }))
+        Ok(Some(Entry {
+            dir,
+            manifest,
+            identity,
+        }))
     }
 
     /// Removes the entry of `key`, found corrupt, so a fresh run can store a good one.
     pub fn discard_key(&self, key: &Digest) {
         let dir = self.entry_dir(key);
+        if !is_real_dir(dir.parent().unwrap()) {
+            return;
+        }
         if remove_entry(&dir, ".corrupt-").is_err() {
             let _ = fs::remove_dir_all(&dir);
         }
     }
 
     fn discard(&self, entry: &Entry) {
-        if remove_entry(&entry.dir, ".corrupt-").is_err() {
+        let same = fs::symlink_metadata(&entry.dir)
+            .is_ok_and(|m| m.is_dir() && (m.dev(), m.ino()) == entry.identity);
+        if same && remove_entry(&entry.dir, ".corrupt-").is_err() {
             let _ = fs::remove_dir_all(&entry.dir);
         }
     }
@@ -175,16 +209,31 @@ impl LocalCache {
                 what,
             }
         };
-        let read_stream = |name: &str, rec: &StreamRecord| -> Result<Vec<u8>, String> {
-            let bytes =
-                fs::read(entry.dir.join(name)).map_err(|e| format!("cannot read {name}: {e}"))?;
+        let failed = |e: CopyError| match e {
+            CopyError::Mismatch(what) => corrupt(what),
+            CopyError::Vanished => RestoreError::Vanished {
+                entry: entry.manifest.key.clone(),
+            },
+            CopyError::Cache(source) => RestoreError::Unreadable {
+                entry: entry.manifest.key.clone(),
+                source,
+            },
+            CopyError::Staging(source) => RestoreError::Write {
+                path: staging.display().to_string(),
+                source,
+            },
+        };
+        let read_stream = |name: &str, rec: &StreamRecord| -> Result<Vec<u8>, CopyError> {
+            let bytes = read_cache_file(&entry.dir.join(name), name, rec.size)?;
             if hash_bytes(self.hash, &bytes).hex() != rec.hash {
-                return Err(format!("{name} does not match its recorded hash"));
+                return Err(CopyError::Mismatch(format!(
+                    "{name} does not match its recorded hash"
+                )));
             }
             Ok(bytes)
         };
-        let stdout = read_stream("stdout", &entry.manifest.stdout).map_err(corrupt)?;
-        let stderr = read_stream("stderr", &entry.manifest.stderr).map_err(corrupt)?;
+        let stdout = read_stream("stdout", &entry.manifest.stdout).map_err(failed)?;
+        let stderr = read_stream("stderr", &entry.manifest.stderr).map_err(failed)?;
 
         for out in &entry.manifest.outputs {
             let clean = out.path.starts_with('/')
@@ -198,36 +247,27 @@ impl LocalCache {
                 )));
             }
         }
-        let mut staged: Vec<(tempfile::TempPath, PathBuf, PathBuf)> = Vec::new();
+        // Every blob is copied and verified before anything in the workspace changes,
+        // parent directories included.
+        let mut staged: Vec<(tempfile::TempPath, &OutputRecord)> = Vec::new();
         for out in &entry.manifest.outputs {
             let dest = workspace_root.join(out.path.trim_start_matches('/'));
             // Outputs already in place with the right bytes and mode are left alone.
             if unchanged(&dest, out, self.hash) {
                 continue;
             }
-            let parent =
-                safe_parent(workspace_root, &out.path).map_err(|source| RestoreError::Write {
-                    path: out.path.clone(),
-                    source,
-                })?;
             let blob = entry.dir.join("blobs").join(&out.hash);
-            let tmp = copy_verified(&blob, staging, out, self.hash).map_err(|e| match e {
-                CopyError::Mismatch => corrupt(format!(
-                    "the blob of {} does not match its recorded hash",
-                    out.path
-                )),
-                CopyError::Io(source) => RestoreError::Write {
-                    path: out.path.clone(),
-                    source,
-                },
-            })?;
-            staged.push((tmp, parent, dest));
+            let tmp = copy_verified(&blob, staging, out, self.hash).map_err(failed)?;
+            staged.push((tmp, out));
         }
-        for (tmp, parent, dest) in staged {
-            move_into_place(tmp, &parent, &dest).map_err(|source| RestoreError::Write {
-                path: dest.display().to_string(),
+        for (tmp, out) in staged {
+            let write_error = |source| RestoreError::Write {
+                path: out.path.clone(),
                 source,
-            })?;
+            };
+            let parent = safe_parent(workspace_root, &out.path).map_err(write_error)?;
+            let dest = parent.join(out.path.rsplit('/').next().unwrap());
+            move_into_place(&tmp, &parent, &dest).map_err(write_error)?;
         }
         // A hit makes the entry young again: `clean` evicts the least recently used.
         // Best effort: a read-only cache still restores.
@@ -252,6 +292,12 @@ impl LocalCache {
         let final_dir = self.entry_dir(key);
         let shard = final_dir.parent().unwrap();
         fs::create_dir_all(shard)?;
+        if !is_real_dir(shard) {
+            return Err(std::io::Error::other(format!(
+                "{} is not a directory of the cache (a symbolic link?); nothing is stored through it",
+                shard.display()
+            )));
+        }
         let tmp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(shard)?;
         let blobs = tmp.path().join("blobs");
         fs::create_dir(&blobs)?;
@@ -348,6 +394,11 @@ impl LocalCache {
                 continue;
             }
             let shard_dir = self.dir.join(&shard);
+            // A shard that is a link is not the cache's: never scanned, so `clean` and
+            // `verify` never remove anything it leads to.
+            if !is_real_dir(&shard_dir) {
+                continue;
+            }
             for name in read_dir_names(&shard_dir) {
                 let path = shard_dir.join(&name);
                 let Ok(meta) = fs::symlink_metadata(&path) else {
@@ -629,13 +680,70 @@ fn check_entry(dir: &Path) -> Check {
 /// Reads an entry's manifest, which must be a regular file: the cache never follows a
 /// link out of itself.
 fn read_manifest(entry: &Path) -> Result<Vec<u8>, String> {
-    let path = entry.join("manifest.json");
-    match fs::symlink_metadata(&path) {
-        Ok(m) if m.is_file() => {}
-        Ok(_) => return Err("manifest.json is not a regular file".into()),
-        Err(e) => return Err(format!("cannot read manifest.json: {e}")),
+    let file = open_cache_file(&entry.join("manifest.json")).map_err(|e| match e {
+        CopyError::Mismatch(what) => what,
+        CopyError::Vanished => "manifest.json is missing".into(),
+        CopyError::Cache(e) | CopyError::Staging(e) => format!("cannot read manifest.json: {e}"),
+    })?;
+    let mut text = Vec::new();
+    file.take(MAX_MANIFEST + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| format!("cannot read manifest.json: {e}"))?;
+    if text.len() as u64 > MAX_MANIFEST {
+        return Err("manifest.json is larger than any manifest wask writes".into());
     }
-    fs::read(&path).map_err(|e| format!("cannot read manifest.json: {e}"))
+    Ok(text)
+}
+
+/// Far above any real manifest (a few hundred bytes per output); a cap so a hostile
+/// cache cannot make a lookup read without end.
+const MAX_MANIFEST: u64 = 256 << 20;
+
+fn is_real_dir(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+}
+
+/// Opens a file of an entry for reading without following a link at its last
+/// component and without blocking on a FIFO, and checks on the open file that it is a
+/// regular file: nothing can be swapped in between a check and the open.
+fn open_cache_file(path: &Path) -> Result<fs::File, CopyError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file = fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => CopyError::Vanished,
+            // ELOOP: the last component is a link.
+            _ if e.raw_os_error() == Some(libc::ELOOP) => {
+                CopyError::Mismatch(format!("{name} is not a regular file"))
+            }
+            _ => CopyError::Cache(e),
+        })?;
+    match file.metadata() {
+        Ok(m) if m.is_file() => Ok(file),
+        Ok(_) => Err(CopyError::Mismatch(format!("{name} is not a regular file"))),
+        Err(e) => Err(CopyError::Cache(e)),
+    }
+}
+
+/// Reads a stream of an entry, which must be exactly `size` bytes.
+fn read_cache_file(path: &Path, what: &str, size: u64) -> Result<Vec<u8>, CopyError> {
+    let file = open_cache_file(path)?;
+    let mut bytes = Vec::new();
+    file.take(size + 1)
+        .read_to_end(&mut bytes)
+        .map_err(CopyError::Cache)?;
+    if bytes.len() as u64 != size {
+        return Err(CopyError::Mismatch(format!(
+            "{what} is not the {size} bytes recorded"
+        )));
+    }
+    Ok(bytes)
 }
 
 /// The revision of a manifest that parses as JSON with a revision other than ours:
@@ -749,29 +857,32 @@ pub fn safe_parent(root: &Path, workspace_path: &str) -> std::io::Result<PathBuf
 /// Renames a staged file to `dest`. Where `dest` is on another filesystem than the
 /// staging area (an output directory that is a mount point), the file is copied next
 /// to `dest` first, so the final step is still a rename.
-fn move_into_place(staged: tempfile::TempPath, parent: &Path, dest: &Path) -> std::io::Result<()> {
-    match fs::rename(&staged, dest) {
+pub fn move_into_place(staged: &Path, parent: &Path, dest: &Path) -> std::io::Result<()> {
+    match fs::rename(staged, dest) {
         Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
             let near = tempfile::Builder::new()
                 .prefix(".wask-restore-")
                 .tempfile_in(parent)?;
-            fs::copy(&staged, near.path())?;
+            fs::copy(staged, near.path())?;
             near.as_file().sync_all()?;
             near.persist(dest).map_err(|e| e.error)?;
+            let _ = fs::remove_file(staged);
             Ok(())
         }
-        Err(e) => Err(e),
-        Ok(()) => {
-            // Renamed: nothing left for the temporary path to delete.
-            let _ = staged.keep();
-            Ok(())
-        }
+        r => r,
     }
 }
 
+/// Why reading part of an entry failed.
 enum CopyError {
-    Mismatch,
-    Io(std::io::Error),
+    /// The bytes are not what the manifest records: the entry is corrupt.
+    Mismatch(String),
+    /// The file is gone: the entry was removed while it was read.
+    Vanished,
+    /// Reading the cache failed (permissions, resources): says nothing of its bytes.
+    Cache(std::io::Error),
+    /// Writing the staged copy failed.
+    Staging(std::io::Error),
 }
 
 fn copy_verified(
@@ -780,35 +891,44 @@ fn copy_verified(
     out: &OutputRecord,
     hash: HashKind,
 ) -> Result<tempfile::TempPath, CopyError> {
-    use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
     // A blob is a file the cache wrote; a link there points somewhere wask must not read.
-    if !fs::symlink_metadata(blob).is_ok_and(|m| m.is_file()) {
-        return Err(CopyError::Mismatch);
-    }
-    let mut src = fs::File::open(blob).map_err(|_| CopyError::Mismatch)?;
+    let src = open_cache_file(blob).map_err(|e| match e {
+        CopyError::Mismatch(_) => {
+            CopyError::Mismatch(format!("the blob of {} is not a regular file", out.path))
+        }
+        e => e,
+    })?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".wask-restore-")
         .tempfile_in(dir)
-        .map_err(CopyError::Io)?;
+        .map_err(CopyError::Staging)?;
     let mut h = crate::key::Hasher::new(hash);
     let mut buf = vec![0u8; 64 * 1024];
+    // Never more than the recorded size (and one byte to notice more): a blob that
+    // grows while it is read cannot fill the disk.
+    let mut src = src.take(out.size + 1);
+    let mut copied = 0u64;
     loop {
-        let n = src.read(&mut buf).map_err(CopyError::Io)?;
+        let n = src.read(&mut buf).map_err(CopyError::Cache)?;
         if n == 0 {
             break;
         }
+        copied += n as u64;
         h.update(&buf[..n]);
-        tmp.write_all(&buf[..n]).map_err(CopyError::Io)?;
+        tmp.write_all(&buf[..n]).map_err(CopyError::Staging)?;
     }
-    if h.finish().hex() != out.hash {
-        return Err(CopyError::Mismatch);
+    if copied != out.size || h.finish().hex() != out.hash {
+        return Err(CopyError::Mismatch(format!(
+            "the blob of {} does not match its recorded hash",
+            out.path
+        )));
     }
     tmp.as_file()
         // Permission bits only: a cache entry never makes a file setuid, setgid or sticky.
         .set_permissions(fs::Permissions::from_mode(out.mode & 0o777))
-        .map_err(CopyError::Io)?;
-    tmp.as_file().sync_all().map_err(CopyError::Io)?;
+        .map_err(CopyError::Staging)?;
+    tmp.as_file().sync_all().map_err(CopyError::Staging)?;
     Ok(tmp.into_temp_path())
 }
 

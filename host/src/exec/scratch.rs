@@ -29,12 +29,24 @@ impl Scratch {
     pub fn claim(tmp_root: &Path) -> io::Result<Scratch> {
         fs::create_dir_all(tmp_root)?;
         sweep(tmp_root);
-        // Lock first, under a name the sweep skips, then give it its real name: there
-        // is no moment when the lock file is visible and unlocked.
+        // Another run's sweep may take a just-made lock file before it is locked and
+        // remove it; then try again with a new one.
+        let mut attempts = 0;
+        loop {
+            match Scratch::try_claim(tmp_root) {
+                Err(_) if attempts < 3 => attempts += 1,
+                r => return r,
+            }
+        }
+    }
+
+    fn try_claim(tmp_root: &Path) -> io::Result<Scratch> {
+        // Lock first, under a name the sweep treats with care, then give it its real
+        // name: there is no moment when a live run's named lock is free.
         let new = tempfile::Builder::new()
             .prefix(NEW_PREFIX)
             .tempfile_in(tmp_root)?;
-        new.as_file().lock()?;
+        new.as_file().try_lock().map_err(io::Error::other)?;
         let name = format!(
             "run-{}-{}",
             std::process::id(),
@@ -81,6 +93,15 @@ pub fn sweep(tmp_root: &Path) {
         .collect();
     for name in &names {
         if name.starts_with(NEW_PREFIX) {
+            // A lock file not yet named: its run died before naming it, or is naming
+            // it now and then holds its lock. Free means dead (or so new that its run
+            // will notice the loss and make another).
+            let path = tmp_root.join(name);
+            if let Ok(file) = File::options().write(true).open(&path)
+                && file.try_lock().is_ok()
+            {
+                let _ = fs::remove_file(&path);
+            }
             continue;
         }
         if let Some(stem) = name.strip_suffix(".lock") {
@@ -94,7 +115,12 @@ pub fn sweep(tmp_root: &Path) {
                     let _ = fs::remove_file(&lock_path);
                 }
             }
-        } else if !names.contains(&format!("{name}.lock")) {
+        } else if !names.contains(&format!("{name}.lock"))
+            // The listing is no snapshot: a run may have made its lock and then its
+            // directory since the listing passed. The lock comes first and goes last,
+            // so looking again now is exact.
+            && !tmp_root.join(format!("{name}.lock")).exists()
+        {
             let _ = remove(&tmp_root.join(name));
         }
     }
@@ -124,6 +150,8 @@ mod tests {
         fs::write(root.path().join("run-1-dead.lock"), b"").unwrap();
         // And an older layout's directory with no lock at all.
         fs::create_dir(root.path().join("run-old")).unwrap();
+        // And a lock file a run made but died before naming.
+        fs::write(root.path().join(".new-dead"), b"").unwrap();
 
         let other = Scratch::claim(root.path()).unwrap();
         assert!(
@@ -133,6 +161,7 @@ mod tests {
         assert!(!root.path().join("run-1-dead").exists());
         assert!(!root.path().join("run-1-dead.lock").exists());
         assert!(!root.path().join("run-old").exists());
+        assert!(!root.path().join(".new-dead").exists());
 
         let (a, b) = (live.path().to_path_buf(), other.path().to_path_buf());
         drop(live);

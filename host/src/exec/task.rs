@@ -3,7 +3,7 @@
 
 use super::record::{Source, TaskRecord, TaskState};
 use super::{RunContext, inputs};
-use crate::cache::{AccessRecord, ProducedOutput, RestoreError, safe_parent};
+use crate::cache::{AccessRecord, ProducedOutput, RestoreError, move_into_place, safe_parent};
 use crate::key::{Digest, EnvValue, KeyParts, hash_bytes, hash_file};
 use crate::refs::TaskId;
 use crate::workspace::{ClockSetting, TaskDef};
@@ -209,10 +209,11 @@ fn restore_hit(
             ));
             Ok(true)
         }
-        Err(e @ RestoreError::Corrupt { .. }) => {
+        Err(e @ (RestoreError::Corrupt { .. } | RestoreError::Unreadable { .. })) => {
             ctx.observer.on_warning(id, &e.to_string());
             Ok(false)
         }
+        Err(RestoreError::Vanished { .. }) => Ok(false),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -376,7 +377,7 @@ fn run_fresh(
             let parent = safe_parent(&ctx.ws.root, &p.path)
                 .map_err(|e| format!("cannot write output {}: {e}", p.path))?;
             let dest = parent.join(p.path.rsplit('/').next().unwrap());
-            std::fs::rename(&p.file, &dest)
+            move_into_place(&p.file, &parent, &dest)
                 .map_err(|e| format!("cannot write output {}: {e}", p.path))?;
         }
         Ok::<(), String>(())
