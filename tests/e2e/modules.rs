@@ -153,3 +153,40 @@ fn new_task_scaffolds_a_crate_that_runs_at_once() {
     again.expect_code(2);
     assert!(again.stderr().contains("already has a task `report`"));
 }
+
+/// Without the wasm32-wasip1 target, building a crate module stops the run before
+/// anything runs, with the exact command that installs it. The target is hidden from
+/// wask by a `rustc` earlier on PATH that reports a library directory without it.
+#[test]
+fn a_missing_wasm_target_is_reported_with_the_command_to_install_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = crate_workspace(r#"{ crate = "/plugins/hello" }"#);
+    let bin = tempfile::tempdir().unwrap();
+    let empty_libdir = tempfile::tempdir().unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let fake = bin.path().join("rustc");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --print ] && [ \"$2\" = target-libdir ]; then echo '{}'; exit 0; fi\nPATH='{path}' exec rustc \"$@\"\n",
+            empty_libdir.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = ws.wask_env(
+        &["run", "p:hello"],
+        &[("PATH", &format!("{}:{path}", bin.path().display()))],
+    );
+    run.expect_code(2);
+    let err = run.stderr();
+    assert!(
+        err.contains("the wasm32-wasip1 target is not installed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("install it with: rustup target add wasm32-wasip1"),
+        "{err}"
+    );
+    assert!(!ws.path("out/hello.txt").exists(), "nothing ran");
+}
