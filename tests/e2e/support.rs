@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests.
 
+use proptest::prelude::Rng as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -174,13 +175,18 @@ pub fn hostile_wasm() -> &'static Path {
     WASM.get_or_init(|| build_guests("tests/guests").join("hostile.wasm"))
 }
 
-/// A small seeded generator (SplitMix64): tests that try random moments or positions
-/// print their seed and replay exactly with `WASK_TEST_SEED`.
-pub struct Rng(u64);
+/// A seeded generator (proptest's ChaCha `TestRng`): tests that try random moments or
+/// positions print their seed and replay exactly with `WASK_TEST_SEED`.
+pub struct Rng(proptest::test_runner::TestRng);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed)
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&seed.to_le_bytes());
+        Rng(proptest::test_runner::TestRng::from_seed(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+            &key,
+        ))
     }
 
     /// Seeded from `WASK_TEST_SEED` when set, else from `default`.
@@ -190,28 +196,17 @@ impl Rng {
             .and_then(|s| s.parse().ok())
             .unwrap_or(default);
         eprintln!("seed {seed} (set WASK_TEST_SEED to replay)");
-        Rng(seed)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        Rng::new(seed)
     }
 
     /// A number in `0..n` (`n > 0`).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.next_u64() % n
     }
 
     pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(len + 8);
-        while out.len() < len {
-            out.extend_from_slice(&self.next().to_le_bytes());
-        }
-        out.truncate(len);
+        let mut out = vec![0; len];
+        self.0.fill_bytes(&mut out);
         out
     }
 }

@@ -34,36 +34,59 @@ pub struct Manifest {
     pub checksum: String,
 }
 
+impl Manifest {
+    /// The hash function the manifest names, if wask knows it.
+    pub fn hash_kind(&self) -> Option<HashKind> {
+        match self.hash.as_str() {
+            "blake3" => Some(HashKind::Blake3),
+            "sha256" => Some(HashKind::Sha256),
+            _ => None,
+        }
+    }
+}
+
 /// The bytes to store for `manifest`, its checksum filled in.
 pub fn encode(manifest: &Manifest, kind: HashKind) -> Vec<u8> {
     let mut m = manifest.clone();
     m.checksum.clear();
-    m.checksum = hash_bytes(kind, &to_json(&m)).hex();
-    to_json(&m)
+    sealed(&m, kind).0
 }
 
 /// Parses a stored manifest and checks it is byte for byte what [`encode`] wrote.
 /// The error says what is wrong, for a report.
 pub fn decode(bytes: &[u8]) -> Result<Manifest, String> {
-    let manifest: Manifest = serde_json::from_slice(bytes)
+    let mut manifest: Manifest = serde_json::from_slice(bytes)
         .map_err(|e| format!("manifest.json is not a valid manifest: {e}"))?;
-    let kind = match manifest.hash.as_str() {
-        "blake3" => HashKind::Blake3,
-        "sha256" => HashKind::Sha256,
-        other => {
-            return Err(format!(
-                "manifest.json names an unknown hash function `{other}`"
-            ));
-        }
+    let Some(kind) = manifest.hash_kind() else {
+        return Err(format!(
+            "manifest.json names an unknown hash function `{}`",
+            manifest.hash
+        ));
     };
-    if encode(&manifest, kind) != bytes {
+    let recorded = std::mem::take(&mut manifest.checksum);
+    if sealed(&manifest, kind).0 != bytes {
         return Err("manifest.json does not match its checksum".into());
     }
+    manifest.checksum = recorded;
     Ok(manifest)
 }
 
-fn to_json(m: &Manifest) -> Vec<u8> {
-    serde_json::to_vec(m).expect("a manifest serialises")
+/// The encoding of `m` (whose `checksum` is empty) with its checksum filled in, and
+/// the checksum. `checksum` is the struct's last field, so the sealed encoding is the
+/// unsealed one with the checksum put between the final pair of quotes: one
+/// serialisation serves both.
+fn sealed(m: &Manifest, kind: HashKind) -> (Vec<u8>, String) {
+    debug_assert!(m.checksum.is_empty());
+    let unsealed = serde_json::to_vec(m).expect("a manifest serialises");
+    let checksum = hash_bytes(kind, &unsealed).hex();
+    let tail = b"\"\"}";
+    debug_assert!(unsealed.ends_with(tail));
+    let mut out = Vec::with_capacity(unsealed.len() + checksum.len());
+    out.extend_from_slice(&unsealed[..unsealed.len() - tail.len()]);
+    out.push(b'"');
+    out.extend_from_slice(checksum.as_bytes());
+    out.extend_from_slice(b"\"}");
+    (out, checksum)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

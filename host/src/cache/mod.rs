@@ -131,31 +131,24 @@ impl LocalCache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("cannot read the entry: {e}")),
         };
-        let text = read_manifest(&dir)?;
-        if other_revision(&text).is_some() {
-            return Ok(None);
-        }
-        let manifest = manifest::decode(&text)?;
+        let manifest = match read_manifest(&dir)? {
+            Stored::Ours(m) => *m,
+            Stored::OtherRevision(_) => return Ok(None),
+        };
         if manifest.hash != self.hash.name() {
             return Ok(None);
         }
         if manifest.key != key.hex() {
             return Err(format!("its manifest records key {}", manifest.key));
         }
-        let size_is = |p: PathBuf, what: &str, size: u64| match fs::symlink_metadata(&p) {
-            Ok(m) if m.is_file() && m.len() == size => Ok(()),
-            Ok(m) if m.is_file() => Err(format!("{what} is {} bytes, {size} recorded", m.len())),
-            Ok(_) => Err(format!("{what} is not a regular file")),
-            Err(e) => Err(format!("cannot read {what}: {e}")),
-        };
-        size_is(dir.join("stdout"), "stdout", manifest.stdout.size)?;
-        size_is(dir.join("stderr"), "stderr", manifest.stderr.size)?;
+        has_size(&dir.join("stdout"), "stdout", manifest.stdout.size)?;
+        has_size(&dir.join("stderr"), "stderr", manifest.stderr.size)?;
         for o in &manifest.outputs {
             if Digest::from_hex(&o.hash).is_none() {
                 return Err(format!("the output {} has a malformed hash", o.path));
             }
-            size_is(
-                dir.join("blobs").join(&o.hash),
+            has_size(
+                &dir.join("blobs").join(&o.hash),
                 &format!("the blob of {}", o.path),
                 o.size,
             )?;
@@ -170,26 +163,24 @@ impl LocalCache {
     /// Removes the entry of `key`, found corrupt, so a fresh run can store a good one.
     pub fn discard_key(&self, key: &Digest) {
         let dir = self.entry_dir(key);
-        if !is_real_dir(dir.parent().unwrap()) {
-            return;
-        }
-        if remove_entry(&dir, ".corrupt-").is_err() {
-            let _ = fs::remove_dir_all(&dir);
+        if is_real_dir(dir.parent().unwrap()) {
+            discard_dir(&dir);
         }
     }
 
     fn discard(&self, entry: &Entry) {
         let same = fs::symlink_metadata(&entry.dir)
             .is_ok_and(|m| m.is_dir() && (m.dev(), m.ino()) == entry.identity);
-        if same && remove_entry(&entry.dir, ".corrupt-").is_err() {
-            let _ = fs::remove_dir_all(&entry.dir);
+        if same {
+            discard_dir(&entry.dir);
         }
     }
 
     /// Restores an entry (CACHE-019): every output is copied into `staging` (the run's
     /// scratch directory, on the workspace's filesystem) while its hash is checked, and
     /// only when all are verified are they renamed into place, so an output path holds
-    /// the old bytes or the new, never a part. A mismatch anywhere restores nothing, removes the entry and is reported.
+    /// the old bytes or the new, never a part. A mismatch anywhere restores nothing,
+    /// removes the entry and is reported.
     ///
     /// The cache directory is not trusted to name where outputs go: every recorded
     /// output path must be a clean workspace path (no `..`, `.` or empty segments,
@@ -605,37 +596,25 @@ enum Check {
 }
 
 fn check_entry(dir: &Path) -> Check {
-    let text = match read_manifest(dir) {
-        Ok(t) => t,
-        Err(what) => return Check::Corrupt(what),
-    };
-    if let Some(rev) = other_revision(&text) {
-        return Check::Skipped(format!(
-            "manifest revision {rev} (this wask reads revision {})",
-            manifest::MANIFEST_REVISION
-        ));
-    }
-    let manifest = match manifest::decode(&text) {
-        Ok(m) => m,
+    let manifest = match read_manifest(dir) {
+        Ok(Stored::Ours(m)) => *m,
+        Ok(Stored::OtherRevision(rev)) => {
+            return Check::Skipped(format!(
+                "manifest revision {rev} (this wask reads revision {})",
+                manifest::MANIFEST_REVISION
+            ));
+        }
         Err(what) => return Check::Corrupt(what),
     };
     let name = dir.file_name().unwrap_or_default().to_string_lossy();
     if manifest.key != name {
         return Check::Corrupt(format!("its manifest records key {}", manifest.key));
     }
-    let kind = match manifest.hash.as_str() {
-        "blake3" => HashKind::Blake3,
-        "sha256" => HashKind::Sha256,
-        other => return Check::Corrupt(format!("unknown hash function `{other}`")),
+    let Some(kind) = manifest.hash_kind() else {
+        return Check::Corrupt(format!("unknown hash function `{}`", manifest.hash));
     };
     let check = |path: PathBuf, what: &str, size: u64, hash: &str| -> Result<(), String> {
-        let meta = fs::symlink_metadata(&path).map_err(|e| format!("cannot read {what}: {e}"))?;
-        if !meta.is_file() {
-            return Err(format!("{what} is not a regular file"));
-        }
-        if meta.len() != size {
-            return Err(format!("{what} is {} bytes, {size} recorded", meta.len()));
-        }
+        has_size(&path, what, size)?;
         let digest = hash_file(kind, &path).map_err(|e| format!("cannot read {what}: {e}"))?;
         if digest.hex() != hash {
             return Err(format!("{what} does not match its recorded hash"));
@@ -677,22 +656,43 @@ fn check_entry(dir: &Path) -> Check {
     }
 }
 
-/// Reads an entry's manifest, which must be a regular file: the cache never follows a
-/// link out of itself.
-fn read_manifest(entry: &Path) -> Result<Vec<u8>, String> {
-    let file = open_cache_file(&entry.join("manifest.json")).map_err(|e| match e {
+/// What an entry's `manifest.json` holds.
+enum Stored {
+    Ours(Box<Manifest>),
+    /// A manifest of another revision: another wask's entry, neither a hit nor corrupt.
+    OtherRevision(u64),
+}
+
+/// Reads and decodes an entry's manifest, which must be a regular file: the cache
+/// never follows a link out of itself. `Err` says what makes the entry corrupt.
+fn read_manifest(entry: &Path) -> Result<Stored, String> {
+    let text = read_at_most(&entry.join("manifest.json"), MAX_MANIFEST).map_err(|e| match e {
         CopyError::Mismatch(what) => what,
         CopyError::Vanished => "manifest.json is missing".into(),
         CopyError::Cache(e) | CopyError::Staging(e) => format!("cannot read manifest.json: {e}"),
     })?;
-    let mut text = Vec::new();
-    file.take(MAX_MANIFEST + 1)
-        .read_to_end(&mut text)
-        .map_err(|e| format!("cannot read manifest.json: {e}"))?;
     if text.len() as u64 > MAX_MANIFEST {
         return Err("manifest.json is larger than any manifest wask writes".into());
     }
-    Ok(text)
+    match manifest::decode(&text) {
+        Ok(m) if m.revision == manifest::MANIFEST_REVISION => Ok(Stored::Ours(Box::new(m))),
+        Ok(m) => Ok(Stored::OtherRevision(m.revision.into())),
+        // Only when it is not ours: another revision may have other fields.
+        Err(what) => match other_revision(&text) {
+            Some(rev) => Ok(Stored::OtherRevision(rev)),
+            None => Err(what),
+        },
+    }
+}
+
+/// Checks, without following a link, that `path` is a regular file of `size` bytes.
+fn has_size(path: &Path, what: &str, size: u64) -> Result<(), String> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() && m.len() == size => Ok(()),
+        Ok(m) if m.is_file() => Err(format!("{what} is {} bytes, {size} recorded", m.len())),
+        Ok(_) => Err(format!("{what} is not a regular file")),
+        Err(e) => Err(format!("cannot read {what}: {e}")),
+    }
 }
 
 /// Far above any real manifest (a few hundred bytes per output); a cap so a hostile
@@ -731,13 +731,20 @@ fn open_cache_file(path: &Path) -> Result<fs::File, CopyError> {
     }
 }
 
-/// Reads a stream of an entry, which must be exactly `size` bytes.
-fn read_cache_file(path: &Path, what: &str, size: u64) -> Result<Vec<u8>, CopyError> {
-    let file = open_cache_file(path)?;
+/// Reads a file of an entry (see [`open_cache_file`]), stopping after `limit + 1`
+/// bytes: the caller learns the file is too long without reading all of it.
+fn read_at_most(path: &Path, limit: u64) -> Result<Vec<u8>, CopyError> {
     let mut bytes = Vec::new();
-    file.take(size + 1)
+    open_cache_file(path)?
+        .take(limit + 1)
         .read_to_end(&mut bytes)
         .map_err(CopyError::Cache)?;
+    Ok(bytes)
+}
+
+/// Reads a stream of an entry, which must be exactly `size` bytes.
+fn read_cache_file(path: &Path, what: &str, size: u64) -> Result<Vec<u8>, CopyError> {
+    let bytes = read_at_most(path, size)?;
     if bytes.len() as u64 != size {
         return Err(CopyError::Mismatch(format!(
             "{what} is not the {size} bytes recorded"
@@ -746,8 +753,7 @@ fn read_cache_file(path: &Path, what: &str, size: u64) -> Result<Vec<u8>, CopyEr
     Ok(bytes)
 }
 
-/// The revision of a manifest that parses as JSON with a revision other than ours:
-/// written by another wask, neither a hit nor corrupt.
+/// The revision of a manifest that parses as JSON with a revision other than ours.
 fn other_revision(text: &[u8]) -> Option<u64> {
     let loose: serde_json::Value = serde_json::from_slice(text).ok()?;
     let rev = loose.get("revision")?.as_u64()?;
@@ -770,6 +776,13 @@ fn tree_size_and_newest(dir: &Path) -> (u64, SystemTime) {
         }
     }
     (bytes, newest)
+}
+
+/// Removes an entry found corrupt, atomically if it can, else in place.
+fn discard_dir(dir: &Path) {
+    if remove_entry(dir, ".corrupt-").is_err() {
+        let _ = fs::remove_dir_all(dir);
+    }
 }
 
 /// Removes an entry atomically: it is renamed into a new temporary directory of its
