@@ -48,7 +48,8 @@ fn write_workspace(root: &Path, tasks: usize) {
 fn run_all(root: &Path, expect: Source) -> Duration {
     let ws = wask::workspace::load(root).expect("bench workspace loads");
     let graph = wask::graph::Graph::build(&ws).expect("bench graph builds");
-    let ctx = wask::exec::RunContext::new(&ws, &graph, &Quiet).unwrap();
+    let ctx =
+        wask::exec::RunContext::new(&ws, &graph, &Quiet, wask_runtime::CompileIn::Thread).unwrap();
     let all: Vec<usize> = (0..graph.nodes.len()).collect();
     let start = Instant::now();
     let records = wask::exec::run(
@@ -91,8 +92,17 @@ fn main() {
             &wask::workspace::load(&root).unwrap(),
             &wask::graph::Graph::build(&wask::workspace::load(&root).unwrap()).unwrap(),
             &Quiet,
+            wask_runtime::CompileIn::Thread,
         )
-        .map(|ctx| ctx.sandbox.load(NOOP_WASM).is_ok());
+        .map(|ctx| {
+            ctx.sandbox
+                .load(
+                    NOOP_WASM,
+                    &wask_runtime::Limits::default(),
+                    std::time::Instant::now() + std::time::Duration::from_secs(60),
+                )
+                .is_ok()
+        });
         assert!(matches!(warm, Ok(true)));
 
         fresh.push(run_all(&root, Source::Fresh).as_secs_f64() * 1e6 / tasks as f64);

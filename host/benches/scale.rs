@@ -80,7 +80,8 @@ struct Figures {
 fn run(root: &Path, tasks: usize, expect: Source) -> f64 {
     let ws = wask::workspace::load(root).expect("bench workspace loads");
     let graph = wask::graph::Graph::build(&ws).expect("bench graph builds");
-    let ctx = wask::exec::RunContext::new(&ws, &graph, &Quiet).unwrap();
+    let ctx =
+        wask::exec::RunContext::new(&ws, &graph, &Quiet, wask_runtime::CompileIn::Thread).unwrap();
     let all: Vec<usize> = (0..graph.nodes.len()).collect();
     let start = Instant::now();
     let records = wask::exec::run(
@@ -115,9 +116,16 @@ fn measure(tasks: usize) -> Figures {
     let graph_time = per(start);
     assert_eq!(graph.nodes.len(), tasks);
 
-    let ctx = wask::exec::RunContext::new(&ws, &graph, &Quiet).unwrap();
+    let ctx =
+        wask::exec::RunContext::new(&ws, &graph, &Quiet, wask_runtime::CompileIn::Thread).unwrap();
     assert!(
-        ctx.sandbox.load(NOOP_WASM).is_ok(),
+        ctx.sandbox
+            .load(
+                NOOP_WASM,
+                &wask_runtime::Limits::default(),
+                std::time::Instant::now() + std::time::Duration::from_secs(60)
+            )
+            .is_ok(),
         "compile once, outside the timing"
     );
     let last = graph.nodes.len() - 1;

@@ -80,20 +80,94 @@ pub fn hash_bytes(kind: HashKind, bytes: &[u8]) -> Digest {
     h.finish()
 }
 
-/// Hashes a file's contents.
-pub fn hash_file(kind: HashKind, path: &std::path::Path) -> std::io::Result<Digest> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
+/// Hashes everything `reader` yields.
+pub fn hash_reader(kind: HashKind, reader: &mut dyn std::io::Read) -> std::io::Result<Digest> {
     let mut h = Hasher::new(kind);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         h.update(&buf[..n]);
     }
     Ok(h.finish())
+}
+
+/// Hashes a file's contents.
+pub fn hash_file(kind: HashKind, path: &std::path::Path) -> std::io::Result<Digest> {
+    hash_reader(kind, &mut std::fs::File::open(path)?)
+}
+
+/// An input file hashed for a key, with what it was when it was hashed (see
+/// [`wask_runtime::view::FileIdentity`]).
+pub struct HashedInput {
+    pub digest: Digest,
+    pub identity: wask_runtime::view::FileIdentity,
+    /// Modified within [`RECENT`] of being hashed: its bytes are checked again after the
+    /// run, as a second edit could keep the same time stamp.
+    pub recent: bool,
+}
+
+/// How close to its hashing a change makes an input's time stamp untrustworthy: well
+/// above the coarsest file-system time stamps in use (ext4's jiffy, FAT's 2 s).
+pub const RECENT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Why an input could not be hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("cannot read input {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("input {0} is not a regular file")]
+    NotAFile(String),
+    #[error("input {0} changed while wask was reading it")]
+    Changed(String),
+}
+
+/// Hashes the input at `path` (shown as `shown`) from one open descriptor, recording
+/// its identity before and checking it after: a file that changes while it is read is
+/// an error, never a key for bytes no one saw.
+pub fn hash_input(
+    kind: HashKind,
+    path: &std::path::Path,
+    shown: &str,
+) -> Result<HashedInput, InputError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use wask_runtime::view::FileIdentity;
+    let read = |source| InputError::Read {
+        path: shown.to_string(),
+        source,
+    };
+    // Without following a link (the host resolved them) or blocking on a FIFO.
+    let mut file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read)?;
+    let before = file.metadata().map_err(read)?;
+    if !before.is_file() {
+        return Err(InputError::NotAFile(shown.to_string()));
+    }
+    let started = std::time::SystemTime::now();
+    let digest = hash_reader(kind, &mut file).map_err(read)?;
+    let identity = FileIdentity::of(&before);
+    if FileIdentity::of(&file.metadata().map_err(read)?) != identity {
+        return Err(InputError::Changed(shown.to_string()));
+    }
+    let recent = before
+        .modified()
+        .map(|m| m + RECENT > started)
+        .unwrap_or(true);
+    Ok(HashedInput {
+        digest,
+        identity,
+        recent,
+    })
 }
 
 /// An environment variable as the task sees it (CACHE-008).

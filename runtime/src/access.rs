@@ -1,20 +1,20 @@
-//! The access record (SANDBOX-009): which paths a guest tried to open or stat.
+//! The access record (SANDBOX-009): which paths a guest opened, and which it reached for
+//! and was refused.
 //!
-//! wasmtime-wasi implements the WASI preview 1 calls internally and gives an embedder
-//! no hook around them, but its generated bindings (wiggle, pinned at 48.0.8) emit one
-//! `tracing` event with each call's arguments and one with its result. A process-wide
-//! subscriber turns those events into raw records on the calling thread (the guest runs
-//! synchronously on the thread that called it), and a store call hook, which fires when
-//! the host call returns, reads each path out of guest memory and resolves it against
-//! the directory descriptor it was relative to. The sandbox test that an undeclared
-//! read is named in the report fails if a wasmtime upgrade changes this event format.
+//! The policy layer ([`crate::guard`]) sees every WASI call that names a path, with its
+//! typed arguments and its typed result, and reports it here. The tracker follows the
+//! descriptors the guest holds (opened, renumbered, closed), so a path relative to a
+//! descriptor is named by where that descriptor points. The record is bounded: at most
+//! [`MAX_ENTRIES`] paths of each kind and [`crate::paths::MAX_PATH_BYTES`] per path;
+//! past that it says it was truncated, so a guest opening paths without end costs the
+//! host a bounded amount of memory.
 
-use std::cell::RefCell;
+use crate::paths::{MAX_PATH_BYTES, join_lexically};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::OnceLock;
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber, subscriber::Interest};
+use wasmtime_wasi::p1::types::Errno;
+
+/// How many paths the record keeps of each kind.
+pub const MAX_ENTRIES: usize = 10_000;
 
 /// What a guest tried to do with the paths it named.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -22,55 +22,18 @@ pub struct AccessRecord {
     /// Files and directories the guest opened successfully (workspace-absolute).
     pub opened: BTreeSet<String>,
     /// Paths the guest tried to open, stat or change and was refused or told do not
-    /// exist (workspace-absolute), with the WASI error it got.
-    pub refused: BTreeSet<(String, String)>,
-    /// False when the recorder could not be installed (another global `tracing`
-    /// subscriber owns the process); the record is then empty, not complete.
-    pub complete: bool,
+    /// exist (workspace-absolute), with what it was told.
+    pub refused: BTreeSet<(String, &'static str)>,
+    /// More paths were named than the record keeps, or a path was longer than any the
+    /// record keeps: the record is the first of them, not all.
+    pub truncated: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CallKind {
-    Open,
-    Other,
-}
-
-#[derive(Debug, Default)]
-struct PendingCall {
-    fd: Option<u32>,
-    path: Option<(u32, u32)>,
-    kind: Option<CallKind>,
-}
-
-struct RawAccess {
-    fd: u32,
-    path: (u32, u32),
-    kind: CallKind,
-    /// `Ok(new fd)` for a successful open, `Ok(None)` for other successes.
-    result: Result<Option<u32>, String>,
-}
-
-#[derive(Default)]
-struct ThreadState {
-    active: bool,
-    pending: Option<PendingCall>,
-    finished: Vec<RawAccess>,
-}
-
-thread_local! {
-    static STATE: RefCell<ThreadState> = RefCell::new(ThreadState::default());
-}
-
-static INSTALLED: OnceLock<bool> = OnceLock::new();
-
-/// Installs the process-wide recorder once; returns whether it is in place.
-pub(crate) fn install() -> bool {
-    *INSTALLED.get_or_init(|| tracing::subscriber::set_global_default(Recorder).is_ok())
-}
-
-/// Tracks descriptors and turns raw records into paths for one guest run.
+/// Follows descriptors and collects the record of one guest run.
 pub(crate) struct AccessTracker {
-    dirs: HashMap<u32, String>,
+    /// Where each descriptor the guest holds points, workspace-absolute; `None` when the
+    /// path was too long to keep.
+    fds: HashMap<u32, Option<String>>,
     record: AccessRecord,
 }
 
@@ -78,67 +41,78 @@ impl AccessTracker {
     /// `preopens` in the order they were given to the WASI context: wasmtime-wasi
     /// numbers them from descriptor 3 on, after stdin, stdout and stderr.
     pub fn new(preopens: impl IntoIterator<Item = String>) -> Self {
-        let dirs = preopens
+        let fds = preopens
             .into_iter()
             .enumerate()
-            .map(|(i, p)| (3 + i as u32, p))
+            .map(|(i, p)| (3 + i as u32, Some(p)))
             .collect();
         AccessTracker {
-            dirs,
-            record: AccessRecord {
-                complete: install(),
-                ..AccessRecord::default()
-            },
+            fds,
+            record: AccessRecord::default(),
         }
     }
 
-    /// Starts recording the calls made on this thread.
-    pub fn begin() {
-        STATE.with(|s| {
-            let mut s = s.borrow_mut();
-            s.active = true;
-            s.pending = None;
-            s.finished.clear();
-        });
-    }
-
-    /// Stops recording on this thread.
-    pub fn end() {
-        STATE.with(|s| {
-            let mut s = s.borrow_mut();
-            s.active = false;
-            s.pending = None;
-            s.finished.clear();
-        });
-    }
-
-    /// Resolves the calls finished since the last drain, reading paths from `memory`.
-    pub fn drain(&mut self, memory: &[u8]) {
-        let raw = STATE.with(|s| std::mem::take(&mut s.borrow_mut().finished));
-        for call in raw {
-            let (ptr, len) = (call.path.0 as usize, call.path.1 as usize);
-            let Some(bytes) = memory.get(ptr..ptr.saturating_add(len)) else {
-                continue;
-            };
-            let relative = String::from_utf8_lossy(bytes);
-            let base = self.dirs.get(&call.fd).map(String::as_str).unwrap_or("/?");
-            let path = join_lexically(base, &relative);
-            match call.result {
-                Ok(new_fd) => {
-                    if let Some(fd) = new_fd {
-                        self.dirs.insert(fd, path.clone());
-                    }
-                    if call.kind == CallKind::Open {
-                        self.record.opened.insert(path);
-                    }
-                }
-                // "Already exists" (a `create_dir_all` on a directory that is there)
-                // refuses nothing; everything else is an attempt that failed.
-                Err(errno) if errno == "file exists" => {}
-                Err(errno) => {
-                    self.record.refused.insert((path, errno));
-                }
+    /// The path `relative` names from descriptor `fd`, if it can be kept.
+    fn resolve(&mut self, fd: u32, relative: &[u8]) -> Option<String> {
+        let base = match self.fds.get(&fd) {
+            Some(Some(base)) => base.as_str(),
+            Some(None) => {
+                self.record.truncated = true;
+                return None;
             }
+            None => "/?",
+        };
+        if relative.len() > MAX_PATH_BYTES {
+            self.record.truncated = true;
+            return None;
+        }
+        let path = join_lexically(base, &String::from_utf8_lossy(relative));
+        if path.len() > MAX_PATH_BYTES {
+            self.record.truncated = true;
+            return None;
+        }
+        Some(path)
+    }
+
+    /// The guest opened `relative` from `dirfd` and now holds it as `new_fd`.
+    pub fn opened(&mut self, dirfd: u32, relative: &[u8], new_fd: u32) {
+        let path = self.resolve(dirfd, relative);
+        if let Some(p) = &path {
+            if self.record.opened.len() < MAX_ENTRIES {
+                self.record.opened.insert(p.clone());
+            } else if !self.record.opened.contains(p) {
+                self.record.truncated = true;
+            }
+        }
+        self.fds.insert(new_fd, path);
+    }
+
+    /// A call on `relative` from `dirfd` failed with `errno`.
+    pub fn refused(&mut self, dirfd: u32, relative: &[u8], errno: Errno) {
+        // "Already exists" (a `create_dir_all` on a directory that is there) refuses
+        // nothing; everything else is an attempt that failed.
+        if errno == Errno::Exist {
+            return;
+        }
+        let Some(path) = self.resolve(dirfd, relative) else {
+            return;
+        };
+        if self.record.refused.len() < MAX_ENTRIES {
+            self.record.refused.insert((path, describe(errno)));
+        } else {
+            self.record.truncated = true;
+        }
+    }
+
+    /// Descriptor `fd` was closed.
+    pub fn closed(&mut self, fd: u32) {
+        self.fds.remove(&fd);
+    }
+
+    /// Descriptor `from` now sits at `to` (whatever was at `to` is closed).
+    pub fn renumbered(&mut self, from: u32, to: u32) {
+        if let Some(path) = self.fds.remove(&from) {
+            self.fds.insert(to, path);
         }
     }
 
@@ -147,135 +121,26 @@ impl AccessTracker {
     }
 }
 
-/// Joins a guest-relative path onto a workspace-absolute base, resolving `.` and `..`
-/// as text (the guest was refused anything that left its view, so this is only for
-/// naming what it asked for).
-pub fn join_lexically(base: &str, relative: &str) -> String {
-    let mut parts: Vec<&str> = if relative.starts_with('/') {
-        Vec::new()
-    } else {
-        base.split('/').filter(|s| !s.is_empty()).collect()
-    };
-    for seg in relative.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
+/// What a refused call was told, in words.
+pub fn describe(errno: Errno) -> &'static str {
+    match errno {
+        Errno::Noent => "no such file or directory",
+        Errno::Perm => "operation not permitted",
+        Errno::Acces => "permission denied",
+        Errno::Notcapable => "not capable",
+        Errno::Rofs => "read-only file system",
+        Errno::Notdir => "not a directory",
+        Errno::Isdir => "is a directory",
+        Errno::Exist => "file exists",
+        Errno::Loop => "too many symbolic links",
+        Errno::Mfile => "too many open files",
+        Errno::Nametoolong => "name too long",
+        Errno::Notempty => "directory not empty",
+        Errno::Inval => "invalid argument",
+        Errno::Badf => "bad file descriptor",
+        Errno::Xdev => "cross-device link",
+        _ => "refused",
     }
-    format!("/{}", parts.join("/"))
-}
-
-struct Recorder;
-
-struct FieldVisitor<'a> {
-    call: &'a mut PendingCall,
-    result: Option<String>,
-}
-
-fn parse_fd(text: &str) -> Option<u32> {
-    text.strip_prefix("Fd(")?.strip_suffix(')')?.parse().ok()
-}
-
-fn parse_guest_ptr(text: &str) -> Option<(u32, u32)> {
-    let (ptr, len) = text.strip_prefix("*guest 0x")?.split_once('/')?;
-    Some((u32::from_str_radix(ptr, 16).ok()?, len.parse().ok()?))
-}
-
-impl Visit for FieldVisitor<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let text = format!("{value:?}");
-        match field.name() {
-            "fd" | "dirfd" => self.call.fd = parse_fd(&text),
-            "path" => self.call.path = parse_guest_ptr(&text),
-            "oflags" => self.call.kind = Some(CallKind::Open),
-            "result" => self.result = Some(text),
-            _ => {}
-        }
-    }
-}
-
-impl Subscriber for Recorder {
-    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
-        if meta.is_event() && meta.target().starts_with("wasmtime_wasi::p1") {
-            Interest::always()
-        } else {
-            Interest::never()
-        }
-    }
-    fn enabled(&self, meta: &Metadata<'_>) -> bool {
-        meta.is_event() && meta.target().starts_with("wasmtime_wasi::p1")
-    }
-    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
-        Some(tracing::level_filters::LevelFilter::TRACE)
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        STATE.with(|s| {
-            let Ok(mut s) = s.try_borrow_mut() else {
-                return;
-            };
-            if !s.active {
-                return;
-            }
-            let mut call = PendingCall::default();
-            let mut visitor = FieldVisitor {
-                call: &mut call,
-                result: None,
-            };
-            event.record(&mut visitor);
-            let result = visitor.result;
-            match result {
-                None => {
-                    // An arguments event: keep it if the call names a path.
-                    s.pending = (call.path.is_some() && call.fd.is_some()).then_some(call);
-                }
-                Some(result) => {
-                    let Some(call) = s.pending.take() else { return };
-                    let kind = call.kind.unwrap_or(CallKind::Other);
-                    let result = if let Some(ok) = result.strip_prefix("Ok(") {
-                        Ok(ok.strip_suffix(')').and_then(parse_fd))
-                    } else {
-                        Err(errno_name(&result))
-                    };
-                    s.finished.push(RawAccess {
-                        fd: call.fd.unwrap_or(u32::MAX),
-                        path: call.path.unwrap_or((0, 0)),
-                        kind,
-                        result,
-                    });
-                }
-            }
-        });
-    }
-}
-
-/// Pulls the errno name (`Noent`, `Perm`, ...) out of the debug text of a WASI error.
-fn errno_name(text: &str) -> String {
-    const NAMES: &[(&str, &str)] = &[
-        ("Noent", "no such file or directory"),
-        ("Perm", "operation not permitted"),
-        ("Acces", "permission denied"),
-        ("Notcapable", "not capable"),
-        ("Rofs", "read-only file system"),
-        ("Notdir", "not a directory"),
-        ("Isdir", "is a directory"),
-        ("Exist", "file exists"),
-        ("Loop", "too many symbolic links"),
-    ];
-    NAMES
-        .iter()
-        .find(|(n, _)| text.contains(n))
-        .map(|(_, d)| d.to_string())
-        .unwrap_or_else(|| "refused".to_string())
 }
 
 #[cfg(test)]
@@ -283,18 +148,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn joins_relative_paths_onto_their_directory() {
-        assert_eq!(join_lexically("/", "docs/a.md"), "/docs/a.md");
-        assert_eq!(
-            join_lexically("/docs/dist", "x/../y.html"),
-            "/docs/dist/y.html"
+    fn descriptors_are_followed_through_opens_renumbers_and_closes() {
+        let mut t = AccessTracker::new(["/".to_string(), "/out".to_string()]);
+        t.opened(3, b"docs", 10);
+        t.opened(10, b"a.md", 11);
+        t.renumbered(10, 20);
+        t.refused(20, b"secret.md", Errno::Noent);
+        t.closed(20);
+        t.refused(20, b"x", Errno::Perm);
+        t.refused(4, b"made", Errno::Exist);
+        let r = t.finish();
+        assert!(r.opened.contains("/docs") && r.opened.contains("/docs/a.md"));
+        assert!(
+            r.refused
+                .contains(&("/docs/secret.md".into(), "no such file or directory"))
         );
-        assert_eq!(join_lexically("/docs", "../../etc/passwd"), "/etc/passwd");
+        assert!(r.refused.iter().any(|(p, _)| p == "/?/x"), "{r:?}");
+        assert!(!r.refused.iter().any(|(p, _)| p == "/out/made"));
+        assert!(!r.truncated);
     }
 
     #[test]
-    fn parses_the_wiggle_argument_formats() {
-        assert_eq!(parse_fd("Fd(3)"), Some(3));
-        assert_eq!(parse_guest_ptr("*guest 0x1f40/12"), Some((0x1f40, 12)));
+    fn the_record_is_bounded() {
+        let mut t = AccessTracker::new(["/".to_string()]);
+        for i in 0..MAX_ENTRIES + 5 {
+            t.refused(3, format!("f{i}").as_bytes(), Errno::Noent);
+        }
+        // A chain of nested opens whose path outgrows the limit.
+        let mut fd = 3;
+        for i in 0..3000u32 {
+            t.opened(fd, b"deeper", 100 + i);
+            fd = 100 + i;
+        }
+        let r = t.finish();
+        assert_eq!(r.refused.len(), MAX_ENTRIES);
+        assert!(r.truncated);
+        assert!(r.opened.iter().all(|p| p.len() <= MAX_PATH_BYTES));
     }
 }

@@ -2,24 +2,31 @@
 //!
 //! Compiling a module with Cranelift costs tens of milliseconds; loading a compiled
 //! artifact costs tens of microseconds. Artifacts are native code, so each file starts
-//! with a keyed blake3 MAC of the module's digest and the code that follows, recorded
-//! when it was written, and a file that does not match it is never loaded: it is
-//! discarded and the module is compiled again. The key is a per-user secret kept outside
-//! the cache ([`machine_key`]), so someone who can write to the cache directory (a
-//! shared or restored cache) can neither forge native code nor swap one module's code
-//! for another's. Artifacts live under a directory named by the engine's fingerprint,
-//! so a different wasmtime version or configuration never sees another's code.
+//! with a MAC (under this user's [`UserKey`]) of the module's digest and the code that
+//! follows, recorded when it was written, and a file that does not match it is never
+//! loaded: it is discarded and the module is compiled again. Someone who can write to the
+//! cache directory can neither forge native code nor swap one module's code for
+//! another's. Artifacts live under a directory named by the engine's fingerprint, so a
+//! different wasmtime version or configuration never sees another's code.
+//!
+//! The directory is opened as a capability: files are read and written relative to it,
+//! never through a link, so a link planted at `compiled/...` cannot redirect a write.
 
+use crate::secret::UserKey;
 use crate::{Digest, hex};
+use cap_fs_ext::{DirExt, FollowSymlinks, OpenOptionsFollowExt};
 use std::hash::{Hash, Hasher};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use wasmtime::{Engine, Module};
 
 /// Where compiled artifacts of one engine configuration are kept.
 pub struct CompiledCache {
-    dir: PathBuf,
-    key: [u8; 32],
+    /// `<cache>/compiled`.
+    root: PathBuf,
+    /// The engine fingerprint's directory name under `root`.
+    engine_dir: String,
+    key: UserKey,
 }
 
 /// The result of looking a module up in the compiled cache.
@@ -29,6 +36,13 @@ pub enum Lookup {
     /// The artifact existed but failed verification; it was removed.
     Tampered(PathBuf),
 }
+
+/// What the MAC of an artifact is for.
+const PURPOSE: &str = "wask compiled module";
+
+/// Far above any artifact a module under the module size limit compiles to; a cap so a
+/// hostile cache cannot make a load read without end.
+const MAX_ARTIFACT: u64 = 8 << 30;
 
 struct DigestHasher(blake3::Hasher);
 
@@ -44,81 +58,64 @@ impl Hasher for DigestHasher {
 /// A digest of everything that makes compiled code from one engine unusable by another.
 pub fn engine_fingerprint(engine: &Engine) -> Digest {
     let mut h = DigestHasher(blake3::Hasher::new());
-    h.write(b"wask-compiled-v1");
+    h.write(b"wask-compiled-v2");
     engine.precompile_compatibility_hash().hash(&mut h);
     *h.0.finalize().as_bytes()
 }
 
-/// The per-user key that authenticates compiled artifacts: 32 random bytes in
-/// `$WASK_STATE_DIR/compiled-key`, else `$XDG_STATE_HOME/wask/compiled-key`, else
-/// `~/.local/state/wask/compiled-key`, created (mode 0600) on first use. Without a home
-/// directory the key is fixed, and artifacts are only protected against corruption.
-pub fn machine_key() -> [u8; 32] {
-    let dir = std::env::var_os("WASK_STATE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("wask")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/wask")));
-    let Some(dir) = dir else {
-        return *blake3::hash(b"wask-compiled-key-unkeyed").as_bytes();
-    };
-    let path = dir.join("compiled-key");
-    let read = || {
-        std::fs::read(&path)
-            .ok()
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-    };
-    if let Some(key) = read() {
-        return key;
-    }
-    let created = (|| -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut fresh = [0u8; 32];
-        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut fresh)?;
-        std::fs::create_dir_all(&dir)?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
-        f.write_all(&fresh)?;
-        f.sync_all()
-    })();
-    // Another process may have created it first: read whichever key won.
-    match (created, read()) {
-        (_, Some(key)) => key,
-        _ => *blake3::hash(b"wask-compiled-key-unkeyed").as_bytes(),
-    }
-}
-
 impl CompiledCache {
-    pub fn new(root: &Path, engine: &Engine, key: [u8; 32]) -> Self {
-        let fp = hex(&engine_fingerprint(engine));
+    pub fn new(root: &Path, engine: &Engine, key: UserKey) -> Self {
         CompiledCache {
-            dir: root.join(&fp[..16]),
+            root: root.to_path_buf(),
+            engine_dir: hex(&engine_fingerprint(engine))[..16].to_string(),
             key,
         }
     }
 
-    /// The MAC binding an artifact to its module and to this user's key.
-    fn mac(&self, module: &Digest, code: &[u8]) -> [u8; 32] {
-        let mut h = blake3::Hasher::new_keyed(&self.key);
-        h.update(module);
-        h.update(code);
-        *h.finalize().as_bytes()
+    fn name(module: &Digest) -> String {
+        format!("{}.cwasm", hex(module))
     }
 
-    fn path(&self, module: &Digest) -> PathBuf {
-        self.dir.join(format!("{}.cwasm", hex(module)))
+    /// The engine's directory, opened without following a link at any step; `create`
+    /// makes what is missing.
+    fn dir(&self, create: bool) -> std::io::Result<cap_std::fs::Dir> {
+        let parent = self.root.parent().unwrap_or(Path::new("/"));
+        let name = self.root.file_name().unwrap_or_default();
+        let base = cap_std::fs::Dir::open_ambient_dir(parent, cap_std::ambient_authority())?;
+        if create {
+            let _ = base.create_dir(name);
+        }
+        let compiled = base.open_dir_nofollow(name)?;
+        if create {
+            let _ = compiled.create_dir(&self.engine_dir);
+        }
+        compiled.open_dir_nofollow(&self.engine_dir)
     }
 
     pub fn load(&self, engine: &Engine, module: &Digest) -> Lookup {
-        let path = self.path(module);
-        let Ok(bytes) = std::fs::read(&path) else {
+        let Ok(dir) = self.dir(false) else {
             return Lookup::Miss;
         };
+        let name = Self::name(module);
+        let mut opts = cap_std::fs::OpenOptions::new();
+        opts.read(true).follow(FollowSymlinks::No);
+        let Ok(mut file) = dir.open_with(&name, &opts) else {
+            return Lookup::Miss;
+        };
+        let mut bytes = Vec::new();
+        let regular = file.metadata().is_ok_and(|m| m.is_file());
+        let read = regular
+            && (&mut file)
+                .take(MAX_ARTIFACT)
+                .read_to_end(&mut bytes)
+                .is_ok();
         // Verify the bytes we hold in memory, then load those same bytes: nothing can
         // change them between the check and the load.
-        let verified = bytes.len() > 32 && self.mac(module, &bytes[32..])[..] == bytes[..32];
+        let verified = read
+            && bytes.len() > 32
+            && self
+                .key
+                .verify(PURPOSE, &[module, &bytes[32..]], &bytes[..32]);
         if verified {
             // SAFETY: the bytes are exactly what this engine configuration serialised for
             // this module (same fingerprint directory, MAC under this user's key recorded
@@ -127,20 +124,35 @@ impl CompiledCache {
                 return Lookup::Hit(m);
             }
         }
-        let _ = std::fs::remove_file(&path);
-        Lookup::Tampered(path)
+        let _ = dir.remove_file_or_symlink(&name);
+        Lookup::Tampered(self.root.join(&self.engine_dir).join(name))
     }
 
-    /// Stores a compiled module. Failures only cost a later recompile, so they are
-    /// returned for reporting but never fail a run.
-    pub fn store(&self, module_digest: &Digest, module: &Module) -> anyhow::Result<()> {
-        let code = module.serialize()?;
-        std::fs::create_dir_all(&self.dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        tmp.write_all(&self.mac(module_digest, &code))?;
-        tmp.write_all(&code)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(self.path(module_digest))?;
-        Ok(())
+    /// Stores a module's serialized code. Failures only cost a later recompile, so they
+    /// are returned for reporting but never fail a run.
+    pub fn store(&self, module: &Digest, code: &[u8]) -> std::io::Result<()> {
+        let dir = self.dir(true)?;
+        let name = Self::name(module);
+        let tmp = format!(".tmp-{}", unique());
+        let mut opts = cap_std::fs::OpenOptions::new();
+        opts.write(true).create_new(true).follow(FollowSymlinks::No);
+        let written = (|| {
+            let mut f = dir.open_with(&tmp, &opts)?;
+            f.write_all(&self.key.mac(PURPOSE, &[module, code]))?;
+            f.write_all(code)?;
+            f.sync_all()?;
+            dir.rename(&tmp, &dir, &name)
+        })();
+        if written.is_err() {
+            let _ = dir.remove_file(&tmp);
+        }
+        written
     }
+}
+
+/// A name no other writer uses at the same time: this process's id and a count.
+fn unique() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{n}", std::process::id())
 }

@@ -1,11 +1,15 @@
 //! Deterministic clocks and randomness for the guest (SANDBOX-005).
 //!
 //! With the default `clock = "fixed"`, the wall clock always reads the configured epoch,
-//! the monotonic clock advances by one microsecond per reading (so loops that wait for
-//! time to pass still end), and both random sources are a blake3 extendable output seeded
-//! from the task's cache key: two fresh runs of the same task see the same bytes.
+//! the monotonic clock is virtual: it advances by one microsecond per reading (so loops
+//! that wait for time to pass still end) and by exactly the requested time when the
+//! guest sleeps, which returns at once. Both random sources are a blake3 extendable
+//! output seeded from the task's cache key: two fresh runs of the same task see the same
+//! bytes.
 
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
 
@@ -33,23 +37,37 @@ impl HostWallClock for FixedWallClock {
     }
 }
 
-/// A monotonic clock that moves forward one microsecond each time it is read.
-pub(crate) struct VirtualMonotonicClock(std::sync::atomic::AtomicU64);
+/// The virtual monotonic clock, in nanoseconds. Cloning shares it: the WASI context
+/// reads it, the policy layer advances it when the guest sleeps.
+#[derive(Clone, Default)]
+pub(crate) struct VirtualClock(Arc<AtomicU64>);
 
-impl VirtualMonotonicClock {
-    pub fn new() -> Self {
-        VirtualMonotonicClock(std::sync::atomic::AtomicU64::new(0))
+/// How far one reading moves the virtual clock.
+const TICK_NS: u64 = 1_000;
+
+impl VirtualClock {
+    /// The current reading, without moving the clock.
+    pub fn peek(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Moves the clock forward by `ns` (a sleep), saturating at the end of time.
+    pub fn advance(&self, ns: u64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some(t.saturating_add(ns))
+            });
     }
 }
 
-impl HostMonotonicClock for VirtualMonotonicClock {
+impl HostMonotonicClock for VirtualClock {
     fn resolution(&self) -> u64 {
-        1_000
+        TICK_NS
     }
     fn now(&self) -> u64 {
-        self.0
-            .fetch_add(1_000, std::sync::atomic::Ordering::Relaxed)
-            + 1_000
+        self.advance(TICK_NS);
+        self.peek()
     }
 }
 

@@ -10,23 +10,38 @@
 //!   ([`compiled`]), and runs a [`LoadedModule`] against a [`RunSpec`] under [`Limits`].
 //!   It captures the guest's stdout and stderr in full and, with
 //!   [`Sandbox::run_with_output`], also hands them to an [`OutputSink`] as they are written.
+//! * `guard` is the policy layer over the WASI calls whose plain behaviour would let a
+//!   guest outlast its timeout, see the host through file metadata, or write without
+//!   bound; [`compile`] keeps compilation inside the task's limits.
 //! * [`determinism`] supplies the fixed clocks and key-seeded randomness of SANDBOX-005.
-//! * [`access`] records which paths the guest tried to open (SANDBOX-009), so that a run
-//!   report can name an undeclared path.
+//! * [`access`] records which paths the guest opened and was refused (SANDBOX-009), so
+//!   that a run report can name an undeclared path.
+//! * [`paths`] is the one rule for the paths wask accepts, and [`secret`] the per-user
+//!   key that authenticates what a cache holds that becomes code.
 //!
 //! It knows nothing of workspaces, graphs or cache keys: the host crate (`wask`) decides
-//! *what* a task may see, this crate makes sure it sees exactly that.
+//! *what* a task may see, this crate makes sure it sees exactly that. It keeps no
+//! process-wide state: everything a run needs hangs off its [`Sandbox`] and its store.
 
 pub mod access;
+mod capture;
+pub mod compile;
 pub mod compiled;
 pub mod determinism;
+mod engine;
+mod guard;
 mod limits;
+pub mod paths;
 mod sandbox;
+pub mod secret;
 pub mod view;
 
+pub use compile::CompileIn;
+pub use guard::budget::LimitExceeded;
 pub use limits::Limits;
 pub use sandbox::{
-    CodeSource, Failure, LoadedModule, OutputSink, RunOutcome, RunSpec, Sandbox, Stream,
+    ARGV0, CodeSource, Failure, LoadedModule, OutputSink, RunOutcome, RunSpec, Sandbox,
+    SandboxOptions, Stream,
 };
 
 /// A blake3 digest, used by the runtime for module identity and integrity checks.

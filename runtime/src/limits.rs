@@ -2,15 +2,24 @@ use std::time::Duration;
 
 /// Resource limits of one task run (SANDBOX-006).
 ///
-/// Exceeding a limit fails only that task, with a message naming the limit.
+/// Exceeding a limit fails only that task, with a message naming the limit. Every limit
+/// is enforced while the task runs, never only after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Maximum size of the guest's linear memory, in bytes.
+    /// The most memory the task may hold: every linear memory and table of its
+    /// instances together, in bytes.
     pub memory_bytes: u64,
-    /// Wall-clock time the guest may run before it is interrupted.
+    /// Wall-clock time for compiling the module (when its compiled form is not cached)
+    /// and running it; blocking calls (a sleep) end at it too.
     pub timeout: Duration,
     /// Maximum bytes captured from each of stdout and stderr.
     pub output_bytes: usize,
+    /// The most bytes the task's writes may add to files, counted as it writes.
+    pub outputs_size: u64,
+    /// The most files, directories and links the task may create.
+    pub outputs_count: u64,
+    /// The largest module the task may load, in bytes: compilation time grows with it.
+    pub module_bytes: u64,
 }
 
 impl Default for Limits {
@@ -19,37 +28,109 @@ impl Default for Limits {
             memory_bytes: 1 << 30,
             timeout: Duration::from_secs(300),
             output_bytes: 16 << 20,
+            outputs_size: 4 << 30,
+            outputs_count: 100_000,
+            module_bytes: 256 << 20,
         }
     }
 }
 
-/// Enforces the memory limit and remembers that it refused a growth, so a trap that
-/// follows (Rust guests abort on allocation failure) is reported as the limit.
-pub(crate) struct MemoryLimiter {
-    pub max_bytes: usize,
+/// How many linear memories, tables and instances one task may have. A core module
+/// from a Rust or C toolchain has one of each; the counts only stop a module from
+/// declaring thousands of them, each of which reserves address space.
+pub(crate) const MAX_MEMORIES: usize = 8;
+pub(crate) const MAX_TABLES: usize = 8;
+pub(crate) const MAX_INSTANCES: usize = 4;
+
+/// What one table element is charged against the memory limit.
+const TABLE_ELEMENT_BYTES: usize = 16;
+
+/// Enforces the memory limit over the whole task: every memory and table it grows draws
+/// on one budget, so sixteen memories cannot each take the limit. It remembers that it
+/// refused a growth, so a trap that follows (Rust guests abort on allocation failure)
+/// is reported as the limit.
+pub(crate) struct StoreLimiter {
+    max_bytes: usize,
+    used: usize,
     pub exceeded: bool,
 }
 
-impl wasmtime::ResourceLimiter for MemoryLimiter {
+impl StoreLimiter {
+    pub fn new(max_bytes: u64) -> Self {
+        StoreLimiter {
+            max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+            used: 0,
+            exceeded: false,
+        }
+    }
+
+    fn grow(&mut self, by: usize) -> bool {
+        match self.used.checked_add(by) {
+            Some(total) if total <= self.max_bytes => {
+                self.used = total;
+                true
+            }
+            _ => {
+                self.exceeded = true;
+                false
+            }
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for StoreLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
-            self.exceeded = true;
-            return Ok(false);
-        }
-        Ok(true)
+        Ok(self.grow(desired.saturating_sub(current)))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
+        let elements = desired.saturating_sub(current);
+        Ok(self.grow(elements.saturating_mul(TABLE_ELEMENT_BYTES)))
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn growth_of_every_memory_and_table_draws_on_one_budget() {
+        let mut l = StoreLimiter::new(64 << 20);
+        for _ in 0..3 {
+            assert!(l.memory_growing(0, 16 << 20, None).unwrap());
+        }
+        assert!(!l.exceeded);
+        // A fourth memory of 16 MiB fits exactly; any more does not.
+        assert!(l.memory_growing(0, 16 << 20, None).unwrap());
+        assert!(!l.memory_growing(0, 1, None).unwrap());
+        assert!(l.exceeded);
+        let mut t = StoreLimiter::new(1 << 20);
+        assert!(
+            !t.table_growing(0, 1 << 20, None).unwrap(),
+            "1M elements cost 16 MiB"
+        );
     }
 }

@@ -1,32 +1,44 @@
 use crate::access::{AccessRecord, AccessTracker};
+use crate::capture::{CaptureStream, ForwardTx};
+use crate::compile::{CompileError, CompileIn};
 use crate::compiled::{CompiledCache, Lookup};
-use crate::determinism::{ClockMode, FixedWallClock, SeededRandom, VirtualMonotonicClock};
-use crate::limits::MemoryLimiter;
+use crate::determinism::{ClockMode, FixedWallClock, SeededRandom, VirtualClock};
+use crate::guard::budget::LimitExceeded;
+use crate::guard::{Guard, Stop, Time};
+use crate::limits::StoreLimiter;
+use crate::secret::UserKey;
 use crate::view::Mount;
 use crate::{Digest, Limits};
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
-use wasmtime::{
-    CallHook, Config, Engine, InstancePre, Linker, Memory, Module, Store, Trap, UpdateDeadline,
-};
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use std::time::{Duration, Instant};
+use wasmtime::{Engine, InstancePre, Linker, Module, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
-/// How often the epoch advances; a timeout fires within one tick of its limit.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// `argv[0]` of every guest. A constant, not the module's file name: the name is not in
+/// the key, so a guest must not be able to see it (the same bytes under another name
+/// share the cache entry).
+pub const ARGV0: &str = "task.wasm";
 
 /// Per-store state of one guest run.
-struct TaskState {
-    wasi: WasiP1Ctx,
-    limiter: MemoryLimiter,
-    access: AccessTracker,
-    memory: Option<Memory>,
+pub(crate) struct TaskState {
+    pub wasi: WasiP1Ctx,
+    pub limiter: StoreLimiter,
+    pub guard: Guard,
+}
+
+/// How a [`Sandbox`] is set up.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// Where compiled modules are cached (SANDBOX-008).
+    pub compiled_dir: PathBuf,
+    /// Where modules are compiled ([`CompileIn::Process`] when the embedder can).
+    pub compile_in: CompileIn,
+    /// The key that authenticates compiled modules.
+    pub key: UserKey,
 }
 
 /// The engine, linker and compiled-module caches shared by every task of a process.
@@ -34,7 +46,11 @@ pub struct Sandbox {
     engine: Engine,
     linker: Linker<TaskState>,
     compiled: CompiledCache,
+    compile_in: CompileIn,
     loaded: Mutex<HashMap<Digest, LoadedModule>>,
+    /// One gate per module being compiled: a second task with the same module waits for
+    /// the first instead of compiling it again.
+    compiling: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
     ticker_stop: Arc<AtomicBool>,
     /// Set by [`Sandbox::cancel`]: every running guest is interrupted at its next tick.
     cancelled: Arc<AtomicBool>,
@@ -73,9 +89,7 @@ impl std::fmt::Debug for LoadedModule {
 
 /// What to run: everything the guest may see besides its module.
 pub struct RunSpec<'a> {
-    /// `argv[0]`.
-    pub program: &'a str,
-    /// `argv[1..]`.
+    /// `argv[1..]` (`argv[0]` is [`ARGV0`]).
     pub args: &'a [String],
     /// The complete environment of the guest.
     pub env: &'a [(String, String)],
@@ -83,6 +97,10 @@ pub struct RunSpec<'a> {
     pub mounts: &'a [Mount],
     pub limits: Limits,
     pub clock: ClockMode,
+    /// When the guest must have finished; by default `limits.timeout` from the start of
+    /// the run. A caller that compiled the module first passes the deadline it compiled
+    /// under, so compiling and running share the one timeout.
+    pub deadline: Option<Instant>,
 }
 
 /// One of the guest's output streams.
@@ -110,10 +128,22 @@ pub enum Failure {
     Exit(i32),
     #[error("exceeded its timeout of {0:?} and was interrupted")]
     Timeout(Duration),
+    #[error("exceeded its timeout of {0:?} while its module was being compiled")]
+    CompileTimeout(Duration),
     #[error("exceeded its memory limit of {} MiB", .0 >> 20)]
     MemoryLimit(u64),
     #[error("exceeded its output limit of {0} bytes on stdout or stderr")]
     OutputLimit(usize),
+    #[error("wrote more than its outputs size limit of {0} bytes to files (`limits.outputs_size`)")]
+    OutputsSize(u64),
+    #[error(
+        "created more than its outputs count limit of {0} files, directories and links (`limits.outputs_count`)"
+    )]
+    OutputsCount(u64),
+    #[error(
+        "its module is {size} bytes, over the module size limit of {limit} bytes (`limits.module_size`)"
+    )]
+    ModuleTooLarge { size: u64, limit: u64 },
     #[error("overflowed its stack")]
     StackOverflow,
     #[error("trapped: {0}")]
@@ -133,51 +163,103 @@ pub struct RunOutcome {
     pub access: AccessRecord,
 }
 
+/// How often a task waiting for another's compilation of the same module looks at its
+/// deadline and the cancel flag.
+const GATE_POLL: Duration = Duration::from_millis(2);
+
 impl Sandbox {
-    /// Creates the engine; compiled modules are cached under `compiled_dir`.
+    /// A sandbox that compiles on threads of this process, with this user's key.
     pub fn new(compiled_dir: &Path) -> anyhow::Result<Sandbox> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config)?;
+        Sandbox::with_options(SandboxOptions {
+            compiled_dir: compiled_dir.to_path_buf(),
+            compile_in: CompileIn::Thread,
+            key: UserKey::load(),
+        })
+    }
+
+    pub fn with_options(options: SandboxOptions) -> anyhow::Result<Sandbox> {
+        let engine = Engine::new(&crate::engine::config())?;
         let mut linker: Linker<TaskState> = Linker::new(&engine);
         p1::add_to_linker_sync(&mut linker, |s: &mut TaskState| &mut s.wasi)?;
-
+        crate::guard::add_to_linker(&mut linker)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        let (stop, ticking) = (ticker_stop.clone(), engine.clone());
-        std::thread::Builder::new()
-            .name("wask-epoch".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    ticking.increment_epoch();
-                }
-            })?;
+        crate::engine::start_ticker(&engine, ticker_stop.clone())?;
         Ok(Sandbox {
-            compiled: CompiledCache::new(compiled_dir, &engine, crate::compiled::machine_key()),
+            compiled: CompiledCache::new(&options.compiled_dir, &engine, options.key),
+            compile_in: options.compile_in,
             engine,
             linker,
             loaded: Mutex::new(HashMap::new()),
+            compiling: Mutex::new(HashMap::new()),
             ticker_stop,
             cancelled: Arc::new(AtomicBool::new(false)),
         })
     }
 
-    /// Compiles (or loads the verified compiled form of) a module and links it.
-    pub fn load(&self, wasm: &[u8]) -> Result<LoadedModule, Failure> {
-        let digest = *blake3::hash(wasm).as_bytes();
-        if let Some(m) = self.loaded.lock().unwrap().get(&digest) {
-            return Ok(LoadedModule {
-                source: CodeSource::Memory,
-                ..m.clone()
+    /// Compiles (or loads the verified compiled form of) a module and links it, under
+    /// the task's module size limit and by `deadline` (SANDBOX-006).
+    pub fn load(
+        &self,
+        wasm: &[u8],
+        limits: &Limits,
+        deadline: Instant,
+    ) -> Result<LoadedModule, Failure> {
+        if wasm.len() as u64 > limits.module_bytes {
+            return Err(Failure::ModuleTooLarge {
+                size: wasm.len() as u64,
+                limit: limits.module_bytes,
             });
+        }
+        let digest = *blake3::hash(wasm).as_bytes();
+        if let Some(m) = self.in_memory(&digest) {
+            return Ok(m);
+        }
+        let gate = self
+            .compiling
+            .lock()
+            .unwrap()
+            .entry(digest)
+            .or_default()
+            .clone();
+        let _turn = loop {
+            if let Ok(turn) = gate.try_lock() {
+                break turn;
+            }
+            self.check_stop(limits, deadline)?;
+            std::thread::sleep(GATE_POLL);
+        };
+        // Whoever held the gate may have loaded it.
+        if let Some(m) = self.in_memory(&digest) {
+            return Ok(m);
         }
         let (module, source) = match self.compiled.load(&self.engine, &digest) {
             Lookup::Hit(m) => (m, CodeSource::Disk),
             lookup => {
-                let m = Module::new(&self.engine, wasm)
-                    .map_err(|e| Failure::Setup(format!("not a valid WebAssembly module: {e}")))?;
+                let code = crate::compile::compile(
+                    &self.engine,
+                    &self.compile_in,
+                    wasm,
+                    deadline,
+                    &self.cancelled,
+                )
+                .map_err(|e| match e {
+                    CompileError::Invalid(e) => {
+                        Failure::Setup(format!("not a valid WebAssembly module: {e}"))
+                    }
+                    CompileError::TimedOut => Failure::CompileTimeout(limits.timeout),
+                    CompileError::Cancelled => Failure::Cancelled,
+                    CompileError::Failed(e) => {
+                        Failure::Setup(format!("could not compile the module: {e}"))
+                    }
+                })?;
+                // SAFETY: `code` is what this engine's configuration produced for these
+                // bytes, in this process or in a child running the same executable;
+                // deserialize checks the engine's compatibility too.
+                let m = unsafe { Module::deserialize(&self.engine, &code) }.map_err(|e| {
+                    Failure::Setup(format!("could not load the compiled module: {e}"))
+                })?;
                 // A failed store only costs a recompile next time.
-                let _ = self.compiled.store(&digest, &m);
+                let _ = self.compiled.store(&digest, &code);
                 let source = match lookup {
                     Lookup::Tampered(_) => CodeSource::RecompiledAfterTamper,
                     _ => CodeSource::Compiled,
@@ -197,6 +279,27 @@ impl Sandbox {
         };
         self.loaded.lock().unwrap().insert(digest, loaded.clone());
         Ok(loaded)
+    }
+
+    fn in_memory(&self, digest: &Digest) -> Option<LoadedModule> {
+        self.loaded
+            .lock()
+            .unwrap()
+            .get(digest)
+            .map(|m| LoadedModule {
+                source: CodeSource::Memory,
+                ..m.clone()
+            })
+    }
+
+    fn check_stop(&self, limits: &Limits, deadline: Instant) -> Result<(), Failure> {
+        if self.cancelled.load(Ordering::Relaxed) {
+            Err(Failure::Cancelled)
+        } else if Instant::now() >= deadline {
+            Err(Failure::CompileTimeout(limits.timeout))
+        } else {
+            Ok(())
+        }
     }
 
     /// Runs a loaded module's `_start` with exactly the capabilities in `spec`.
@@ -253,8 +356,11 @@ impl Sandbox {
         &self,
         module: &LoadedModule,
         spec: &RunSpec<'_>,
-        forward: Option<mpsc::Sender<Option<(Stream, bytes::Bytes)>>>,
+        forward: Option<ForwardTx>,
     ) -> RunOutcome {
+        let deadline = spec
+            .deadline
+            .unwrap_or_else(|| Instant::now() + spec.limits.timeout);
         let cap = spec.limits.output_bytes;
         let stdout = CaptureStream::new(cap, Stream::Stdout, forward.clone());
         let stderr = CaptureStream::new(cap, Stream::Stderr, forward);
@@ -264,53 +370,55 @@ impl Sandbox {
             stderr: Vec::new(),
             access: AccessRecord::default(),
         };
-        let wasi = match self.wasi_context(spec, &stdout, &stderr) {
+        let virtual_clock = VirtualClock::default();
+        let wasi = match wasi_context(spec, &stdout, &stderr, &virtual_clock) {
             Ok(w) => w,
             Err(e) => {
                 outcome.result = Err(Failure::Setup(format!("{e:#}")));
                 return outcome;
             }
         };
+        let time = match spec.clock {
+            ClockMode::Fixed { epoch_seconds, .. } => Time::Fixed {
+                wall_ns: epoch_seconds.saturating_mul(1_000_000_000),
+                clock: virtual_clock,
+            },
+            ClockMode::Host => Time::Host,
+        };
+        let guard = Guard::new(
+            AccessTracker::new(spec.mounts.iter().map(|m| m.guest_path.clone())),
+            spec.limits.outputs_size,
+            spec.limits.outputs_count,
+            time,
+            Stop {
+                deadline,
+                cancelled: self.cancelled.clone(),
+            },
+        );
         let mut store = Store::new(
             &self.engine,
             TaskState {
                 wasi,
-                limiter: MemoryLimiter {
-                    max_bytes: usize::try_from(spec.limits.memory_bytes).unwrap_or(usize::MAX),
-                    exceeded: false,
-                },
-                access: AccessTracker::new(spec.mounts.iter().map(|m| m.guest_path.clone())),
-                memory: None,
+                limiter: StoreLimiter::new(spec.limits.memory_bytes),
+                guard,
             },
         );
         store.limiter(|s| &mut s.limiter);
         // Checked at every tick: cancellation (EXEC-012) must not wait for the timeout.
-        let started = std::time::Instant::now();
-        let (timeout, cancelled) = (spec.limits.timeout, self.cancelled.clone());
+        let cancelled = self.cancelled.clone();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            if cancelled.load(Ordering::Relaxed) || started.elapsed() >= timeout {
+            if cancelled.load(Ordering::Relaxed) || Instant::now() >= deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 Ok(UpdateDeadline::Continue(1))
             }
         });
-        store.call_hook(|mut ctx, hook| {
-            if matches!(hook, CallHook::ReturningFromHost)
-                && let Some(memory) = ctx.data().memory
-            {
-                let (bytes, state) = memory.data_and_store_mut(&mut ctx);
-                state.access.drain(bytes);
-            }
-            Ok(())
-        });
 
-        AccessTracker::begin();
-        let result = self.call_start(module, &mut store);
-        AccessTracker::end();
+        let result = call_start(module, &mut store);
 
         let state = store.into_data();
-        outcome.access = state.access.finish();
+        outcome.access = state.guard.access.finish();
         outcome.stdout = stdout.pipe.contents().to_vec();
         outcome.stderr = stderr.pipe.contents().to_vec();
         let overflowed = outcome.stdout.len() > cap || outcome.stderr.len() > cap;
@@ -326,66 +434,9 @@ impl Sandbox {
         outcome
     }
 
-    fn call_start(
-        &self,
-        module: &LoadedModule,
-        store: &mut Store<TaskState>,
-    ) -> wasmtime::Result<()> {
-        let instance = module.pre.instantiate(&mut *store)?;
-        store.data_mut().memory = instance.get_memory(&mut *store, "memory");
-        let start = instance
-            .get_typed_func::<(), ()>(&mut *store, "_start")
-            .map_err(|_| {
-                wasmtime::Error::msg(
-                    "the module has no `_start` export: only WASI command modules can be tasks",
-                )
-            })?;
-        start.call(&mut *store, ())
-    }
-
-    fn wasi_context(
-        &self,
-        spec: &RunSpec<'_>,
-        stdout: &CaptureStream,
-        stderr: &CaptureStream,
-    ) -> anyhow::Result<WasiP1Ctx> {
-        let mut b = WasiCtxBuilder::new();
-        // Must come before the preopens: each captures the flag when it is created.
-        b.allow_blocking_current_thread(true);
-        b.arg(spec.program).args(spec.args);
-        for (k, v) in spec.env {
-            b.env(k, v);
-        }
-        for m in spec.mounts {
-            let perms = if m.writable {
-                FsPerms::ReadWrite
-            } else {
-                FsPerms::ReadOnly
-            };
-            b.preopened_dir(&m.host_dir, &m.guest_path, perms)?;
-        }
-        b.stdout(stdout.clone()).stderr(stderr.clone());
-        b.allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
-        if let ClockMode::Fixed {
-            epoch_seconds,
-            seed,
-        } = spec.clock
-        {
-            b.wall_clock(FixedWallClock(Duration::from_secs(epoch_seconds)));
-            b.monotonic_clock(VirtualMonotonicClock::new());
-            b.secure_random(SeededRandom::new(&seed, "secure"));
-            b.insecure_random(SeededRandom::new(&seed, "insecure"));
-            b.insecure_random_seed(u128::from_le_bytes(seed[..16].try_into().unwrap()));
-        }
-        Ok(b.build_p1())
-    }
-}
-
-impl Sandbox {
     /// Interrupts every guest running in this sandbox within one epoch tick, and every
     /// guest started later at its first tick; they fail with [`Failure::Cancelled`].
+    /// Compilations in progress stop too.
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::Relaxed);
     }
@@ -397,130 +448,95 @@ impl Drop for Sandbox {
     }
 }
 
-/// A guest output stream: captured in memory up to one byte over the cap (which tells an
-/// overflowing guest from one that wrote exactly the cap), and, when live output is on,
-/// forwarded chunk by chunk to the thread that calls the [`OutputSink`].
-#[derive(Clone)]
-struct CaptureStream {
-    pipe: MemoryOutputPipe,
-    forward: Option<Forward>,
-}
+/// Why a run ended before `_start` returned.
+struct Instantiation(wasmtime::Error);
 
-#[derive(Clone)]
-struct Forward {
-    stream: Stream,
-    tx: mpsc::Sender<Option<(Stream, bytes::Bytes)>>,
-    /// Bytes of this stream accepted so far, shared by every handle to it.
-    written: Arc<AtomicUsize>,
-    /// The output cap: bytes past it are not captured in the outcome, nor forwarded.
-    cap: usize,
-}
-
-impl CaptureStream {
-    fn new(
-        cap: usize,
-        stream: Stream,
-        tx: Option<mpsc::Sender<Option<(Stream, bytes::Bytes)>>>,
-    ) -> CaptureStream {
-        CaptureStream {
-            pipe: MemoryOutputPipe::new(cap.saturating_add(1)),
-            forward: tx.map(|tx| Forward {
-                stream,
-                tx,
-                written: Arc::new(AtomicUsize::new(0)),
-                cap,
-            }),
-        }
-    }
-
-    /// Forwards `bytes`, which the pipe has just accepted, up to the cap.
-    fn forward(&self, mut bytes: bytes::Bytes) {
-        let Some(f) = &self.forward else { return };
-        let before = f.written.fetch_add(bytes.len(), Ordering::Relaxed);
-        bytes.truncate(f.cap.saturating_sub(before));
-        if !bytes.is_empty() {
-            // The receiver outlives the run; a send can only fail if its thread died.
-            let _ = f.tx.send(Some((f.stream, bytes)));
-        }
+impl std::fmt::Debug for Instantiation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
     }
 }
 
-impl IsTerminal for CaptureStream {
-    fn is_terminal(&self) -> bool {
-        false
+impl std::fmt::Display for Instantiation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "could not instantiate the module: {:#}", self.0)
     }
 }
 
-impl StdoutStream for CaptureStream {
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.clone())
-    }
+impl std::error::Error for Instantiation {}
 
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
+fn call_start(module: &LoadedModule, store: &mut Store<TaskState>) -> wasmtime::Result<()> {
+    let instance = module
+        .pre
+        .instantiate(&mut *store)
+        .map_err(|e| wasmtime::Error::new(Instantiation(e)))?;
+    let start = instance
+        .get_typed_func::<(), ()>(&mut *store, "_start")
+        .map_err(|_| {
+            wasmtime::Error::msg(
+                "the module has no `_start` export: only WASI command modules can be tasks",
+            )
+        })?;
+    start.call(&mut *store, ())
 }
 
-#[wasmtime_wasi::async_trait]
-impl Pollable for CaptureStream {
-    async fn ready(&mut self) {}
-}
-
-#[wasmtime_wasi::async_trait]
-impl OutputStream for CaptureStream {
-    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
-        // The pipe takes all of `bytes` or none of them.
-        self.pipe.write(bytes.clone())?;
-        self.forward(bytes);
-        Ok(())
+fn wasi_context(
+    spec: &RunSpec<'_>,
+    stdout: &CaptureStream,
+    stderr: &CaptureStream,
+    virtual_clock: &VirtualClock,
+) -> anyhow::Result<WasiP1Ctx> {
+    let mut b = WasiCtxBuilder::new();
+    // Must come before the preopens: each captures the flag when it is created.
+    b.allow_blocking_current_thread(true);
+    b.arg(ARGV0).args(spec.args);
+    for (k, v) in spec.env {
+        b.env(k, v);
     }
-
-    fn flush(&mut self) -> StreamResult<()> {
-        self.pipe.flush()
+    for m in spec.mounts {
+        let perms = if m.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        b.preopened_dir(&m.host_dir, &m.guest_path, perms)?;
     }
-
-    fn check_write(&mut self) -> StreamResult<usize> {
-        self.pipe.check_write()
+    b.stdout(stdout.clone()).stderr(stderr.clone());
+    b.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    if let ClockMode::Fixed {
+        epoch_seconds,
+        seed,
+    } = spec.clock
+    {
+        b.wall_clock(FixedWallClock(Duration::from_secs(epoch_seconds)));
+        b.monotonic_clock(virtual_clock.clone());
+        b.secure_random(SeededRandom::new(&seed, "secure"));
+        b.insecure_random(SeededRandom::new(&seed, "insecure"));
+        b.insecure_random_seed(u128::from_le_bytes(seed[..16].try_into().unwrap()));
     }
-}
-
-impl tokio::io::AsyncWrite for CaptureStream {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let polled = std::pin::Pin::new(&mut self.pipe).poll_write(cx, buf);
-        if let std::task::Poll::Ready(Ok(n)) = polled {
-            self.forward(bytes::Bytes::copy_from_slice(&buf[..n]));
-        }
-        polled
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.pipe).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.pipe).poll_shutdown(cx)
-    }
+    Ok(b.build_p1())
 }
 
 fn classify(e: wasmtime::Error, memory_exceeded: bool, limits: Limits) -> Failure {
     if let Some(I32Exit(code)) = e.downcast_ref::<I32Exit>() {
         return Failure::Exit(*code);
     }
+    if let Some(limit) = e.downcast_ref::<LimitExceeded>() {
+        return match limit {
+            LimitExceeded::OutputsSize(n) => Failure::OutputsSize(*n),
+            LimitExceeded::OutputsCount(n) => Failure::OutputsCount(*n),
+        };
+    }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => Failure::Timeout(limits.timeout),
         Some(Trap::StackOverflow) => Failure::StackOverflow,
         _ if memory_exceeded => Failure::MemoryLimit(limits.memory_bytes),
         Some(trap) => Failure::Trap(trap.to_string()),
-        None => Failure::Trap(format!("{e}")),
+        None => match e.downcast_ref::<Instantiation>() {
+            Some(i) => Failure::Setup(i.to_string()),
+            None => Failure::Trap(format!("{e}")),
+        },
     }
 }

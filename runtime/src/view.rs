@@ -11,23 +11,75 @@
 //!   directory opened at its workspace path. An input that lies under an output root is
 //!   copied there, never linked, so writing to it cannot reach the workspace.
 //!
+//! Inputs are staged as the bytes their key was derived from, or not at all: each
+//! [`InputFile`] carries the identity (device, inode, size, modification time) and the
+//! digest it had when the host hashed it. A link is checked to be that same file; a copy
+//! is hashed as it is made and must give that digest. After the run,
+//! [`StagedView::changed_inputs`] checks the links again (an edit in place moves the
+//! modification time) and re-hashes those changed so recently that a second edit could
+//! share the time stamp. A mismatch anywhere means the key does not describe what the
+//! guest read, and nothing may be stored under it. (The change time would be harder to
+//! fake, but making a hard link moves it, so every staging would look like an edit.)
+//!
 //! After a successful run, [`StagedView::collect`] walks the writable directories: files
 //! that match an output pattern are outputs, anything else the guest created or changed
-//! is a [`Violation`]. Symbolic links are never followed and never collected.
+//! is a [`Violation`]. Symbolic links are never followed and never collected. Every name
+//! meets the one path rule ([`crate::paths`]), so nothing is collected that a restore
+//! would refuse.
 
-use crate::Digest;
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use crate::Limits;
+use crate::paths::{
+    check_workspace_path, glob_set, is_glob_segment, is_under, join_lexically, name_text,
+    output_root,
+};
+use globset::GlobSet;
 use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use walkdir::WalkDir;
 
-/// One declared input file, already resolved by the host.
+/// The mode of every output, fresh or restored. WASI preview 1 has no way to set
+/// permissions, so a mode carries nothing from the task; a fixed one keeps a result
+/// independent of the host's umask and gives a forged cache entry nothing to set.
+pub const OUTPUT_MODE: u32 = 0o644;
+
+/// What a file was when it was hashed: enough to tell, without reading it, that it is
+/// still the same file with the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    /// Modification time (seconds, nanoseconds).
+    pub mtime: (i64, i64),
+}
+
+impl FileIdentity {
+    pub fn of(meta: &std::fs::Metadata) -> FileIdentity {
+        FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+        }
+    }
+}
+
+/// One declared input file, already resolved and hashed by the host.
 #[derive(Debug, Clone)]
 pub struct InputFile {
     /// Workspace-absolute path, as the guest will see it (`/docs/a.md`).
     pub guest_path: String,
     /// The regular file on the host holding its contents (symlinks already resolved).
     pub host_path: PathBuf,
+    /// What the file was when it was hashed.
+    pub identity: FileIdentity,
+    /// Its content digest, with the hash function of [`ViewSpec::hash`].
+    pub digest: [u8; 32],
+    /// It changed so shortly before it was hashed that an edit right after could keep
+    /// its time stamps: its bytes are checked again after the run.
+    pub recent: bool,
 }
 
 /// A directory given to the guest.
@@ -38,6 +90,9 @@ pub struct Mount {
     pub writable: bool,
 }
 
+/// Hashes a stream of bytes with the host's hash function (the key's).
+pub type HashFn<'a> = &'a (dyn Fn(&mut dyn Read) -> std::io::Result<[u8; 32]> + Sync);
+
 /// What was declared, ready to stage.
 pub struct ViewSpec<'a> {
     pub inputs: &'a [InputFile],
@@ -45,6 +100,8 @@ pub struct ViewSpec<'a> {
     pub outputs: &'a [String],
     /// Contents of `/.wask/task.json`.
     pub task_json: &'a [u8],
+    /// The hash function of [`InputFile::digest`].
+    pub hash: HashFn<'a>,
 }
 
 /// A file the guest produced that matches an output pattern.
@@ -54,8 +111,17 @@ pub struct CollectedOutput {
     /// Where it lies in the scratch directory, on the same filesystem as the workspace's
     /// `.wask` directory so it can be renamed into place.
     pub host_path: PathBuf,
-    /// Unix permission bits.
-    pub mode: u32,
+    pub size: u64,
+}
+
+/// Why a view could not be staged.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// An input is not the file (or not the bytes) its key was derived from.
+    #[error("input {0} changed after wask hashed it (it was being edited or replaced)")]
+    InputChanged(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// Something the guest did that its declarations do not allow.
@@ -71,6 +137,14 @@ pub enum Violation {
     SpecialFile(String),
     #[error("did not produce its declared output {0}")]
     MissingOutput(String),
+    #[error("created a file named {path}, which wask cannot keep: {why}")]
+    BadName { path: String, why: String },
+    #[error("created {path}, which wask could not read: {why}")]
+    Unreadable { path: String, why: String },
+    #[error("produced {0} bytes of outputs, over its outputs size limit of {1} bytes")]
+    OutputsSize(u64, u64),
+    #[error("produced {0} files and directories, over its outputs count limit of {1}")]
+    OutputsCount(u64, u64),
 }
 
 /// A staged view; the scratch directory is removed when this is dropped.
@@ -79,48 +153,12 @@ pub struct StagedView {
     mounts: Vec<Mount>,
     /// (output root, host directory) pairs.
     writable: Vec<(String, PathBuf)>,
-    /// Inputs copied into writable directories, with the digest of their contents.
-    copied_inputs: HashMap<String, Digest>,
+    /// Inputs copied into writable directories, with their digest.
+    copied_inputs: HashMap<String, [u8; 32]>,
+    /// Inputs staged as hard links: (input, the link).
+    linked_inputs: Vec<(InputFile, PathBuf)>,
     matcher: GlobSet,
     literal_outputs: Vec<String>,
-}
-
-/// Characters that make a path segment a glob (PATH-003).
-pub fn is_glob_segment(segment: &str) -> bool {
-    segment.contains(['*', '?', '[', '{', '\\'])
-}
-
-/// The directory under which every match of `pattern` lies (workspace-absolute).
-pub fn output_root(pattern: &str) -> String {
-    let segs: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
-    let literal = segs.iter().take_while(|s| !is_glob_segment(s)).count();
-    let keep = if literal == segs.len() {
-        literal.saturating_sub(1)
-    } else {
-        literal
-    };
-    format!("/{}", segs[..keep].join("/"))
-}
-
-fn is_under(path: &str, root: &str) -> bool {
-    root == "/"
-        || path
-            .strip_prefix(root)
-            .is_some_and(|rest| rest.starts_with('/'))
-}
-
-/// Builds a matcher with wask's glob rules (PATH-003).
-pub fn glob_set(patterns: &[String]) -> Result<GlobSet, globset::Error> {
-    let mut b = GlobSetBuilder::new();
-    for p in patterns {
-        b.add(
-            GlobBuilder::new(p)
-                .literal_separator(true)
-                .backslash_escape(true)
-                .build()?,
-        );
-    }
-    b.build()
 }
 
 fn host_path_in(dir: &Path, root: &str, guest_path: &str) -> PathBuf {
@@ -128,26 +166,53 @@ fn host_path_in(dir: &Path, root: &str, guest_path: &str) -> PathBuf {
     dir.join(rel)
 }
 
-fn copy_hashing(from: &Path, to: &Path) -> std::io::Result<Digest> {
-    std::fs::copy(from, to)?;
-    hash_file(to)
+/// Copies `input` to `to` and checks the copy's digest against the key's: what the
+/// guest sees is the bytes that were hashed, whatever happened to the file since.
+fn copy_verified(input: &InputFile, to: &Path, hash: HashFn<'_>) -> Result<(), StageError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let changed = || StageError::InputChanged(input.guest_path.clone());
+    // No link is followed: the host resolved every link among the inputs already, so a
+    // link at an input's path now was put there since.
+    let mut src = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&input.host_path)
+        .map_err(|_| changed())?;
+    if !src.metadata()?.is_file() {
+        return Err(changed());
+    }
+    let mut dst = std::fs::File::create(to)?;
+    // Hash exactly the bytes written: a tee of the copy.
+    struct Tee<'f>(&'f mut std::fs::File, &'f mut std::fs::File);
+    impl Read for Tee<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.read(buf)?;
+            self.1.write_all(&buf[..n])?;
+            Ok(n)
+        }
+    }
+    if hash(&mut Tee(&mut src, &mut dst))? != input.digest {
+        return Err(changed());
+    }
+    Ok(())
 }
 
-fn hash_file(path: &Path) -> std::io::Result<Digest> {
-    let mut h = blake3::Hasher::new();
-    h.update_reader(std::fs::File::open(path)?)?;
-    Ok(*h.finalize().as_bytes())
+/// Whether the file at `path` holds exactly the bytes of `digest`.
+fn holds(path: &Path, digest: &[u8; 32], hash: HashFn<'_>) -> bool {
+    std::fs::File::open(path)
+        .and_then(|mut f| hash(&mut f))
+        .is_ok_and(|d| &d == digest)
 }
 
 impl StagedView {
     /// Stages the view in a new scratch directory under `scratch_parent`, which should
     /// be on the same filesystem as the workspace so inputs can be hard-linked.
-    pub fn stage(spec: &ViewSpec<'_>, scratch_parent: &Path) -> anyhow::Result<StagedView> {
+    pub fn stage(spec: &ViewSpec<'_>, scratch_parent: &Path) -> Result<StagedView, StageError> {
         std::fs::create_dir_all(scratch_parent)?;
         let scratch = tempfile::Builder::new()
             .prefix("run-")
             .tempdir_in(scratch_parent)?;
-        let matcher = glob_set(spec.outputs)?;
+        let matcher = glob_set(spec.outputs).map_err(std::io::Error::other)?;
 
         let mut roots: Vec<String> = spec.outputs.iter().map(|p| output_root(p)).collect();
         roots.sort();
@@ -176,29 +241,32 @@ impl StagedView {
         std::fs::write(&task_json_target, spec.task_json)?;
 
         let mut copied_inputs = HashMap::new();
+        let mut linked_inputs = Vec::new();
         for input in spec.inputs {
-            let meta = std::fs::symlink_metadata(&input.host_path)?;
-            anyhow::ensure!(
-                meta.is_file(),
-                "input {} is not a regular file on the host ({}); this is a bug in wask",
-                input.guest_path,
-                input.host_path.display()
-            );
             if let Some((root, dir)) = writable
                 .iter()
                 .find(|(r, _)| is_under(&input.guest_path, r))
             {
                 let target = host_path_in(dir, root, &input.guest_path);
                 std::fs::create_dir_all(target.parent().unwrap())?;
-                let digest = copy_hashing(&input.host_path, &target)?;
-                copied_inputs.insert(input.guest_path.clone(), digest);
-            } else {
-                let target = host_path_in(&read_only, "/", &input.guest_path);
-                std::fs::create_dir_all(target.parent().unwrap())?;
-                if std::fs::hard_link(&input.host_path, &target).is_err() {
-                    std::fs::copy(&input.host_path, &target)?;
-                }
+                copy_verified(input, &target, spec.hash)?;
+                copied_inputs.insert(input.guest_path.clone(), input.digest);
+                continue;
             }
+            let target = host_path_in(&read_only, "/", &input.guest_path);
+            std::fs::create_dir_all(target.parent().unwrap())?;
+            if std::fs::hard_link(&input.host_path, &target).is_ok() {
+                // The link must be the very file that was hashed (the fast check), or
+                // at least hold its bytes (it was replaced by a file with the same
+                // contents, as another run restoring it does).
+                let staged = std::fs::symlink_metadata(&target)?;
+                if FileIdentity::of(&staged) == input.identity {
+                    linked_inputs.push((input.clone(), target));
+                    continue;
+                }
+                std::fs::remove_file(&target)?;
+            }
+            copy_verified(input, &target, spec.hash)?;
         }
 
         if !writable.iter().any(|(r, _)| r == "/") {
@@ -226,6 +294,7 @@ impl StagedView {
             mounts,
             writable,
             copied_inputs,
+            linked_inputs,
             matcher,
             literal_outputs,
         })
@@ -241,17 +310,50 @@ impl StagedView {
         self.scratch.path()
     }
 
-    /// Collects the outputs of a successful run, or every violation found.
-    pub fn collect(&self) -> Result<Vec<CollectedOutput>, Vec<Violation>> {
+    /// Inputs staged as links whose file changed since it was hashed (an edit in the
+    /// workspace while the task ran): the guest may have read other bytes than the key
+    /// says, so the result must not be stored.
+    pub fn changed_inputs(&self, hash: HashFn<'_>) -> Vec<String> {
+        let mut changed = Vec::new();
+        for (input, link) in &self.linked_inputs {
+            let same = std::fs::symlink_metadata(link)
+                .is_ok_and(|m| FileIdentity::of(&m) == input.identity);
+            if (!same || input.recent) && !holds(link, &input.digest, hash) {
+                changed.push(input.guest_path.clone());
+            }
+        }
+        changed
+    }
+
+    /// Collects the outputs of a successful run, or every violation found. `hash` is the
+    /// host's hash function, to check copied inputs are unchanged.
+    pub fn collect(
+        &self,
+        limits: &Limits,
+        hash: HashFn<'_>,
+    ) -> Result<Vec<CollectedOutput>, Vec<Violation>> {
         let mut outputs = Vec::new();
         let mut violations = Vec::new();
         let mut seen_inputs = 0;
+        let (mut total, mut entries) = (0u64, 0u64);
         for (root, dir) in &self.writable {
-            for entry in WalkDir::new(dir).follow_links(false).sort_by_file_name() {
+            let mut walk = WalkDir::new(dir)
+                .follow_links(false)
+                .sort_by_file_name()
+                .into_iter();
+            while let Some(entry) = walk.next() {
                 let entry = match entry {
                     Ok(e) => e,
                     Err(e) => {
-                        violations.push(Violation::SpecialFile(e.to_string()));
+                        let at = e.path().unwrap_or(dir);
+                        let rel = at.strip_prefix(dir).unwrap_or(at);
+                        violations.push(Violation::Unreadable {
+                            path: join_lexically(root, &rel.to_string_lossy()),
+                            why: e
+                                .io_error()
+                                .map(|io| io.to_string())
+                                .unwrap_or_else(|| e.to_string()),
+                        });
                         continue;
                     }
                 };
@@ -259,15 +361,21 @@ impl StagedView {
                 if rel.as_os_str().is_empty() {
                     continue;
                 }
-                let guest = crate::access::join_lexically(root, &rel.to_string_lossy());
+                let Some(guest) = guest_path(root, rel, &mut violations) else {
+                    // Nothing under a name wask cannot keep is looked at.
+                    if entry.file_type().is_dir() {
+                        walk.skip_current_dir();
+                    }
+                    continue;
+                };
                 if root == "/" && guest == "/.wask/task.json" {
                     continue;
                 }
+                entries += 1;
                 let ft = entry.file_type();
                 if let Some(expected) = self.copied_inputs.get(&guest) {
                     seen_inputs += 1;
-                    let same =
-                        ft.is_file() && hash_file(entry.path()).ok().as_ref() == Some(expected);
+                    let same = ft.is_file() && holds(entry.path(), expected, hash);
                     if !same {
                         violations.push(Violation::ModifiedInput(guest));
                     }
@@ -277,20 +385,23 @@ impl StagedView {
                 } else if !ft.is_file() {
                     violations.push(Violation::SpecialFile(guest));
                 } else if self.matcher.is_match(&guest) {
-                    use std::os::unix::fs::PermissionsExt;
-                    let mode = entry
-                        .metadata()
-                        .map(|m| m.permissions().mode() & 0o777)
-                        .unwrap_or(0o644);
+                    let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                    total = total.saturating_add(size);
                     outputs.push(CollectedOutput {
                         guest_path: guest,
                         host_path: entry.path().to_path_buf(),
-                        mode,
+                        size,
                     });
                 } else {
                     violations.push(Violation::UndeclaredWrite(guest));
                 }
             }
+        }
+        if total > limits.outputs_size {
+            violations.push(Violation::OutputsSize(total, limits.outputs_size));
+        }
+        if entries > limits.outputs_count {
+            violations.push(Violation::OutputsCount(entries, limits.outputs_count));
         }
         if seen_inputs != self.copied_inputs.len() {
             let mut missing: Vec<&String> = self
@@ -321,24 +432,29 @@ impl StagedView {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn output_roots_stop_before_the_first_glob() {
-        assert_eq!(output_root("/docs/dist/**/*.html"), "/docs/dist");
-        assert_eq!(output_root("/docs/out.txt"), "/docs");
-        assert_eq!(output_root("/out.txt"), "/");
-        assert_eq!(output_root("/a/b{1,2}/c"), "/a");
+/// The guest path of `rel` under `root`, if every name of it meets the path rule; else
+/// the violation is recorded.
+fn guest_path(root: &str, rel: &Path, violations: &mut Vec<Violation>) -> Option<String> {
+    let mut names = Vec::new();
+    for part in rel.iter() {
+        match name_text(part) {
+            Ok(n) => names.push(n),
+            Err(why) => {
+                violations.push(Violation::BadName {
+                    path: join_lexically(root, &rel.to_string_lossy()),
+                    why: why.to_string(),
+                });
+                return None;
+            }
+        }
     }
-
-    #[test]
-    fn star_does_not_cross_directories() {
-        let set = glob_set(&["/p/*.txt".into(), "/q/**/*.md".into()]).unwrap();
-        assert!(set.is_match("/p/a.txt"));
-        assert!(!set.is_match("/p/sub/a.txt"));
-        assert!(set.is_match("/q/x/y/z.md"));
-        assert!(set.is_match("/q/z.md"));
+    let guest = join_lexically(root, &names.join("/"));
+    if let Err(why) = check_workspace_path(&guest) {
+        violations.push(Violation::BadName {
+            path: format!("{guest:?}"),
+            why: why.to_string(),
+        });
+        return None;
     }
+    Some(guest)
 }

@@ -7,7 +7,19 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use wask_runtime::determinism::{ClockMode, DEFAULT_EPOCH_SECONDS};
-use wask_runtime::view::{InputFile, StagedView, ViewSpec, Violation};
+use wask_runtime::view::{FileIdentity, InputFile, StagedView, ViewSpec, Violation};
+
+/// The tests' hash function for staged inputs.
+fn blake3_of(r: &mut dyn std::io::Read) -> std::io::Result<[u8; 32]> {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(r)?;
+    Ok(*h.finalize().as_bytes())
+}
+
+/// A deadline no test reaches.
+fn far() -> std::time::Instant {
+    std::time::Instant::now() + Duration::from_secs(3600)
+}
 use wask_runtime::{CodeSource, Failure, Limits, RunOutcome, Sandbox};
 
 fn probe_bytes() -> &'static [u8] {
@@ -55,9 +67,13 @@ impl Fixture {
     }
 
     fn input(&self, guest: &str) -> InputFile {
+        let host_path = self.ws(guest.trim_start_matches('/'));
         InputFile {
             guest_path: guest.to_string(),
-            host_path: self.ws(guest.trim_start_matches('/')),
+            identity: FileIdentity::of(&std::fs::metadata(&host_path).unwrap()),
+            digest: *blake3::hash(&std::fs::read(&host_path).unwrap()).as_bytes(),
+            recent: true,
+            host_path,
         }
     }
 
@@ -68,6 +84,7 @@ impl Fixture {
                 inputs,
                 outputs: &outputs,
                 task_json: b"{}",
+                hash: &blake3_of,
             },
             &self.dir.path().join("scratch"),
         )
@@ -81,17 +98,20 @@ impl Fixture {
         limits: Limits,
         clock: ClockMode,
     ) -> RunOutcome {
-        let module = self.sandbox.load(probe_bytes()).unwrap();
+        let module = self
+            .sandbox
+            .load(probe_bytes(), &Limits::default(), far())
+            .unwrap();
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         self.sandbox.run(
             &module,
             &wask_runtime::RunSpec {
-                program: "probe.wasm",
                 args: &args,
                 env: &[("VISIBLE".into(), "yes".into())],
                 mounts: view.mounts(),
                 limits,
                 clock,
+                deadline: None,
             },
         )
     }
@@ -235,7 +255,7 @@ fn declared_inputs_cannot_be_changed_by_any_route() {
         "nothing new appeared in the workspace"
     );
     // Whatever the guest managed to write is judged only by its declarations.
-    let _ = view.collect();
+    let _ = view.collect(&Limits::default(), &blake3_of);
 }
 
 #[test]
@@ -267,7 +287,7 @@ fn writes_land_only_in_declared_outputs() {
     assert!(out[1].starts_with("err write"), "{out:?}");
     assert!(out[2].starts_with("err mkdir"), "{out:?}");
     assert_eq!(out[4], "ok write /out/sub/ok.txt");
-    let collected = view.collect().unwrap();
+    let collected = view.collect(&Limits::default(), &blake3_of).unwrap();
     assert_eq!(collected.len(), 1);
     assert_eq!(collected[0].guest_path, "/out/sub/ok.txt");
     assert!(!f.ws("new.txt").exists() && !f.ws("app/new.txt").exists());
@@ -280,7 +300,7 @@ fn a_write_outside_the_output_patterns_is_a_violation() {
     let o = f.run(&view, &["write:/out/a.txt:x", "write:/out/a.log:x"]);
     assert_eq!(o.result, Ok(()));
     assert_eq!(
-        view.collect().unwrap_err(),
+        view.collect(&Limits::default(), &blake3_of).unwrap_err(),
         [Violation::UndeclaredWrite("/out/a.log".into())]
     );
 }
@@ -300,7 +320,7 @@ fn a_symlink_planted_among_outputs_is_refused() {
     );
     assert_eq!(o.result, Ok(()));
     // Whichever links the guest managed to create, none becomes an output.
-    match view.collect() {
+    match view.collect(&Limits::default(), &blake3_of) {
         Ok(outputs) => assert!(outputs.is_empty(), "{outputs:?}"),
         Err(violations) => assert!(
             violations
@@ -318,7 +338,7 @@ fn a_declared_literal_output_that_is_missing_is_a_violation() {
     let o = f.run(&view, &["print:nothing written"]);
     assert_eq!(o.result, Ok(()));
     assert_eq!(
-        view.collect().unwrap_err(),
+        view.collect(&Limits::default(), &blake3_of).unwrap_err(),
         [Violation::MissingOutput("/out/result.txt".into())]
     );
 }
@@ -479,7 +499,10 @@ fn traps_exits_and_stack_overflows_are_failures() {
 #[test]
 fn a_module_without_start_or_invalid_bytes_is_a_clear_failure() {
     let f = Fixture::new();
-    let err = f.sandbox.load(b"not wasm at all").unwrap_err();
+    let err = f
+        .sandbox
+        .load(b"not wasm at all", &Limits::default(), far())
+        .unwrap_err();
     assert!(matches!(err, Failure::Setup(_)), "{err:?}");
 }
 
@@ -491,17 +514,29 @@ fn compiled_modules_are_reused_and_tampering_is_detected() {
     let compiled = dir.path().join("compiled");
     let first = Sandbox::new(&compiled).unwrap();
     assert_eq!(
-        first.load(probe_bytes()).unwrap().source,
+        first
+            .load(probe_bytes(), &Limits::default(), far())
+            .unwrap()
+            .source,
         CodeSource::Compiled
     );
     assert_eq!(
-        first.load(probe_bytes()).unwrap().source,
+        first
+            .load(probe_bytes(), &Limits::default(), far())
+            .unwrap()
+            .source,
         CodeSource::Memory
     );
     drop(first);
 
     let second = Sandbox::new(&compiled).unwrap();
-    assert_eq!(second.load(probe_bytes()).unwrap().source, CodeSource::Disk);
+    assert_eq!(
+        second
+            .load(probe_bytes(), &Limits::default(), far())
+            .unwrap()
+            .source,
+        CodeSource::Disk
+    );
     drop(second);
 
     let artifacts: Vec<PathBuf> = walkdir::WalkDir::new(&compiled)
@@ -517,7 +552,9 @@ fn compiled_modules_are_reused_and_tampering_is_detected() {
     std::fs::write(&artifacts[0], bytes).unwrap();
 
     let third = Sandbox::new(&compiled).unwrap();
-    let module = third.load(probe_bytes()).unwrap();
+    let module = third
+        .load(probe_bytes(), &Limits::default(), far())
+        .unwrap();
     assert_eq!(module.source, CodeSource::RecompiledAfterTamper);
     let view_dir = tempfile::tempdir().unwrap();
     let view = StagedView::stage(
@@ -525,6 +562,7 @@ fn compiled_modules_are_reused_and_tampering_is_detected() {
             inputs: &[],
             outputs: &[],
             task_json: b"{}",
+            hash: &blake3_of,
         },
         view_dir.path(),
     )
@@ -532,12 +570,12 @@ fn compiled_modules_are_reused_and_tampering_is_detected() {
     let o = third.run(
         &module,
         &wask_runtime::RunSpec {
-            program: "probe.wasm",
             args: &["print:still works".to_string()],
             env: &[],
             mounts: view.mounts(),
             limits: Limits::default(),
             clock: fixed(),
+            deadline: None,
         },
     );
     assert_eq!(o.result, Ok(()));
@@ -557,6 +595,8 @@ fn cancel_interrupts_a_running_guest() {
         timeout: Duration::from_secs(120),
         ..Limits::default()
     };
+    // Loaded first: a compilation that has not started yet would be cancelled too.
+    f.sandbox.load(probe_bytes(), &limits, far()).unwrap();
     let outcome = std::thread::scope(|s| {
         let running = s.spawn(|| f.run_with(&view, &["loop"], limits, fixed()));
         f.sandbox.cancel();
@@ -579,7 +619,10 @@ fn run_live(
     limits: Limits,
 ) -> (RunOutcome, Vec<(wask_runtime::Stream, Vec<u8>)>) {
     let view = f.stage(&[], &[]);
-    let module = f.sandbox.load(probe_bytes()).unwrap();
+    let module = f
+        .sandbox
+        .load(probe_bytes(), &Limits::default(), far())
+        .unwrap();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let chunks = std::sync::Mutex::new(Vec::new());
     let sink = |stream: wask_runtime::Stream, bytes: &[u8]| {
@@ -588,12 +631,12 @@ fn run_live(
     let outcome = f.sandbox.run_with_output(
         &module,
         &wask_runtime::RunSpec {
-            program: "probe.wasm",
             args: &args,
             env: &[],
             mounts: view.mounts(),
             limits,
             clock: fixed(),
+            deadline: None,
         },
         &sink,
     );
@@ -691,13 +734,17 @@ fn compiled_artifacts_cannot_be_forged_or_swapped() {
     };
     {
         let sandbox = Sandbox::new(&compiled).unwrap();
-        sandbox.load(probe_bytes()).unwrap();
-        sandbox.load(NOOP).unwrap();
+        sandbox
+            .load(probe_bytes(), &Limits::default(), far())
+            .unwrap();
+        sandbox.load(NOOP, &Limits::default(), far()).unwrap();
     }
     // Swap: the no-op's artifact where the probe's belongs.
     std::fs::copy(artifact(NOOP), artifact(probe_bytes())).unwrap();
     let sandbox = Sandbox::new(&compiled).unwrap();
-    let probe = sandbox.load(probe_bytes()).unwrap();
+    let probe = sandbox
+        .load(probe_bytes(), &Limits::default(), far())
+        .unwrap();
     assert_eq!(probe.source, CodeSource::RecompiledAfterTamper);
     drop(sandbox);
 
@@ -709,7 +756,10 @@ fn compiled_artifacts_cannot_be_forged_or_swapped() {
     std::fs::write(artifact(NOOP), forged).unwrap();
     let sandbox = Sandbox::new(&compiled).unwrap();
     assert_eq!(
-        sandbox.load(NOOP).unwrap().source,
+        sandbox
+            .load(NOOP, &Limits::default(), far())
+            .unwrap()
+            .source,
         CodeSource::RecompiledAfterTamper
     );
 }

@@ -733,8 +733,8 @@ fn check_after(
     );
 
     let outputs: Vec<String> = a.outputs.iter().map(|p| project_abs(p)).collect();
-    let matcher = wask_runtime::view::glob_set(&outputs)
-        .unwrap_or_else(|_| wask_runtime::view::glob_set(&[]).unwrap());
+    let matcher = wask_runtime::paths::glob_set(&outputs)
+        .unwrap_or_else(|_| wask_runtime::paths::glob_set(&[]).unwrap());
     let declared = |rel: &str| matcher.is_match(format!("/{rel}"));
     let after = snapshot(&b.ws.root, &[".wask", "app/wask.toml"]);
     for (rel, was) in before {

@@ -71,7 +71,7 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
             .unwrap_or(1),
     };
     let observer = ConsoleObserver::for_run(mode, run_set.len());
-    let ctx = RunContext::new(&ws, &graph, &observer)?;
+    let ctx = RunContext::new(&ws, &graph, &observer, crate::exec::compile_in_child())?;
     if args.dry_run {
         dry_run(&ctx, &run_set);
         return Ok(EXIT_OK);

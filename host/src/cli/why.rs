@@ -28,7 +28,7 @@ pub fn why(directory: Option<PathBuf>, args: WhyArgs) -> Result<i32, CliError> {
     let selected = super::run::resolve_refs(&ws, &graph, &dir, &args.refs)?;
     let run_set = graph.run_set(&selected);
     let observer = ConsoleObserver::new(OutputMode::Buffered);
-    let ctx = RunContext::new(&ws, &graph, &observer)?;
+    let ctx = RunContext::new(&ws, &graph, &observer, crate::exec::compile_in_child())?;
     let history = ExplainStore::new(ctx.cache.dir());
     let mut reports = Vec::new();
     for (n, planned) in plan(&ctx, &run_set) {

@@ -4,7 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use wask_runtime::view::{InputFile, glob_set, is_glob_segment, output_root};
+use wask_runtime::paths::{glob_set, is_glob_segment, output_root};
+
+/// One resolved input: where the guest sees it, and the regular file holding its bytes.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub guest_path: String,
+    pub host_path: PathBuf,
+}
 
 /// Resolves `patterns` (workspace-absolute) under `root` (canonical). Directories in
 /// `excluded` (the `.wask` directory, the cache) are never inputs.
@@ -12,7 +19,7 @@ pub fn resolve(
     root: &Path,
     patterns: &[String],
     excluded: &[PathBuf],
-) -> Result<Vec<InputFile>, String> {
+) -> Result<Vec<Resolved>, String> {
     // guest path -> host path as found (not yet checked for links)
     let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
     let is_excluded = |p: &Path| excluded.iter().any(|e| p.starts_with(e));
@@ -73,7 +80,7 @@ pub fn resolve(
             linked.push((guest, real));
         }
     }
-    let mut resolved: Vec<InputFile> = Vec::new();
+    let mut resolved: Vec<Resolved> = Vec::new();
     for (guest, real) in linked {
         let target = real
             .strip_prefix(root)
@@ -87,7 +94,7 @@ pub fn resolve(
                     real.display()
                 ));
             }
-            Some(t) if plain.contains_key(&t) => resolved.push(InputFile {
+            Some(t) if plain.contains_key(&t) => resolved.push(Resolved {
                 guest_path: guest,
                 host_path: real,
             }),
@@ -98,7 +105,7 @@ pub fn resolve(
             }
         }
     }
-    resolved.extend(plain.into_iter().map(|(guest_path, host_path)| InputFile {
+    resolved.extend(plain.into_iter().map(|(guest_path, host_path)| Resolved {
         guest_path,
         host_path,
     }));

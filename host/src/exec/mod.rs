@@ -50,13 +50,20 @@ pub struct RunContext<'a> {
 }
 
 impl<'a> RunContext<'a> {
+    /// A context whose modules compile as `compile_in` says: [`compile_in_child`] from
+    /// the `wask` binary, [`wask_runtime::CompileIn::Thread`] from anywhere else.
     pub fn new(
         ws: &'a Workspace,
         graph: &'a Graph,
         observer: &'a dyn Observer,
+        compile_in: wask_runtime::CompileIn,
     ) -> anyhow::Result<Self> {
         let cache = LocalCache::new(ws.settings.cache_dir.clone(), ws.settings.hash);
-        let sandbox = Sandbox::new(&cache.compiled_dir())?;
+        let sandbox = Sandbox::with_options(wask_runtime::SandboxOptions {
+            compiled_dir: cache.compiled_dir(),
+            compile_in,
+            key: wask_runtime::secret::UserKey::load(),
+        })?;
         let wask_dir = ws.root.join(".wask");
         let mut excluded = vec![wask_dir.clone()];
         if let Ok(c) = ws.settings.cache_dir.canonicalize() {
@@ -135,6 +142,23 @@ impl<'a> RunContext<'a> {
         } else {
             Err(errors)
         }
+    }
+}
+
+/// The subcommand of the `wask` binary that compiles one module (see
+/// [`wask_runtime::compile`]): hidden from `--help`.
+pub const COMPILE_SUBCOMMAND: &str = "__compile-module";
+
+/// For the `wask` binary only: modules are compiled in a child `wask` process, killed
+/// when its task's timeout passes or the run is cancelled; on a thread when this
+/// executable cannot be found.
+pub fn compile_in_child() -> wask_runtime::CompileIn {
+    match std::env::current_exe() {
+        Ok(program) => wask_runtime::CompileIn::Process {
+            program,
+            args: vec![COMPILE_SUBCOMMAND.into()],
+        },
+        Err(_) => wask_runtime::CompileIn::Thread,
     }
 }
 

@@ -4,19 +4,19 @@
 use super::record::{Source, TaskRecord, TaskState};
 use super::{RunContext, inputs};
 use crate::cache::{AccessRecord, ProducedOutput, RestoreError, move_into_place, safe_parent};
-use crate::key::{Digest, EnvValue, KeyParts, hash_bytes, hash_file};
+use crate::key::{Digest, EnvValue, KeyParts, hash_bytes, hash_file, hash_input, hash_reader};
 use crate::refs::TaskId;
 use crate::workspace::{ClockSetting, TaskDef};
 use std::time::SystemTime;
 use wask_runtime::determinism::ClockMode;
-use wask_runtime::view::{StagedView, ViewSpec};
+use wask_runtime::view::{InputFile, OUTPUT_MODE, StageError, StagedView, ViewSpec};
 use wask_runtime::{RunSpec, Stream};
 
 /// Everything about a task that is known once its key is derived.
 pub struct Prepared {
     pub parts: KeyParts,
     pub key: Digest,
-    pub inputs: Vec<wask_runtime::view::InputFile>,
+    pub inputs: Vec<InputFile>,
     /// The guest's environment (absent variables left out).
     pub env: Vec<(String, String)>,
     pub module: std::sync::Arc<super::ModuleBytes>,
@@ -32,12 +32,19 @@ pub fn prepare(
     let hash = ctx.ws.settings.hash;
     let module = ctx.module(def)?;
     let patterns: Vec<String> = def.inputs.iter().map(|i| i.value.clone()).collect();
-    let inputs = inputs::resolve(&ctx.ws.root, &patterns, &ctx.excluded)?;
-    let mut hashed = Vec::with_capacity(inputs.len());
-    for i in &inputs {
-        let d = hash_file(hash, &i.host_path)
-            .map_err(|e| format!("cannot read input {}: {e}", i.guest_path))?;
-        hashed.push((i.guest_path.clone(), d));
+    let resolved = inputs::resolve(&ctx.ws.root, &patterns, &ctx.excluded)?;
+    let mut hashed = Vec::with_capacity(resolved.len());
+    let mut inputs = Vec::with_capacity(resolved.len());
+    for i in resolved {
+        let h = hash_input(hash, &i.host_path, &i.guest_path).map_err(|e| e.to_string())?;
+        hashed.push((i.guest_path.clone(), h.digest));
+        inputs.push(InputFile {
+            guest_path: i.guest_path,
+            host_path: i.host_path,
+            identity: h.identity,
+            digest: h.digest.0,
+            recent: h.recent,
+        });
     }
     // CACHE-008: declared names only; `env.set` wins over the host value.
     let mut view: std::collections::BTreeMap<String, EnvValue> = def
@@ -187,7 +194,7 @@ fn restore_hit(
         }
     };
     // Only what the task declares may be restored, whatever the entry says.
-    let declared = wask_runtime::view::glob_set(&prepared.parts.outputs)
+    let declared = wask_runtime::paths::glob_set(&prepared.parts.outputs)
         .map_err(|e| format!("invalid output pattern: {e}"))?;
     let allowed = |p: &str| declared.is_match(p) && !ctx.is_reserved(p);
     let staging = ctx.scratch_dir()?;
@@ -227,9 +234,19 @@ fn run_fresh(
     record: &mut TaskRecord,
 ) -> Result<(), String> {
     let hash = ctx.ws.settings.hash;
+    // One timeout covers compiling the module (when its code is not cached) and running it.
+    let deadline = std::time::Instant::now() + def.limits.timeout;
     let module = record
-        .timed("compile", || ctx.sandbox.load(&prepared.module.bytes))
-        .map_err(|f| format!("module {}: {f}", def.module.value))?;
+        .timed("compile", || {
+            ctx.sandbox
+                .load(&prepared.module.bytes, &def.limits, deadline)
+        })
+        .map_err(|f| {
+            if f == wask_runtime::Failure::Cancelled {
+                record.state = TaskState::Cancelled;
+            }
+            format!("module {}: {f}", def.module.value)
+        })?;
     if module.source == wask_runtime::CodeSource::RecompiledAfterTamper {
         ctx.observer.on_warning(
             id,
@@ -243,15 +260,22 @@ fn run_fresh(
         "outputs": prepared.parts.outputs,
     }))
     .expect("task description serialises");
+    let hasher = |r: &mut dyn std::io::Read| hash_reader(hash, r).map(|d| d.0);
     let view = StagedView::stage(
         &ViewSpec {
             inputs: &prepared.inputs,
             outputs: &prepared.parts.outputs,
             task_json: &task_json,
+            hash: &hasher,
         },
         ctx.scratch_dir()?,
     )
-    .map_err(|e| format!("could not prepare the sandbox: {e:#}"))?;
+    .map_err(|e| match e {
+        StageError::InputChanged(_) => {
+            format!("{e}; nothing was run: run again once it is written")
+        }
+        StageError::Io(e) => format!("could not prepare the sandbox: {e}"),
+    })?;
     let clock = match prepared.parts.fixed_clock_epoch {
         Some(epoch_seconds) => ClockMode::Fixed {
             epoch_seconds,
@@ -259,7 +283,6 @@ fn run_fresh(
         },
         None => ClockMode::Host,
     };
-    let program = def.module.value.rsplit('/').next().unwrap_or("task.wasm");
     // EXEC-016: the guest's output reaches the observer as it is written; the outcome
     // still holds both streams whole, for the cache.
     let live = |stream: Stream, bytes: &[u8]| match stream {
@@ -270,12 +293,12 @@ fn run_fresh(
         ctx.sandbox.run_with_output(
             &module,
             &RunSpec {
-                program,
                 args: &def.args,
                 env: &prepared.env,
                 mounts: view.mounts(),
                 limits: def.limits,
                 clock,
+                deadline: Some(deadline),
             },
             &live,
         )
@@ -308,7 +331,15 @@ fn run_fresh(
         }
         return Err(message);
     }
-    let collected = view.collect().map_err(|violations| {
+    // The key must describe what the guest read (the inputs' bytes as hashed).
+    let changed = view.changed_inputs(&hasher);
+    if !changed.is_empty() {
+        return Err(format!(
+            "input {} changed while the task ran, so its result may not match its key; nothing was stored: run again",
+            changed.join(", ")
+        ));
+    }
+    let collected = view.collect(&def.limits, &hasher).map_err(|violations| {
         let list: Vec<String> = violations
             .iter()
             .map(|v| format!("  - the task {v}"))
@@ -331,9 +362,7 @@ fn run_fresh(
 
     let mut produced = Vec::with_capacity(collected.len());
     for c in &collected {
-        let size = std::fs::metadata(&c.host_path)
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let size = c.size;
         let digest = hash_file(hash, &c.host_path)
             .map_err(|e| format!("cannot read output {}: {e}", c.guest_path))?;
         produced.push(ProducedOutput {
@@ -341,7 +370,7 @@ fn run_fresh(
             file: c.host_path.clone(),
             hash: digest,
             size,
-            mode: c.mode,
+            mode: OUTPUT_MODE,
         });
     }
     // SANDBOX-009: which declared inputs the run really read, and what it reached for

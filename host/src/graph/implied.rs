@@ -17,7 +17,7 @@
 
 use globset::{Glob, GlobMatcher};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use wask_runtime::view::{is_glob_segment, output_root};
+use wask_runtime::paths::{is_glob_segment, output_root};
 
 /// One output pattern of one task.
 struct Output {

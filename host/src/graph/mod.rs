@@ -252,7 +252,7 @@ fn duplicate_outputs(ws: &Workspace, g: &Graph) -> Vec<LoadError> {
             if out
                 .value
                 .split('/')
-                .any(wask_runtime::view::is_glob_segment)
+                .any(wask_runtime::paths::is_glob_segment)
             {
                 continue;
             }

@@ -347,7 +347,7 @@ impl Loader {
                 );
                 continue;
             }
-            if !pattern.split('/').any(wask_runtime::view::is_glob_segment) {
+            if !pattern.split('/').any(wask_runtime::paths::is_glob_segment) {
                 if self.root.join(&pattern).join(FILE_NAME).is_file() {
                     dirs.push(format!("/{pattern}"));
                 } else {
@@ -360,7 +360,7 @@ impl Loader {
                 }
                 continue;
             }
-            let matcher = match wask_runtime::view::glob_set(std::slice::from_ref(&pattern)) {
+            let matcher = match wask_runtime::paths::glob_set(std::slice::from_ref(&pattern)) {
                 Ok(m) => m,
                 Err(e) => {
                     self.err(file, entry.span(), format!("invalid glob: {e}"), "here");
@@ -780,7 +780,7 @@ impl Loader {
                 );
                 continue;
             }
-            if let Err(e) = wask_runtime::view::glob_set(std::slice::from_ref(&abs)) {
+            if let Err(e) = wask_runtime::paths::glob_set(std::slice::from_ref(&abs)) {
                 self.err(
                     file,
                     p.span(),
@@ -851,7 +851,7 @@ impl Loader {
             self.err(file, at, format!("invalid {what}: {why}"), "here");
             return None;
         }
-        if path.split('/').any(wask_runtime::view::is_glob_segment) {
+        if path.split('/').any(wask_runtime::paths::is_glob_segment) {
             self.err(file, at, format!("a {what} cannot be a glob"), "here");
             return None;
         }
