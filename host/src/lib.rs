@@ -7,6 +7,8 @@
 //! * [`key`] derives cache keys and [`cache`] stores and restores entries (CACHE rules);
 //!   [`explain`] makes a key's parts readable for `wask why`;
 //! * [`modules`] reads `.wasm` modules, builds guest crates and checks pinned digests;
+//! * [`protect`] says where no output may land, and [`fs`] reaches the cache and the
+//!   workspace through directory handles that never follow a link;
 //! * [`exec`] runs a run set: the lifecycle of one task and the scheduler (EXEC rules);
 //! * [`cli`] is the `wask` command line, and the one place errors become messages.
 
@@ -15,8 +17,10 @@ pub mod cli;
 pub mod exec;
 pub mod explain;
 pub mod filter;
+pub mod fs;
 pub mod graph;
 pub mod key;
 pub mod modules;
+pub mod protect;
 pub mod refs;
 pub mod workspace;

@@ -324,7 +324,8 @@ fn a_hostile_manifest_cannot_redirect_a_restore() {
         });
         assert_eq!(task(&s, "p:gen")["source"], "fresh", "{path}: a miss");
         assert!(
-            run.stderr().contains("does not declare"),
+            run.stderr()
+                .contains(&format!("is corrupt: it lists the output {path:?}, which")),
             "{path}: reported: {}",
             run.stderr()
         );
@@ -336,19 +337,28 @@ fn a_hostile_manifest_cannot_redirect_a_restore() {
         assert!(!ws.root.parent().unwrap().join("escape.txt").exists());
     }
 
-    let (ws, _, s) = tamper(&|m, _| {
-        m["outputs"][0]["mode"] = (0o4755).into();
-    });
-    assert_eq!(task(&s, "p:gen")["source"], "cache");
-    let mode = std::fs::metadata(ws.path("out/a.txt"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(
-        mode & 0o7000,
-        0,
-        "no setuid, setgid or sticky bit is restored"
-    );
+    // A mode a fresh run cannot give (WASI has no chmod; every output is 0644): a
+    // setuid bit, or an executable file.
+    for mode in [0o4755, 0o755, 0o600] {
+        let (ws, run, s) = tamper(&|m, _| {
+            m["outputs"][0]["mode"] = mode.into();
+        });
+        assert_eq!(
+            task(&s, "p:gen")["source"],
+            "fresh",
+            "mode {mode:o}: a miss"
+        );
+        assert!(
+            run.stderr().contains(&format!("it records mode {mode:o}")),
+            "{}",
+            run.stderr()
+        );
+        let restored = std::fs::metadata(ws.path("out/a.txt"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(restored & 0o7777, 0o644, "mode {mode:o}");
+    }
 
     let outside = tempfile::NamedTempFile::new().unwrap();
     let (_, _, s) = tamper(&|m, entry| {

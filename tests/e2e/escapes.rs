@@ -1037,72 +1037,100 @@ fn output_globs_cannot_reach_the_wask_directory() {
 }
 
 /// The consequence of the escape above: a task poisons another task's cache entry. It
-/// writes a forged entry (manifest, streams, blob) at the victim's key under
-/// `/.wask/cache/`; the victim's next run is a "hit" that restores the attacker's bytes
-/// as its declared output and replays the attacker's stdout.
+/// writes a forged entry (manifest, streams, blob) at the victim's key in the cache
+/// directory; the victim's next run would be a "hit" restoring the attacker's bytes as
+/// its declared output. Two routes: an output glob over the workspace root (refused at
+/// load: a glob needs a directory of its own), and a cache directory configured inside
+/// the attacker's output directory (the glob passes load, every write into the cache is
+/// refused when outputs are collected).
 #[test]
 fn a_task_cannot_forge_another_tasks_cache_entry() {
-    let b = bait();
-    let ws = &b.ws;
-    let victim = "[tasks.victim]\nmodule = \"/tools/hostile.wasm\"\nargs = [\"write:/app/victim/result.txt\"]\noutputs = [\"victim/*.txt\"]\n";
-    ws.write(
-        "app/wask.toml",
-        format!("[project]\nname = \"app\"\n\n{victim}"),
-    );
-    let summary = b.summary_dir.path().join("s.json");
-    let key_of = |run: &crate::support::Run| {
-        run.expect_code(0);
-        let s: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
-        task(&s, "app:victim")["key"].as_str().unwrap().to_string()
-    };
-    let key = key_of(&ws.wask(&["run", "app:victim", "--summary", summary.to_str().unwrap()]));
-    let genuine = ws.read("app/victim/result.txt");
-    // The attacker only needs the key, which follows from the victim's declarations.
-    std::fs::remove_dir_all(ws.path(&format!(".wask/cache/{}/{key}", &key[..2]))).unwrap();
+    for (cache_dir, attacker_outputs) in [(".wask/cache", "/**"), ("app/out/cache", "out/**")] {
+        let b = bait();
+        let ws = &b.ws;
+        ws.write(
+            "wask.toml",
+            format!("[workspace]\nprojects = [\"app\"]\n\n[cache]\ndir = \"{cache_dir}\"\n"),
+        );
+        let victim = "[tasks.victim]\nmodule = \"/tools/hostile.wasm\"\nargs = [\"write:/app/victim/result.txt\"]\noutputs = [\"victim/*.txt\"]\n";
+        ws.write(
+            "app/wask.toml",
+            format!("[project]\nname = \"app\"\n\n{victim}"),
+        );
+        let summary = b.summary_dir.path().join("s.json");
+        let key_of = |run: &crate::support::Run| {
+            run.expect_code(0);
+            let s: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+            task(&s, "app:victim")["key"].as_str().unwrap().to_string()
+        };
+        let key = key_of(&ws.wask(&["run", "app:victim", "--summary", summary.to_str().unwrap()]));
+        let genuine = ws.read("app/victim/result.txt");
+        // The attacker only needs the key, which follows from the victim's declarations.
+        let entry = format!("/{cache_dir}/{}/{key}", &key[..2]);
+        std::fs::remove_dir_all(ws.path(entry.trim_start_matches('/'))).unwrap();
 
-    let forged = "POISONED by another task\n";
-    let h = |s: &str| blake3::hash(s.as_bytes()).to_hex().to_string();
-    let manifest = serde_json::json!({
-        "revision": 1, "hash": "blake3", "key": key, "created_at": 0,
-        "stored_by": "app:victim",
-        "outputs": [{"path": "/app/victim/result.txt", "hash": h(forged), "size": forged.len(), "mode": 0o644}],
-        "stdout": {"hash": h("forged stdout\n"), "size": 14},
-        "stderr": {"hash": h(""), "size": 0},
-        "access": {"opened": [], "refused": []},
-    });
-    let dir = format!("/.wask/cache/{}/{key}", &key[..2]);
-    let puts = [
-        format!("put:{dir}/manifest.json|{manifest}"),
-        format!("put:{dir}/stdout|forged stdout\n"),
-        format!("put:{dir}/stderr|"),
-        format!("put:{dir}/blobs/{}|{forged}", h(forged)),
-    ];
-    let args: Vec<String> = puts.iter().map(|p| format!("{p:?}")).collect();
-    ws.write(
-        "app/wask.toml",
-        format!(
-            "[project]\nname = \"app\"\n\n{victim}\n[tasks.attacker]\nmodule = \"/tools/hostile.wasm\"\nargs = [{}]\noutputs = [\"/**\"]\n",
-            args.join(", ")
-        ),
-    );
-    let attack = ws.wask(&["run", "app:attacker"]);
-    let _ = std::fs::remove_file(ws.path("app/victim/result.txt"));
-    let run = ws.wask(&["run", "app:victim", "--summary", summary.to_str().unwrap()]);
-    assert_eq!(
-        key_of(&run),
-        key,
-        "the victim's key is what the attacker aimed at"
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&ws.read("app/victim/result.txt")),
-        String::from_utf8_lossy(&genuine),
-        "the victim's output came from a forged cache entry\n--- attacker\n{}{}\n--- victim\n{}{}",
-        attack.stdout(),
-        attack.stderr(),
-        run.stdout(),
-        run.stderr()
-    );
+        let forged = "POISONED by another task\n";
+        let h = |s: &str| blake3::hash(s.as_bytes()).to_hex().to_string();
+        let manifest = serde_json::json!({
+            "revision": 2, "hash": "blake3", "key": key, "created_at": 0,
+            "stored_by": "app:victim",
+            "outputs": [{"path": "/app/victim/result.txt", "hash": h(forged), "size": forged.len(), "mode": 0o644}],
+            "stdout": {"hash": h("forged stdout\n"), "size": 14},
+            "stderr": {"hash": h(""), "size": 0},
+            "access": {"opened": [], "refused": []},
+            "checksum": "",
+        });
+        let puts = [
+            format!("put:{entry}/manifest.json|{manifest}"),
+            format!("put:{entry}/stdout|forged stdout\n"),
+            format!("put:{entry}/stderr|"),
+            format!("put:{entry}/blobs/{}|{forged}", h(forged)),
+        ];
+        let args: Vec<String> = puts.iter().map(|p| format!("{p:?}")).collect();
+        ws.write(
+            "app/wask.toml",
+            format!(
+                "[project]\nname = \"app\"\n\n{victim}\n[tasks.attacker]\nmodule = \"/tools/hostile.wasm\"\nargs = [{}]\noutputs = [\"{attacker_outputs}\"]\n",
+                args.join(", ")
+            ),
+        );
+        let attack = ws.wask(&["run", "app:attacker"]);
+        let ctx = format!(
+            "{cache_dir}\n--- attacker\n{}{}",
+            attack.stdout(),
+            attack.stderr()
+        );
+        if attacker_outputs == "/**" {
+            attack.expect_code(2);
+            assert!(attack.stderr().contains("is a glob over /"), "{ctx}");
+            // The victim runs alone again.
+            ws.write(
+                "app/wask.toml",
+                format!("[project]\nname = \"app\"\n\n{victim}"),
+            );
+        } else {
+            attack.expect_code(1);
+            assert!(
+                attack.stderr().contains("lies in wask's own directory"),
+                "{ctx}"
+            );
+        }
+        let _ = std::fs::remove_file(ws.path("app/victim/result.txt"));
+        let run = ws.wask(&["run", "app:victim", "--summary", summary.to_str().unwrap()]);
+        assert_eq!(
+            key_of(&run),
+            key,
+            "the victim's key is what the attacker aimed at"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&ws.read("app/victim/result.txt")),
+            String::from_utf8_lossy(&genuine),
+            "the victim's output came from a forged cache entry\n{ctx}\n--- victim\n{}{}",
+            run.stdout(),
+            run.stderr()
+        );
+    }
 }
 
 /// The same through a cache directory configured inside the workspace but outside

@@ -191,7 +191,7 @@ impl LocalCache {
         entry: &Entry,
         workspace_root: &Path,
         staging: &Path,
-        declared: &dyn Fn(&str) -> bool,
+        allowed: &dyn Fn(&str) -> Result<(), String>,
     ) -> Result<Restored, RestoreError> {
         let corrupt = |what: String| {
             self.discard(entry);
@@ -227,14 +227,27 @@ impl LocalCache {
         let stderr = read_stream("stderr", &entry.manifest.stderr).map_err(failed)?;
 
         for out in &entry.manifest.outputs {
-            let clean = out.path.starts_with('/')
-                && crate::workspace::check_path(&out.path[1..]).is_ok()
-                && out.path != "/.wask"
-                && !out.path.starts_with("/.wask/");
-            if !clean || !declared(&out.path) {
+            // The one path rule, then the task's own: declared, not an input, not a path
+            // no task may write. An entry that breaks any was not written by a run.
+            let why = match wask_runtime::paths::check_workspace_path(&out.path) {
+                Err(e) => Err(format!("is no path wask accepts ({e})")),
+                Ok(()) if wask_runtime::paths::is_reserved(&out.path) => {
+                    Err("lies in wask's own directory".to_string())
+                }
+                Ok(()) => allowed(&out.path),
+            };
+            if let Err(why) = why {
                 return Err(corrupt(format!(
-                    "it lists the output {:?}, which the task does not declare",
+                    "it lists the output {:?}, which {why}",
                     out.path
+                )));
+            }
+            if out.mode != wask_runtime::view::OUTPUT_MODE {
+                return Err(corrupt(format!(
+                    "it records mode {:o} for {}, and every output has mode {:o}",
+                    out.mode,
+                    out.path,
+                    wask_runtime::view::OUTPUT_MODE
                 )));
             }
         }

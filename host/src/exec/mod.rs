@@ -39,9 +39,8 @@ pub struct RunContext<'a> {
     pub host_env: HashMap<String, String>,
     /// Never inputs: the `.wask` directory and the cache.
     pub excluded: Vec<PathBuf>,
-    /// Workspace paths no task may write or have restored, whatever its output
-    /// patterns match: `/.wask` and the cache directory when it lies in the workspace.
-    pub reserved: Vec<String>,
+    /// Where no output may land (`docs/security.md`, "What a task may write").
+    pub rules: crate::protect::WriteRules,
     /// Where this run stages sandboxes and restored outputs: on the workspace's
     /// filesystem, claimed when first needed.
     scratch_root: PathBuf,
@@ -79,7 +78,7 @@ impl<'a> RunContext<'a> {
             host_env: std::env::vars_os()
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
-            reserved: reserved_paths(ws),
+            rules: crate::protect::WriteRules::new(ws, graph, crate::protect::reserved_paths(ws)),
             excluded,
             scratch_root: wask_dir.join("tmp"),
             scratch: std::sync::OnceLock::new(),
@@ -159,39 +158,6 @@ pub fn compile_in_child() -> wask_runtime::CompileIn {
             args: vec![COMPILE_SUBCOMMAND.into()],
         },
         Err(_) => wask_runtime::CompileIn::Thread,
-    }
-}
-
-/// `/.wask` and, when it lies inside the workspace, the cache directory.
-fn reserved_paths(ws: &Workspace) -> Vec<String> {
-    let mut reserved = vec!["/.wask".to_string()];
-    let root = ws.root.canonicalize().unwrap_or_else(|_| ws.root.clone());
-    let cache = ws
-        .settings
-        .cache_dir
-        .canonicalize()
-        .unwrap_or_else(|_| ws.settings.cache_dir.clone());
-    for (r, c) in [(&ws.root, &ws.settings.cache_dir), (&root, &cache)] {
-        if let Ok(rel) = c.strip_prefix(r) {
-            let rel = rel.to_string_lossy();
-            reserved.push(if rel.is_empty() {
-                "/".to_string()
-            } else {
-                format!("/{rel}")
-            });
-        }
-    }
-    reserved.sort();
-    reserved.dedup();
-    reserved
-}
-
-impl RunContext<'_> {
-    /// Whether a workspace path lies in wask's own directories (never an output).
-    pub fn is_reserved(&self, path: &str) -> bool {
-        self.reserved
-            .iter()
-            .any(|r| r == "/" || path == r || path.starts_with(&format!("{r}/")))
     }
 }
 

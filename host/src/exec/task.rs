@@ -196,7 +196,24 @@ fn restore_hit(
     // Only what the task declares may be restored, whatever the entry says.
     let declared = wask_runtime::paths::glob_set(&prepared.parts.outputs)
         .map_err(|e| format!("invalid output pattern: {e}"))?;
-    let allowed = |p: &str| declared.is_match(p) && !ctx.is_reserved(p);
+    // A restore writes only what a fresh run of this task could have written.
+    let node = ctx.graph.find(id).expect("a task of the graph");
+    let inputs: std::collections::HashSet<&str> = prepared
+        .inputs
+        .iter()
+        .map(|i| i.guest_path.as_str())
+        .collect();
+    let allowed = |p: &str| -> Result<(), String> {
+        if !declared.is_match(p) {
+            Err("the task does not declare".into())
+        } else if inputs.contains(p) {
+            Err("is a declared input of the task".into())
+        } else if let Some(r) = ctx.rules.refusal(node, p) {
+            Err(r.to_string())
+        } else {
+            Ok(())
+        }
+    };
     let staging = ctx.scratch_dir()?;
     let restore = || ctx.cache.restore(&entry, &ctx.ws.root, staging, &allowed);
     match record.timed("restore", restore) {
@@ -346,17 +363,21 @@ fn run_fresh(
             .collect();
         format!("the task broke its declarations:\n{}", list.join("\n"))
     })?;
-    // An output pattern may match wask's own directories (`/**` does); what lands there
-    // is never taken, or a task could write into the cache for another task.
-    let reserved: Vec<&str> = collected
+    // Whatever its patterns match, a task never writes where another program would act
+    // on its bytes, nor where another task writes (`crate::protect`).
+    let node = ctx.graph.find(id).expect("a task of the graph");
+    let refused: Vec<String> = collected
         .iter()
-        .map(|c| c.guest_path.as_str())
-        .filter(|p| ctx.is_reserved(p))
+        .filter_map(|c| {
+            ctx.rules
+                .refusal(node, &c.guest_path)
+                .map(|r| format!("  - {} {r}", c.guest_path))
+        })
         .collect();
-    if !reserved.is_empty() {
+    if !refused.is_empty() {
         return Err(format!(
-            "the task wrote into wask's own directories, which no output may reach: {}",
-            reserved.join(", ")
+            "the task wrote where no task may write; nothing was stored:\n{}",
+            refused.join("\n")
         ));
     }
 

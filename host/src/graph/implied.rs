@@ -108,6 +108,23 @@ fn is_glob(pattern: &str) -> bool {
     pattern.split('/').any(is_glob_segment)
 }
 
+/// Whether two patterns can name the same file, by the rules of the module docs.
+pub fn can_meet(a: &str, b: &str) -> bool {
+    match (is_glob(a), is_glob(b)) {
+        (false, false) => a == b,
+        (false, true) => matcher(b).is_some_and(|g| g.is_match(a)),
+        (true, false) => matcher(a).is_some_and(|g| g.is_match(b)),
+        (true, true) => {
+            let (ra, rb) = (output_root(a), output_root(b));
+            let nested =
+                wask_runtime::paths::is_under(&ra, &rb) || wask_runtime::paths::is_under(&rb, &ra);
+            nested
+                && (matcher(a).is_some_and(|g| g.is_match(representative(b)))
+                    || matcher(b).is_some_and(|g| g.is_match(representative(a))))
+        }
+    }
+}
+
 fn matcher(pattern: &str) -> Option<GlobMatcher> {
     globset::GlobBuilder::new(pattern)
         .literal_separator(true)
@@ -245,6 +262,15 @@ mod tests {
     fn an_input_above_an_output_root_sees_it() {
         let got = implied(&[&[], &["/site/**"]], &[&["/site/dist/{a,b}.txt"], &[]]);
         assert_eq!(got[1], vec![0]);
+    }
+
+    #[test]
+    fn outputs_that_can_meet() {
+        assert!(can_meet("/out/x.txt", "/out/x.tx[t]"));
+        assert!(can_meet("/out/**", "/out/css/*.css"));
+        assert!(can_meet("/a/b.txt", "/a/b.txt"));
+        assert!(!can_meet("/out/*.js", "/out/*.css"));
+        assert!(!can_meet("/a/**", "/b/**"));
     }
 
     #[test]

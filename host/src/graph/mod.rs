@@ -4,6 +4,7 @@
 
 mod implied;
 
+use crate::protect::{self, WriteRules};
 use crate::refs::{TaskId, TaskRef};
 use crate::workspace::{LoadError, TaskDef, Workspace};
 use std::collections::{BTreeSet, HashMap};
@@ -137,7 +138,9 @@ impl Graph {
 
         let graph = Graph { nodes, index };
         errors.extend(graph.cycles(ws));
-        errors.extend(duplicate_outputs(ws, &graph));
+        errors.extend(overlapping_outputs(ws, &graph));
+        let rules = WriteRules::new(ws, &graph, protect::reserved_paths(ws));
+        errors.extend(protect::check_declarations(ws, &graph, &rules));
         if errors.is_empty() {
             Ok(graph)
         } else {
@@ -243,36 +246,51 @@ impl Graph {
     }
 }
 
-/// Two tasks that declare the same literal output (DAG-004).
-fn duplicate_outputs(ws: &Workspace, g: &Graph) -> Vec<LoadError> {
-    let mut owner: HashMap<&str, (usize, &crate::workspace::Located<String>)> = HashMap::new();
+/// Two tasks whose outputs can name the same file (DAG-004): they would race for it,
+/// and a cache hit of one would overwrite the other's result. Literal against literal,
+/// literal against glob, and glob against glob by the rules of [`implied`].
+fn overlapping_outputs(ws: &Workspace, g: &Graph) -> Vec<LoadError> {
+    let outputs: Vec<Vec<String>> = (0..g.nodes.len())
+        .map(|n| {
+            g.task(ws, n)
+                .outputs
+                .iter()
+                .map(|o| o.value.clone())
+                .collect()
+        })
+        .collect();
+    let mut pairs = BTreeSet::new();
+    for (i, meets) in implied::implied_producers(&outputs, &outputs)
+        .into_iter()
+        .enumerate()
+    {
+        pairs.extend(meets.into_iter().map(|j| (i.min(j), i.max(j))));
+    }
     let mut errors = Vec::new();
-    for n in 0..g.nodes.len() {
-        for out in &g.task(ws, n).outputs {
-            if out
-                .value
-                .split('/')
-                .any(wask_runtime::paths::is_glob_segment)
-            {
-                continue;
-            }
-            match owner.get(out.value.as_str()) {
-                Some((m, first)) => errors.push(
-                    LoadError::at(
-                        out.span.clone(),
-                        format!(
-                            "{} and {} both declare the output {}",
-                            g.nodes[*m].id, g.nodes[n].id, out.value
-                        ),
-                        "declared again here",
-                    )
-                    .also(first.span.clone(), "first declared here"),
-                ),
-                None => {
-                    owner.insert(&out.value, (n, out));
-                }
-            }
-        }
+    for (m, n) in pairs {
+        let (first, second) = (&g.task(ws, m).outputs, &g.task(ws, n).outputs);
+        let found = second.iter().find_map(|b| {
+            first
+                .iter()
+                .find(|a| implied::can_meet(&a.value, &b.value))
+                .map(|a| (a, b))
+        });
+        let Some((a, b)) = found else { continue };
+        let message = if a.value == b.value {
+            format!(
+                "{} and {} both declare the output {}",
+                g.nodes[m].id, g.nodes[n].id, b.value
+            )
+        } else {
+            format!(
+                "the outputs of {} (`{}`) and {} (`{}`) can name the same file; two tasks may not write one path",
+                g.nodes[m].id, a.value, g.nodes[n].id, b.value
+            )
+        };
+        errors.push(
+            LoadError::at(b.span.clone(), message, "declared again here")
+                .also(a.span.clone(), "first declared here"),
+        );
     }
     errors
 }

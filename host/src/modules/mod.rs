@@ -1,0 +1,83 @@
+//! Task modules: reading `.wasm` files, building guest crates ([`guest_crate`]), and
+//! checking pinned digests.
+//!
+//! The key of a task uses the module's own bytes (CACHE-005), so an identical rebuild
+//! changes nothing downstream.
+
+mod built;
+mod guest_crate;
+
+pub use guest_crate::crate_source_dirs;
+
+use crate::workspace::{ModuleSpec, Workspace};
+use std::path::Path;
+
+/// The target guest crates are built for.
+pub const TARGET: &str = "wasm32-wasip1";
+
+/// Why a module could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error(
+        "cannot read module {path}: {source}\n  hint: build the module first (for the examples: bash scripts/build-guests.sh)"
+    )]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("module {0} is not a regular file")]
+    NotAFile(String),
+    #[error(
+        "the {TARGET} target is not installed for this Rust toolchain, so wask cannot build the guest crate {0}\n  install it with: rustup target add {TARGET}"
+    )]
+    TargetMissing(String),
+    #[error("cannot run cargo to build the guest crate {dir}: {message}")]
+    Cargo { dir: String, message: String },
+    #[error("building the guest crate {dir} failed:\n{output}")]
+    BuildFailed { dir: String, output: String },
+    #[error(
+        "module {what} does not match its pinned digest\n  pinned:   blake3 = \"{pinned}\"\n  actual:   blake3 = \"{actual}\"\n  if the new module is trusted, update the pin in wask.toml"
+    )]
+    PinMismatch {
+        what: String,
+        pinned: String,
+        actual: String,
+    },
+}
+
+/// Reads or builds the module `spec` names and checks its pin. Returns its bytes.
+pub fn obtain(ws: &Workspace, cache_dir: &Path, spec: &ModuleSpec) -> Result<Vec<u8>, ModuleError> {
+    let (what, bytes) = match spec {
+        ModuleSpec::File { path, .. } => (path.clone(), read_file(ws, path)?),
+        ModuleSpec::Crate { dir, .. } => (
+            format!("built from {dir}"),
+            guest_crate::build(ws, cache_dir, dir)?,
+        ),
+    };
+    if let Some(pinned) = spec.pin() {
+        let actual = blake3::hash(&bytes).to_hex().to_string();
+        if actual != pinned {
+            return Err(ModuleError::PinMismatch {
+                what,
+                pinned: pinned.to_string(),
+                actual,
+            });
+        }
+    }
+    Ok(bytes)
+}
+
+fn read_file(ws: &Workspace, path: &str) -> Result<Vec<u8>, ModuleError> {
+    let host = ws.host_path(path);
+    match std::fs::symlink_metadata(&host) {
+        Ok(m) if m.is_file() => std::fs::read(&host).map_err(|source| ModuleError::Read {
+            path: path.to_string(),
+            source,
+        }),
+        Ok(_) => Err(ModuleError::NotAFile(path.to_string())),
+        Err(source) => Err(ModuleError::Read {
+            path: path.to_string(),
+            source,
+        }),
+    }
+}
