@@ -56,6 +56,7 @@ const OUTPUTS: &[&str] = &["out/*.out"];
 const RESULT: &str = "write:/app/out/result.out";
 const SYMLINK_OUTPUT: &str = "outputs must be regular files";
 const MODIFIED_INPUT: &str = "changed or removed its declared input";
+const NOT_WRITTEN_BY_IT: &str = "exists and was not written by app:t";
 
 const fn guest(name: &'static str, args: &'static [&'static str], expect: Expect) -> Attempt {
     Attempt {
@@ -423,19 +424,20 @@ const CATALOGUE: &[Attempt] = &[
         &["linkout/*.txt"],
         Fails("wask does not write through it"),
     ),
+    // A link (or any file) the task did not write is never replaced by its output.
     host(
         "output-over-symlink-to-outside",
         &["write:/app/out/victim.out"],
         INPUTS,
         OUTPUTS,
-        Held,
+        Fails(NOT_WRITTEN_BY_IT),
     ),
     host(
         "output-over-hardlink-to-undeclared",
         &["write:/app/out/hard.out"],
         INPUTS,
         OUTPUTS,
-        Held,
+        Fails(NOT_WRITTEN_BY_IT),
     ),
     // --- environment, network, stdin ---
     guest(
@@ -853,16 +855,23 @@ fn check_cache(b: &Bait, ctx: &str) {
     }
 }
 
-/// `.wask/` holds only the cache and wask's scratch directory (emptied after a run).
+/// `.wask/` holds only the cache, wask's scratch directory (emptied after a run) and
+/// the output ledger, which names only the task's own outputs.
 #[track_caller]
 fn check_wask_dir(b: &Bait, ctx: &str) {
     for e in std::fs::read_dir(b.ws.path(".wask")).unwrap() {
         let e = e.unwrap();
         let name = e.file_name().to_string_lossy().into_owned();
         assert!(
-            ["cache", "tmp"].contains(&name.as_str()),
+            ["cache", "tmp", "outputs"].contains(&name.as_str()),
             "unexpected .wask/{name}: {ctx}"
         );
+        if name == "outputs" {
+            assert!(e.file_type().unwrap().is_file(), "{ctx}");
+            for line in std::fs::read_to_string(e.path()).unwrap().lines() {
+                assert!(line.starts_with("app:t\t/app/out/"), "ledger line {line:?}: {ctx}");
+            }
+        }
         if name == "tmp" {
             let left: Vec<_> = std::fs::read_dir(e.path()).unwrap().flatten().collect();
             assert!(left.is_empty(), "scratch left behind {left:?}: {ctx}");

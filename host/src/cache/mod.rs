@@ -60,6 +60,14 @@ pub struct ProducedOutput {
     pub mode: u32,
 }
 
+/// Where a restore puts outputs: the workspace, with its rules for replacing files.
+pub trait Destination {
+    /// Whether `path` already is the output with `digest` (nothing to restore).
+    fn holds(&self, path: &str, digest: &Digest) -> bool;
+    /// Moves the verified, staged file to `path`; the error says why it could not.
+    fn place(&self, staged: &Path, path: &str, digest: &Digest) -> Result<(), String>;
+}
+
 /// Why a found entry could not be restored: it is treated as a miss (CACHE-019).
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -83,6 +91,9 @@ pub enum RestoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The workspace refused an output (see [`Destination::place`]).
+    #[error("could not restore an output: {0}")]
+    Refused(String),
 }
 
 /// Summary numbers for `wask cache info`.
@@ -189,7 +200,7 @@ impl LocalCache {
     pub fn restore(
         &self,
         entry: &Entry,
-        workspace_root: &Path,
+        dest: &dyn Destination,
         staging: &Path,
         allowed: &dyn Fn(&str) -> Result<(), String>,
     ) -> Result<Restored, RestoreError> {
@@ -253,25 +264,20 @@ impl LocalCache {
         }
         // Every blob is copied and verified before anything in the workspace changes,
         // parent directories included.
-        let mut staged: Vec<(tempfile::TempPath, &OutputRecord)> = Vec::new();
+        let mut staged: Vec<(tempfile::TempPath, &OutputRecord, Digest)> = Vec::new();
         for out in &entry.manifest.outputs {
-            let dest = workspace_root.join(out.path.trim_start_matches('/'));
+            let digest = Digest::from_hex(&out.hash).expect("checked at lookup");
             // Outputs already in place with the right bytes and mode are left alone.
-            if unchanged(&dest, out, self.hash) {
+            if dest.holds(&out.path, &digest) {
                 continue;
             }
             let blob = entry.dir.join("blobs").join(&out.hash);
             let tmp = copy_verified(&blob, staging, out, self.hash).map_err(failed)?;
-            staged.push((tmp, out));
+            staged.push((tmp, out, digest));
         }
-        for (tmp, out) in staged {
-            let write_error = |source| RestoreError::Write {
-                path: out.path.clone(),
-                source,
-            };
-            let parent = safe_parent(workspace_root, &out.path).map_err(write_error)?;
-            let dest = parent.join(out.path.rsplit('/').next().unwrap());
-            move_into_place(&tmp, &parent, &dest).map_err(write_error)?;
+        for (tmp, out, digest) in staged {
+            dest.place(&tmp, &out.path, &digest)
+                .map_err(RestoreError::Refused)?;
         }
         // A hit makes the entry young again: `clean` evicts the least recently used.
         // Best effort: a read-only cache still restores.
@@ -834,69 +840,6 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = fs::File::create(path)?;
     f.write_all(bytes)?;
     f.sync_all()
-}
-
-fn unchanged(dest: &Path, out: &OutputRecord, hash: HashKind) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    match fs::symlink_metadata(dest) {
-        Ok(m)
-            if m.is_file() && m.len() == out.size && m.permissions().mode() & 0o777 == out.mode =>
-        {
-            hash_file(hash, dest)
-                .map(|d| d.hex() == out.hash)
-                .unwrap_or(false)
-        }
-        _ => false,
-    }
-}
-
-/// Creates the parent directories of a workspace path, refusing to go through a
-/// symbolic link: an output is never written outside the workspace by way of a link.
-pub fn safe_parent(root: &Path, workspace_path: &str) -> std::io::Result<PathBuf> {
-    let mut dir = root.to_path_buf();
-    let segments: Vec<&str> = workspace_path.trim_start_matches('/').split('/').collect();
-    for seg in &segments[..segments.len().saturating_sub(1)] {
-        dir.push(seg);
-        match fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(std::io::Error::other(format!(
-                    "{} is not a directory (a symbolic link or file); wask does not write through it",
-                    dir.display()
-                )));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match fs::create_dir(&dir) {
-                // Another task writing beside us may have created it first.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-                        return Err(e);
-                    }
-                }
-                r => r?,
-            },
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(dir)
-}
-
-/// Renames a staged file to `dest`. Where `dest` is on another filesystem than the
-/// staging area (an output directory that is a mount point), the file is copied next
-/// to `dest` first, so the final step is still a rename.
-pub fn move_into_place(staged: &Path, parent: &Path, dest: &Path) -> std::io::Result<()> {
-    match fs::rename(staged, dest) {
-        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
-            let near = tempfile::Builder::new()
-                .prefix(".wask-restore-")
-                .tempfile_in(parent)?;
-            fs::copy(staged, near.path())?;
-            near.as_file().sync_all()?;
-            near.persist(dest).map_err(|e| e.error)?;
-            let _ = fs::remove_file(staged);
-            Ok(())
-        }
-        r => r,
-    }
 }
 
 /// Why reading part of an entry failed.

@@ -3,6 +3,8 @@
 //! dependents (EXEC-010).
 
 mod inputs;
+pub mod ledger;
+pub mod place;
 pub mod observer;
 pub mod plan;
 pub mod record;
@@ -41,6 +43,8 @@ pub struct RunContext<'a> {
     pub excluded: Vec<PathBuf>,
     /// Where no output may land (`docs/security.md`, "What a task may write").
     pub rules: crate::protect::WriteRules,
+    /// Which task wrote each output path (`.wask/outputs`).
+    pub ledger: ledger::Ledger,
     /// Where this run stages sandboxes and restored outputs: on the workspace's
     /// filesystem, claimed when first needed.
     scratch_root: PathBuf,
@@ -79,6 +83,7 @@ impl<'a> RunContext<'a> {
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
             rules: crate::protect::WriteRules::new(ws, graph, crate::protect::reserved_paths(ws)),
+            ledger: ledger::Ledger::open(&wask_dir),
             excluded,
             scratch_root: wask_dir.join("tmp"),
             scratch: std::sync::OnceLock::new(),

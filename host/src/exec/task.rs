@@ -3,7 +3,8 @@
 
 use super::record::{Source, TaskRecord, TaskState};
 use super::{RunContext, inputs};
-use crate::cache::{AccessRecord, ProducedOutput, RestoreError, move_into_place, safe_parent};
+use super::place::Placer;
+use crate::cache::{AccessRecord, ProducedOutput, RestoreError};
 use crate::key::{Digest, EnvValue, KeyParts, hash_bytes, hash_file, hash_input, hash_reader};
 use crate::refs::TaskId;
 use crate::workspace::{ClockSetting, TaskDef};
@@ -215,9 +216,13 @@ fn restore_hit(
         }
     };
     let staging = ctx.scratch_dir()?;
-    let restore = || ctx.cache.restore(&entry, &ctx.ws.root, staging, &allowed);
+    let placer = Placer::new(&ctx.ws.root, &ctx.ledger, id.to_string(), hash)
+        .map_err(|e| format!("cannot open the workspace: {e}"))?;
+    let restore = || ctx.cache.restore(&entry, &placer, staging, &allowed);
     match record.timed("restore", restore) {
         Ok(restored) => {
+            let all: Vec<String> = entry.manifest.outputs.iter().map(|o| o.path.clone()).collect();
+            placer.finish(&all);
             emit_streams(ctx, id, &restored.stdout, &restored.stderr);
             record.state = TaskState::Succeeded;
             record.source = Some(Source::Cache);
@@ -423,14 +428,15 @@ fn run_fresh(
             let explained = crate::explain::Explained::new(&prepared.parts);
             let _ = crate::explain::ExplainStore::new(ctx.cache.dir()).record(id, &explained);
         }
-        for p in &produced {
-            let parent = safe_parent(&ctx.ws.root, &p.path)
-                .map_err(|e| format!("cannot write output {}: {e}", p.path))?;
-            let dest = parent.join(p.path.rsplit('/').next().unwrap());
-            move_into_place(&p.file, &parent, &dest)
-                .map_err(|e| format!("cannot write output {}: {e}", p.path))?;
-        }
-        Ok::<(), String>(())
+        let placer = Placer::new(&ctx.ws.root, &ctx.ledger, id.to_string(), hash)
+            .map_err(|e| format!("cannot open the workspace: {e}"))?;
+        let placed = produced
+            .iter()
+            .try_for_each(|p| placer.place(&p.file, &p.path, &p.hash))
+            .map_err(|e| format!("cannot write an output: {e}"));
+        // What was placed before a refusal is this task's, refusal or not.
+        placer.finish(&[]);
+        placed
     })?;
     record.state = TaskState::Succeeded;
     record.source = Some(Source::Fresh);
