@@ -2,11 +2,13 @@
 //! read and compare, and what changed between two of them.
 //!
 //! After every fresh run wask keeps the explained parts of the stored key under
-//! `<cache>/explain/`, one file per task; `wask why` compares the current parts with
-//! them to say what made a miss. Environment values are kept only as hashes, so the file
-//! holds nothing the cache key itself does not already depend on.
+//! `<workspace>/.wask/explain/`, one file per task; `wask why` compares the current parts
+//! with them to say what made a miss. They stay with the workspace, never in a cache
+//! directory others may read. Environment values are kept only as a MAC under this
+//! user's key: a plain hash of a short secret (`API_TOKEN=1234`) could be reversed by
+//! trying every value, a keyed one cannot without the key.
 
-use crate::key::{EnvValue, KeyParts, hash_bytes};
+use crate::key::{EnvValue, KeyParts};
 use crate::refs::TaskId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -32,7 +34,8 @@ pub struct Explained {
 }
 
 impl Explained {
-    pub fn new(parts: &KeyParts) -> Explained {
+    /// `key` hides environment values (see the module docs).
+    pub fn new(parts: &KeyParts, key: &wask_runtime::secret::UserKey) -> Explained {
         Explained {
             key: parts.key().hex(),
             hash: parts.hash.name().to_string(),
@@ -56,12 +59,12 @@ impl Explained {
                 .map(|(n, v)| {
                     let shown = match v {
                         EnvValue::Absent => "absent".to_string(),
-                        EnvValue::Value(v) => {
-                            format!(
-                                "value {}",
-                                &hash_bytes(parts.hash, v.as_bytes()).hex()[..16]
-                            )
-                        }
+                        EnvValue::Value(v) => format!(
+                            "value {}",
+                            &wask_runtime::hex(
+                                &key.mac("wask explained variable", &[n.as_bytes(), v.as_bytes()])
+                            )[..16]
+                        ),
                     };
                     (n.clone(), shown)
                 })
@@ -149,30 +152,30 @@ pub struct ExplainStore {
 }
 
 impl ExplainStore {
-    pub fn new(cache_dir: &Path) -> ExplainStore {
+    /// The store of the workspace whose `.wask` directory is `wask_dir`.
+    pub fn new(wask_dir: &Path) -> ExplainStore {
         ExplainStore {
-            dir: cache_dir.join("explain"),
+            dir: wask_dir.join("explain"),
         }
     }
 
-    fn path(&self, id: &TaskId) -> PathBuf {
+    fn name(id: &TaskId) -> String {
         let name = blake3::hash(id.to_string().as_bytes()).to_hex();
-        self.dir.join(format!("{}.json", &name[..32]))
+        format!("{}.json", &name[..32])
     }
 
-    /// Records the parts of an entry just stored for `id` (write then rename: a reader
-    /// sees the old record or the new one).
+    /// Records the parts of an entry just stored for `id`, whole or not at all.
     pub fn record(&self, id: &TaskId, explained: &Explained) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        serde_json::to_writer_pretty(&mut tmp, explained)?;
-        tmp.persist(self.path(id)).map_err(|e| e.error)?;
-        Ok(())
+        let dir = crate::fs::open_ambient(&self.dir)?;
+        let bytes = serde_json::to_vec_pretty(explained)?;
+        crate::fs::write_atomic(&dir, &Self::name(id), &bytes)
     }
 
     /// The parts of the last entry stored for `id`, if any.
     pub fn last(&self, id: &TaskId) -> Option<Explained> {
-        let bytes = std::fs::read(self.path(id)).ok()?;
+        let dir = crate::fs::open_ambient(&self.dir).ok()?;
+        let bytes = crate::fs::read_at_most(&dir, &Self::name(id), 64 << 20).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 }
@@ -182,6 +185,10 @@ mod tests {
     use super::*;
     use crate::key::Digest;
     use crate::workspace::HashKind;
+
+    fn key() -> wask_runtime::secret::UserKey {
+        wask_runtime::secret::UserKey::from_bytes([5; 32])
+    }
 
     fn parts() -> KeyParts {
         KeyParts {
@@ -202,14 +209,14 @@ mod tests {
 
     #[test]
     fn each_change_is_named() {
-        let before = Explained::new(&parts());
+        let before = Explained::new(&parts(), &key());
         let mut p = parts();
         p.inputs[0].1 = Digest([9; 32]);
         p.inputs.remove(1);
         p.inputs.push(("/p/c".into(), Digest([4; 32])));
         p.env[0].1 = EnvValue::Absent;
         p.args.push("b".into());
-        let changes = Explained::new(&p).changes_since(&before);
+        let changes = Explained::new(&p, &key()).changes_since(&before);
         assert_eq!(
             changes,
             [
@@ -220,14 +227,21 @@ mod tests {
                 "environment variable LANG changed",
             ]
         );
-        assert!(Explained::new(&parts()).changes_since(&before).is_empty());
+        assert!(
+            Explained::new(&parts(), &key())
+                .changes_since(&before)
+                .is_empty()
+        );
     }
 
     #[test]
     fn environment_values_are_not_kept() {
         let mut p = parts();
         p.env[0].1 = EnvValue::Value("hunter2".into());
-        let text = serde_json::to_string(&Explained::new(&p)).unwrap();
+        let text = serde_json::to_string(&Explained::new(&p, &key())).unwrap();
         assert!(!text.contains("hunter2"));
+        // Nor an unkeyed hash of it, which a guess could be checked against.
+        let plain = crate::key::hash_bytes(HashKind::Blake3, b"hunter2").hex();
+        assert!(!text.contains(&plain[..16]), "{text}");
     }
 }

@@ -499,6 +499,9 @@ fn bait() -> Bait {
     std::fs::create_dir_all(ws.path("tools")).unwrap();
     std::fs::copy(hostile_wasm(), ws.path("tools/hostile.wasm")).unwrap();
     ws.write("wask.toml", "[workspace]\nprojects = [\"app\"]\n");
+    // A first run makes the cache directory, tagged as wask's, before bait goes in it.
+    ws.write("app/wask.toml", "[project]\nname = \"app\"\n");
+    ws.wask(&["run", "--all"]).expect_code(0);
     ws.write("app/in/a.txt", "public a\n");
     ws.write("app/in/b.txt", "public b\n");
     ws.write("app/out/copied.txt", "public copied\n");
@@ -794,7 +797,7 @@ fn check_cache(b: &Bait, ctx: &str) {
         let top = top.unwrap();
         let name = top.file_name().to_string_lossy().into_owned();
         let ft = top.file_type().unwrap();
-        if ["cache-secret.txt", "cache-hard.txt"].contains(&name.as_str()) {
+        if ["cache-secret.txt", "cache-hard.txt", "CACHEDIR.TAG"].contains(&name.as_str()) {
             assert!(ft.is_file(), "{name}: {ctx}");
             continue;
         }
@@ -863,13 +866,16 @@ fn check_wask_dir(b: &Bait, ctx: &str) {
         let e = e.unwrap();
         let name = e.file_name().to_string_lossy().into_owned();
         assert!(
-            ["cache", "tmp", "outputs"].contains(&name.as_str()),
+            ["cache", "tmp", "outputs", "explain"].contains(&name.as_str()),
             "unexpected .wask/{name}: {ctx}"
         );
         if name == "outputs" {
             assert!(e.file_type().unwrap().is_file(), "{ctx}");
             for line in std::fs::read_to_string(e.path()).unwrap().lines() {
-                assert!(line.starts_with("app:t\t/app/out/"), "ledger line {line:?}: {ctx}");
+                assert!(
+                    line.starts_with("app:t\t/app/out/"),
+                    "ledger line {line:?}: {ctx}"
+                );
             }
         }
         if name == "tmp" {

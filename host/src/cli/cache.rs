@@ -55,20 +55,35 @@ pub fn cache(directory: Option<PathBuf>, command: CacheCommand) -> Result<i32, C
             println!("entries: {}", info.entries);
             println!("size: {} bytes", info.bytes);
             println!("compiled modules: {}", info.compiled_modules);
+            println!("built modules: {}", info.built_modules);
             println!("temporary directories: {}", info.temporary);
+            if !info.foreign.is_empty() {
+                println!("not made by wask (left alone): {}", info.foreign.join(", "));
+            }
         }
         CacheCommand::Clear => {
-            let before = cache.info();
-            cache
-                .clear()
-                .map_err(|e| anyhow::anyhow!("cannot clear {}: {e}", cache.dir().display()))?;
+            let report = cache.clear().map_err(|e| CliError::Other(e.into()))?;
             println!(
-                "removed {} entries ({} bytes) and {} compiled modules from {}",
-                before.entries,
-                before.bytes,
-                before.compiled_modules,
+                "removed {} entries ({} bytes), {} compiled and {} built modules from {}",
+                report.entries,
+                report.bytes,
+                report.compiled_modules,
+                report.built_modules,
                 cache.dir().display()
             );
+            if !report.left.is_empty() {
+                println!(
+                    "left {} not made by wask: {}",
+                    plural(report.left.len() as u64, "name", "names"),
+                    report.left.join(", ")
+                );
+            }
+            for e in &report.errors {
+                eprintln!("error: {e}");
+            }
+            if !report.errors.is_empty() {
+                return Ok(EXIT_BAD_CONFIG);
+            }
         }
         CacheCommand::Clean(args) => return clean(&ws, &cache, args),
         CacheCommand::Verify => return verify(&cache),
@@ -90,7 +105,9 @@ fn clean(ws: &Workspace, cache: &LocalCache, args: CleanArgs) -> Result<i32, Cli
              only leftover temporary directories are removed"
         );
     }
-    let report = cache.clean(&policy, args.dry_run);
+    let report = cache
+        .clean(&policy, args.dry_run)
+        .map_err(|e| CliError::Other(e.into()))?;
     let verb = if args.dry_run {
         "would remove"
     } else {
@@ -149,7 +166,7 @@ fn clean(ws: &Workspace, cache: &LocalCache, args: CleanArgs) -> Result<i32, Cli
 }
 
 fn verify(cache: &LocalCache) -> Result<i32, CliError> {
-    let report = cache.verify();
+    let report = cache.verify().map_err(|e| CliError::Other(e.into()))?;
     for (name, what) in &report.corrupt {
         println!("corrupt entry {name}: {what}; removed");
     }

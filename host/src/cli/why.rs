@@ -29,7 +29,7 @@ pub fn why(directory: Option<PathBuf>, args: WhyArgs) -> Result<i32, CliError> {
     let run_set = graph.run_set(&selected);
     let observer = ConsoleObserver::new(OutputMode::Buffered);
     let ctx = RunContext::new(&ws, &graph, &observer, crate::exec::compile_in_child())?;
-    let history = ExplainStore::new(ctx.cache.dir());
+    let history = ExplainStore::new(&ctx.wask_dir);
     let mut reports = Vec::new();
     for (n, planned) in plan(&ctx, &run_set) {
         if !selected.contains(&n) {
@@ -53,7 +53,7 @@ pub fn why(directory: Option<PathBuf>, args: WhyArgs) -> Result<i32, CliError> {
                 "id": node.id.to_string(), "state": "unknown", "reason": e,
             }),
             Planned::Known { prepared, entry } => {
-                let now = Explained::new(&prepared.parts);
+                let now = Explained::new(&prepared.parts, &ctx.key);
                 let last = history.last(&node.id);
                 let changes = match (&entry, &last) {
                     (Some(_), _) => None,

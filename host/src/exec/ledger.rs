@@ -94,6 +94,9 @@ mod tests {
         // Nothing new: nothing appended.
         let size = std::fs::metadata(dir.path().join("outputs")).unwrap().len();
         later.record("p:a", &["/out/x".into()]);
-        assert_eq!(std::fs::metadata(dir.path().join("outputs")).unwrap().len(), size);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("outputs")).unwrap().len(),
+            size
+        );
     }
 }

@@ -4,8 +4,8 @@
 
 mod inputs;
 pub mod ledger;
-pub mod place;
 pub mod observer;
+pub mod place;
 pub mod plan;
 pub mod record;
 pub mod scratch;
@@ -45,6 +45,10 @@ pub struct RunContext<'a> {
     pub rules: crate::protect::WriteRules,
     /// Which task wrote each output path (`.wask/outputs`).
     pub ledger: ledger::Ledger,
+    /// The workspace's `.wask` directory.
+    pub wask_dir: PathBuf,
+    /// This user's key (`wask_runtime::secret`).
+    pub key: wask_runtime::secret::UserKey,
     /// Where this run stages sandboxes and restored outputs: on the workspace's
     /// filesystem, claimed when first needed.
     scratch_root: PathBuf,
@@ -61,11 +65,14 @@ impl<'a> RunContext<'a> {
         observer: &'a dyn Observer,
         compile_in: wask_runtime::CompileIn,
     ) -> anyhow::Result<Self> {
+        let key = wask_runtime::secret::UserKey::load();
         let cache = LocalCache::new(ws.settings.cache_dir.clone(), ws.settings.hash);
+        // A directory that is not wask's is never written to (see `cache::marker`).
+        cache.claim()?;
         let sandbox = Sandbox::with_options(wask_runtime::SandboxOptions {
             compiled_dir: cache.compiled_dir(),
             compile_in,
-            key: wask_runtime::secret::UserKey::load(),
+            key: key.clone(),
         })?;
         let wask_dir = ws.root.join(".wask");
         let mut excluded = vec![wask_dir.clone()];
@@ -84,6 +91,8 @@ impl<'a> RunContext<'a> {
                 .collect(),
             rules: crate::protect::WriteRules::new(ws, graph, crate::protect::reserved_paths(ws)),
             ledger: ledger::Ledger::open(&wask_dir),
+            wask_dir: wask_dir.clone(),
+            key,
             excluded,
             scratch_root: wask_dir.join("tmp"),
             scratch: std::sync::OnceLock::new(),

@@ -52,7 +52,12 @@ pub struct Placer<'a> {
 }
 
 impl<'a> Placer<'a> {
-    pub fn new(workspace: &Path, ledger: &'a Ledger, task: String, hash: HashKind) -> io::Result<Self> {
+    pub fn new(
+        workspace: &Path,
+        ledger: &'a Ledger,
+        task: String,
+        hash: HashKind,
+    ) -> io::Result<Self> {
         Ok(Placer {
             root: open_ambient(workspace)?,
             ledger,

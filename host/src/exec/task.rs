@@ -1,9 +1,9 @@
 //! The lifecycle of one task (EXEC-007): derive the key, look it up, restore on a hit;
 //! on a miss run the module in the sandbox, collect its outputs, store, and place them.
 
+use super::place::Placer;
 use super::record::{Source, TaskRecord, TaskState};
 use super::{RunContext, inputs};
-use super::place::Placer;
 use crate::cache::{AccessRecord, ProducedOutput, RestoreError};
 use crate::key::{Digest, EnvValue, KeyParts, hash_bytes, hash_file, hash_input, hash_reader};
 use crate::refs::TaskId;
@@ -221,7 +221,12 @@ fn restore_hit(
     let restore = || ctx.cache.restore(&entry, &placer, staging, &allowed);
     match record.timed("restore", restore) {
         Ok(restored) => {
-            let all: Vec<String> = entry.manifest.outputs.iter().map(|o| o.path.clone()).collect();
+            let all: Vec<String> = entry
+                .manifest
+                .outputs
+                .iter()
+                .map(|o| o.path.clone())
+                .collect();
             placer.finish(&all);
             emit_streams(ctx, id, &restored.stdout, &restored.stderr);
             record.state = TaskState::Succeeded;
@@ -425,8 +430,8 @@ fn run_fresh(
                 .on_warning(id, &format!("could not store the result in the cache: {e}"));
         } else {
             // Only informs `wask why`; losing it costs an explanation, not a result.
-            let explained = crate::explain::Explained::new(&prepared.parts);
-            let _ = crate::explain::ExplainStore::new(ctx.cache.dir()).record(id, &explained);
+            let explained = crate::explain::Explained::new(&prepared.parts, &ctx.key);
+            let _ = crate::explain::ExplainStore::new(&ctx.wask_dir).record(id, &explained);
         }
         let placer = Placer::new(&ctx.ws.root, &ctx.ledger, id.to_string(), hash)
             .map_err(|e| format!("cannot open the workspace: {e}"))?;
