@@ -14,6 +14,10 @@
 //! so `a & !b | c` is `(a & (!b)) | c`. What a name means is the caller's: a tag a
 //! project has, a project's name, a task's name; [`Filter::matches`] asks the caller.
 //!
+//! Nesting is bounded: at most [`MAX_NESTING`] `!` and `(` may be open at once, so no
+//! filter, however long, can exhaust the stack of the parser or of anything that walks
+//! what it built.
+//!
 //! A syntax error carries the byte offset where it was found and what was expected
 //! there ([`FilterError`]), so a caller can point at the exact column, inside a TOML
 //! string or on a command line. [`Filter`]'s `Display` is a canonical form: single
@@ -22,6 +26,9 @@
 
 use crate::workspace::check_name;
 use std::fmt;
+
+/// How deeply `!` and parentheses may nest: far beyond any filter a person writes.
+pub const MAX_NESTING: usize = 64;
 
 /// A parsed filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,16 +71,27 @@ impl FilterError {
             .unwrap_or(self.offset)
     }
 
-    /// Two lines: `text` and a caret under the error's column, each after `indent`.
+    /// Two lines: `text` (around the error, if it is long) and a caret under the
+    /// error's column, each after `indent`.
     pub fn caret(&self, text: &str, indent: &str) -> String {
-        format!("{indent}{text}\n{indent}{}^", " ".repeat(self.column(text)))
+        let (shown, at) = crate::workspace::diag::window(
+            text,
+            self.offset.min(text.len()),
+            crate::workspace::diag::MAX_SHOWN,
+        );
+        let column = shown.get(..at).map(|s| s.chars().count()).unwrap_or(0);
+        format!("{indent}{shown}\n{indent}{}^", " ".repeat(column))
     }
 }
 
 impl Filter {
     /// Parses a filter; see the module documentation for the grammar.
     pub fn parse(text: &str) -> Result<Filter, FilterError> {
-        let mut p = Parser { text, pos: 0 };
+        let mut p = Parser {
+            text,
+            pos: 0,
+            depth: 0,
+        };
         p.skip_ws();
         if p.pos == text.len() {
             return Err(FilterError {
@@ -181,6 +199,8 @@ fn is_name_char(c: char) -> bool {
 struct Parser<'t> {
     text: &'t str,
     pos: usize,
+    /// `!` and `(` open around the current position.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -249,6 +269,22 @@ impl Parser<'_> {
             Some(op) => format!("a name, `!` or `(` after `{op}`"),
             None => "a name, `!` or `(`".to_string(),
         };
+        if matches!(self.peek(), Some('!' | '(')) {
+            if self.depth == MAX_NESTING {
+                return Err(self.error(format!(
+                    "the filter nests `!` and parentheses more than {MAX_NESTING} deep"
+                )));
+            }
+            self.depth += 1;
+        }
+        let parsed = self.not_or_atom(start, &expected);
+        if matches!(self.text[start..].chars().next(), Some('!' | '(')) {
+            self.depth -= 1;
+        }
+        parsed
+    }
+
+    fn not_or_atom(&mut self, start: usize, expected: &str) -> Result<Expr, FilterError> {
         match self.peek() {
             None => Err(self.error(format!("expected {expected}, found the end of the filter"))),
             Some('!') => {
@@ -290,7 +326,7 @@ impl Parser<'_> {
                 let c = self.peek().unwrap();
                 Err(self.error(format!("expected {expected}, found `{c}`")))
             }
-            Some(c) => Err(self.bad_char(c, &expected)),
+            Some(c) => Err(self.bad_char(c, expected)),
         }
     }
 }
@@ -464,6 +500,26 @@ mod tests {
         assert!(e.message.contains("bad name `-x`"), "{e}");
         let long = format!("a | {}", "x".repeat(65));
         assert_eq!(err(&long).offset, 4);
+    }
+
+    #[test]
+    fn nesting_is_bounded_wherever_it_comes_from() {
+        let deep =
+            |open: &str, close: &str, n: usize| format!("{}a{}", open.repeat(n), close.repeat(n));
+        assert!(Filter::parse(&deep("(", ")", MAX_NESTING)).is_ok());
+        assert!(Filter::parse(&deep("!", "", MAX_NESTING)).is_ok());
+        for text in [
+            deep("(", ")", 20_000),
+            deep("!", "", 30_000),
+            deep("!(", ")", 10_000),
+            format!("a | {}", deep("(", ")", MAX_NESTING + 1)),
+        ] {
+            let e = Filter::parse(&text).unwrap_err();
+            assert!(e.message.contains("more than 64 deep"), "{e}");
+        }
+        // Siblings do not add up: only what is open at once counts.
+        let wide = vec![deep("(", ")", 60); 100].join(" | ");
+        assert!(Filter::parse(&wide).is_ok());
     }
 
     #[test]

@@ -103,14 +103,20 @@ pub fn main() -> i32 {
             EXIT_BAD_CONFIG
         }
         Err(CliError::Usage(message)) => {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", clip(&message));
             EXIT_BAD_CONFIG
         }
         Err(CliError::Other(e)) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", clip(&format!("{e:#}")));
             EXIT_BAD_CONFIG
         }
     }
+}
+
+/// A message with no line longer than a terminal can take in: values echoed from a
+/// hostile file or command line may be megabytes.
+fn clip(message: &str) -> String {
+    workspace::diag::clip_lines(message, 4 * workspace::diag::MAX_SHOWN)
 }
 
 fn color_choice() -> ColorChoice {

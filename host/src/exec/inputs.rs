@@ -50,17 +50,57 @@ pub fn resolve(
             .follow_links(false)
             .into_iter()
             .filter_entry(|e| !is_excluded(e.path()));
-        for entry in walker.flatten() {
+        for entry in walker {
+            // A directory that cannot be listed would silently take its files out of the
+            // view and the key.
+            let entry = match entry {
+                // The glob's directory does not exist: it matches nothing (PATH-004).
+                Err(e)
+                    if e.depth() == 0
+                        && e.io_error()
+                            .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) =>
+                {
+                    break;
+                }
+                e => e,
+            };
+            let entry = entry.map_err(|e| {
+                format!(
+                    "cannot list what input `{pattern}` matches: {}",
+                    e.io_error()
+                        .map(|io| io.to_string())
+                        .unwrap_or_else(|| e.to_string())
+                )
+            })?;
             if entry.file_type().is_dir() {
                 continue;
             }
             let Ok(rel) = entry.path().strip_prefix(root) else {
                 continue;
             };
-            let guest = format!("/{}", rel.to_string_lossy());
-            if matcher.is_match(&guest) {
-                found.insert(guest, entry.path().to_path_buf());
+            // The one path rule: a name that is not UTF-8 text, or that holds a control
+            // character, is refused, never made lossy (two such names would become one
+            // path and one would drop out of the view and the key).
+            let guest = match rel.to_str() {
+                Some(text) => format!("/{text}"),
+                // Only a name the pattern would take matters.
+                None if !matcher.is_match(format!("/{}", rel.to_string_lossy())) => continue,
+                None => {
+                    return Err(format!(
+                        "input /{} (matched by `{pattern}`) has a name that is not valid UTF-8; wask paths are UTF-8 text: rename it, or narrow the pattern",
+                        rel.to_string_lossy()
+                    ));
+                }
+            };
+            if !matcher.is_match(&guest) {
+                continue;
             }
+            if let Err(why) = wask_runtime::paths::check_workspace_path(&guest) {
+                return Err(format!(
+                    "input {guest:?} (matched by `{pattern}`) is no path wask accepts: {why}"
+                ));
+            }
+            found.insert(guest, entry.path().to_path_buf());
         }
     }
 

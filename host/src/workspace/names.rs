@@ -19,23 +19,10 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a declared path or pattern (PATH-001). Returns what is wrong.
+/// Checks a declared path or pattern (PATH-001) by the one path rule of
+/// [`wask_runtime::paths`]. Returns what is wrong.
 pub fn check_path(path: &str) -> Result<(), String> {
-    if path.is_empty() {
-        return Err("a path cannot be empty".into());
-    }
-    if let Some(c) = path.chars().find(|c| c.is_control()) {
-        return Err(format!("paths cannot contain control characters ({c:?})"));
-    }
-    let body = path.strip_prefix('/').unwrap_or(path);
-    for seg in body.split('/') {
-        match seg {
-            "" => return Err("paths cannot have empty segments (`//`, or a trailing `/`)".into()),
-            "." | ".." => return Err(format!("paths cannot contain `{seg}` segments")),
-            _ => {}
-        }
-    }
-    Ok(())
+    wask_runtime::paths::check(path).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
