@@ -81,6 +81,24 @@ pub fn name_text(name: &OsStr) -> Result<&str, PathError> {
         .ok_or_else(|| PathError::NotUtf8(format!("{:?}", name.to_string_lossy())))
 }
 
+/// `path` as a message shows it: whole when short, else its start and end and its
+/// length, so a path of kilobytes never fills a report.
+pub fn shown(path: &str) -> String {
+    const MAX: usize = 160;
+    if path.len() <= MAX {
+        return path.to_string();
+    }
+    let mut head = 80;
+    while !path.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = path.len() - 60;
+    while !path.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}…{} ({} bytes)", &path[..head], &path[tail..], path.len())
+}
+
 /// Whether `path` (workspace-absolute) is `root` or lies under it.
 pub fn is_under(path: &str, root: &str) -> bool {
     root == "/"

@@ -30,7 +30,7 @@
 use crate::Limits;
 use crate::paths::{
     check_workspace_path, glob_set, is_glob_segment, is_under, join_lexically, name_text,
-    output_root,
+    output_root, shown,
 };
 use globset::GlobSet;
 use std::collections::HashMap;
@@ -348,7 +348,7 @@ impl StagedView {
                         let at = e.path().unwrap_or(dir);
                         let rel = at.strip_prefix(dir).unwrap_or(at);
                         violations.push(Violation::Unreadable {
-                            path: join_lexically(root, &rel.to_string_lossy()),
+                            path: shown(&join_lexically(root, &rel.to_string_lossy())),
                             why: e
                                 .io_error()
                                 .map(|io| io.to_string())
@@ -441,7 +441,7 @@ fn guest_path(root: &str, rel: &Path, violations: &mut Vec<Violation>) -> Option
             Ok(n) => names.push(n),
             Err(why) => {
                 violations.push(Violation::BadName {
-                    path: join_lexically(root, &rel.to_string_lossy()),
+                    path: format!("{:?}", shown(&join_lexically(root, &rel.to_string_lossy()))),
                     why: why.to_string(),
                 });
                 return None;
@@ -451,7 +451,7 @@ fn guest_path(root: &str, rel: &Path, violations: &mut Vec<Violation>) -> Option
     let guest = join_lexically(root, &names.join("/"));
     if let Err(why) = check_workspace_path(&guest) {
         violations.push(Violation::BadName {
-            path: format!("{guest:?}"),
+            path: format!("{:?}", shown(&guest)),
             why: why.to_string(),
         });
         return None;

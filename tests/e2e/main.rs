@@ -15,6 +15,7 @@ mod examples;
 mod faults;
 mod foreign_guest;
 mod graph_query;
+mod hardening;
 mod load_errors;
 mod modules;
 mod output;

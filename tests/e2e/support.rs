@@ -57,7 +57,7 @@ impl Ws {
     /// `wask ARGS` in the workspace root, not yet started: for tests that signal it
     /// or run several at once.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wask"));
+        let mut cmd = Command::new(wask_binary());
         cmd.current_dir(&self.root)
             .args(args)
             .env_remove("WASK_CACHE_DIR")
@@ -78,6 +78,14 @@ impl Ws {
             .unwrap_or(serde_json::Value::Null);
         (run, json)
     }
+}
+
+/// The binary under test: this build's `wask`, or `WASK_TEST_BINARY` (to show that a
+/// test fails against an older build, as the hardening suite's tests do).
+pub fn wask_binary() -> std::path::PathBuf {
+    std::env::var_os("WASK_TEST_BINARY")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_wask").into())
 }
 
 /// The output of one `wask` invocation.

@@ -73,7 +73,8 @@ pub fn cache(directory: Option<PathBuf>, command: CacheCommand) -> Result<i32, C
             );
             if !report.left.is_empty() {
                 println!(
-                    "left {} not made by wask: {}",
+                    "left {} {} not made by wask: {}",
+                    report.left.len(),
                     plural(report.left.len() as u64, "name", "names"),
                     report.left.join(", ")
                 );

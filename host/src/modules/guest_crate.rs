@@ -227,6 +227,9 @@ fn read_by_the_build(dep_info: &Path, covered: &[PathBuf]) -> Vec<(PathBuf, [u8;
     }
     files
         .into_iter()
+        // Dep-info paths are as rustc saw them (`src/../../shared/x`): resolved first,
+        // or a file outside the crate would pass for one inside it.
+        .map(|p| p.canonicalize().unwrap_or(p))
         .filter(|p| !covered.iter().any(|d| p.starts_with(d)))
         .map(|p| {
             let digest = std::fs::read(&p)

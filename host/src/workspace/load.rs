@@ -123,12 +123,16 @@ enum Amount {
     Text(String),
 }
 
+/// Per-task `limits = { ... }`; `[sandbox]` takes the same keys as defaults.
 #[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     memory: Option<Spanned<Amount>>,
     timeout: Option<Spanned<Amount>>,
     output: Option<Spanned<Amount>>,
+    outputs_size: Option<Spanned<Amount>>,
+    outputs_count: Option<Spanned<Amount>>,
+    module_size: Option<Spanned<Amount>>,
 }
 
 #[derive(Deserialize)]
@@ -160,8 +164,24 @@ struct RawSandbox {
     memory: Option<Spanned<Amount>>,
     timeout: Option<Spanned<Amount>>,
     output: Option<Spanned<Amount>>,
+    outputs_size: Option<Spanned<Amount>>,
+    outputs_count: Option<Spanned<Amount>>,
+    module_size: Option<Spanned<Amount>>,
     clock: Option<Spanned<String>>,
     epoch: Option<Spanned<u64>>,
+}
+
+impl RawSandbox {
+    fn limits(&self) -> RawLimits {
+        RawLimits {
+            memory: self.memory.clone(),
+            timeout: self.timeout.clone(),
+            output: self.output.clone(),
+            outputs_size: self.outputs_size.clone(),
+            outputs_count: self.outputs_count.clone(),
+            module_size: self.module_size.clone(),
+        }
+    }
 }
 
 /// Finds the workspace root (WS-001): the nearest directory at or above `start` whose
@@ -412,6 +432,31 @@ impl Loader {
             .ok()
     }
 
+    /// `base` with what `raw` sets: the one merge of `[sandbox]` defaults and a task's
+    /// `limits`.
+    fn limits(&mut self, file: FileId, base: Limits, raw: &RawLimits) -> Limits {
+        let mut l = base;
+        if let Some(m) = self.amount_size(file, &raw.memory) {
+            l.memory_bytes = m;
+        }
+        if let Some(t) = self.amount_duration(file, &raw.timeout) {
+            l.timeout = t;
+        }
+        if let Some(o) = self.amount_size(file, &raw.output) {
+            l.output_bytes = usize::try_from(o).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = self.amount_size(file, &raw.outputs_size) {
+            l.outputs_size = n;
+        }
+        if let Some(n) = self.amount_size(file, &raw.outputs_count) {
+            l.outputs_count = n;
+        }
+        if let Some(n) = self.amount_size(file, &raw.module_size) {
+            l.module_bytes = n;
+        }
+        l
+    }
+
     fn clock(
         &mut self,
         file: FileId,
@@ -526,15 +571,7 @@ impl Loader {
         }
         if let Some(sb) = &raw.sandbox {
             let sb = sb.get_ref();
-            if let Some(m) = self.amount_size(file, &sb.memory) {
-                s.limits.memory_bytes = m;
-            }
-            if let Some(t) = self.amount_duration(file, &sb.timeout) {
-                s.limits.timeout = t;
-            }
-            if let Some(o) = self.amount_size(file, &sb.output) {
-                s.limits.output_bytes = o as usize;
-            }
+            s.limits = self.limits(file, s.limits, &sb.limits());
             s.clock = self.clock(file, &sb.clock, ClockSetting::Fixed);
             if let Some(e) = &sb.epoch {
                 s.epoch_seconds = *e.get_ref();
@@ -972,17 +1009,7 @@ impl Loader {
         env_from_host.sort();
         env_from_host.dedup();
 
-        let limits = raw.limits.unwrap_or_default();
-        let mut task_limits = self.default_limits;
-        if let Some(m) = self.amount_size(file, &limits.memory) {
-            task_limits.memory_bytes = m;
-        }
-        if let Some(t) = self.amount_duration(file, &limits.timeout) {
-            task_limits.timeout = t;
-        }
-        if let Some(o) = self.amount_size(file, &limits.output) {
-            task_limits.output_bytes = o as usize;
-        }
+        let task_limits = self.limits(file, self.default_limits, &raw.limits.unwrap_or_default());
         let clock = self.clock(file, &raw.clock, self.default_clock);
         let (module, module_spec) = module?;
         Some(TaskDef {

@@ -67,6 +67,14 @@ mod wasi {
         pub fn fd_read(fd: u32, iovs: *const Iovec, n: usize, nread: *mut usize) -> u16;
         #[link_name = "fd_write"]
         pub fn fd_write(fd: u32, iovs: *const Ciovec, n: usize, nwritten: *mut usize) -> u16;
+        #[link_name = "fd_pwrite"]
+        pub fn fd_pwrite(
+            fd: u32,
+            iovs: *const Ciovec,
+            n: usize,
+            offset: u64,
+            nwritten: *mut usize,
+        ) -> u16;
         #[link_name = "fd_close"]
         pub fn fd_close(fd: u32) -> u16;
         #[link_name = "fd_readdir"]
@@ -1395,6 +1403,230 @@ fn attack(name: &str, params: &str, pre: &[Preopen]) -> Report {
                     Ok(()) => r.note(format!("put {} bytes at {path}", text.len())),
                     Err(e) => r.note(format!("{path}: {e}")),
                 }
+            }
+        }
+
+        // -- limits, and what the host's file system shows (the hardening suite) --
+        "sleep" => {
+            // A sleep of NS nanoseconds (poll_oneoff on one clock); `max` for u64::MAX.
+            let ns = if params == "max" { u64::MAX } else { params.parse().unwrap_or(0) };
+            let before = clock(wasi::CLOCK_MONOTONIC).unwrap_or(0);
+            std::thread::sleep(std::time::Duration::from_nanos(ns));
+            let after = clock(wasi::CLOCK_MONOTONIC).unwrap_or(0);
+            r.note(format!("slept; monotonic advanced {} ns", after.saturating_sub(before)));
+        }
+        "fill" => {
+            // PATH|BYTES: writes BYTES bytes to PATH in 1 MiB writes.
+            if let Some((path, n)) = params.split_once('|') {
+                let total: u64 = n.parse().unwrap_or(0);
+                let chunk = vec![b'x'; 1 << 20];
+                let written = std::fs::File::create(path).and_then(|mut f| {
+                    let mut done = 0u64;
+                    while done < total {
+                        let n = (total - done).min(chunk.len() as u64) as usize;
+                        f.write_all(&chunk[..n])?;
+                        done += n as u64;
+                    }
+                    Ok(done)
+                });
+                r.note(format!("fill {path}: {written:?}"));
+            }
+        }
+        "sparse" => {
+            // PATH|BYTES: a file of BYTES bytes that holds almost nothing on disk.
+            if let Some((path, n)) = params.split_once('|') {
+                let len: u64 = n.parse().unwrap_or(0);
+                let set = std::fs::File::create(path).and_then(|f| f.set_len(len));
+                r.note(format!("sparse {path}: {set:?}"));
+            }
+        }
+        "pwrite-far" => {
+            // PATH|OFFSET: one byte written at OFFSET.
+            if let Some((path, n)) = params.split_once('|') {
+                use std::os::fd::AsRawFd;
+                let at: u64 = n.parse().unwrap_or(0);
+                let wrote = std::fs::File::create(path).map(|f| {
+                    let byte = [b'x'];
+                    let iov = wasi::Ciovec {
+                        buf: byte.as_ptr(),
+                        len: 1,
+                    };
+                    let mut done = 0usize;
+                    // SAFETY: one iovec over `byte`; the fd is the open file's.
+                    let e = unsafe { wasi::fd_pwrite(f.as_raw_fd() as u32, &iov, 1, at, &mut done) };
+                    (e, done)
+                });
+                r.note(format!("pwrite {path} at {at}: {wrote:?}"));
+            }
+        }
+        "many-files" | "many-dirs" => {
+            // DIR|N: N files (or directories) in DIR.
+            if let Some((dir, n)) = params.split_once('|') {
+                let n: u64 = n.parse().unwrap_or(0);
+                let _ = std::fs::create_dir_all(dir);
+                let mut made = 0;
+                for i in 0..n {
+                    let p = format!("{dir}/e{i}");
+                    let ok = if name == "many-files" {
+                        std::fs::write(&p, b"x").is_ok()
+                    } else {
+                        std::fs::create_dir(&p).is_ok()
+                    };
+                    if !ok {
+                        break;
+                    }
+                    made += 1;
+                }
+                r.note(format!("{name}: made {made} of {n}"));
+            }
+        }
+        "link-bomb" => {
+            // PATH|N: a 1 MiB file and N more names for it.
+            if let Some((path, n)) = params.split_once('|') {
+                let n: u64 = n.parse().unwrap_or(0);
+                let _ = std::fs::write(path, vec![b'x'; 1 << 20]);
+                let mut made = 0;
+                for i in 0..n {
+                    if std::fs::hard_link(path, format!("{path}.{i}")).is_err() {
+                        break;
+                    }
+                    made += 1;
+                }
+                r.note(format!("link-bomb: {made} links"));
+            }
+        }
+        "meta" => {
+            // What the file system says of each path beyond its bytes: printed whole so
+            // two runs can be compared.
+            for path in list(params) {
+                let Some((p, rel)) = owner(pre, &path) else {
+                    r.note(format!("{path}: no preopen"));
+                    continue;
+                };
+                let mut buf = [0u8; 64];
+                // SAFETY: `buf` is the 64-byte filestat the call fills.
+                let e = unsafe {
+                    wasi::path_filestat_get(
+                        p.fd,
+                        wasi::LOOKUP_FOLLOW,
+                        rel.as_ptr(),
+                        rel.len(),
+                        buf.as_mut_ptr(),
+                    )
+                };
+                let word = |at: usize| u64::from_le_bytes(buf[at..at + 8].try_into().unwrap());
+                r.note(format!(
+                    "{path}: errno {e} dev {} ino {} type {} nlink {} size {} atim {} mtim {} ctim {}",
+                    word(0),
+                    word(8),
+                    buf[16],
+                    word(24),
+                    word(32),
+                    word(40),
+                    word(48),
+                    word(56)
+                ));
+            }
+            r.notes = vec![r.notes.join(" | ")];
+        }
+        "argv0" => {
+            r.note(format!("argv[0] is {:?}", std::env::args().next()));
+        }
+        "nest-open" => {
+            // DIR|N: a link `x` to `.` in DIR, then x opened from itself N times: a path
+            // that grows with every open while the directory stays the same.
+            if let Some((dir, n)) = params.split_once('|') {
+                let n: u32 = n.parse().unwrap_or(0);
+                let _ = std::fs::create_dir_all(dir);
+                let Some((p, rel)) = owner(pre, dir) else {
+                    return r;
+                };
+                let _ = symlink_raw(".", p.fd, &format!("{rel}/x"));
+                // Directories are opened with the rights a directory may have.
+                let rights = wasi::RIGHTS_ALL & !(wasi::RIGHT_FD_READ | wasi::RIGHT_FD_WRITE);
+                let mut opened = 0;
+                match open_raw(p.fd, &rel, wasi::O_DIRECTORY, rights, 0, true) {
+                    Ok(mut fd) => {
+                        for _ in 0..n {
+                            match open_raw(fd, "x", wasi::O_DIRECTORY, rights, 0, true) {
+                                Ok(next) => {
+                                    close(fd);
+                                    fd = next;
+                                    opened += 1;
+                                }
+                                Err(e) => {
+                                    r.note(format!("nested open {opened}: errno {e}"));
+                                    break;
+                                }
+                            }
+                        }
+                        close(fd);
+                    }
+                    Err(e) => r.note(format!("open {dir}: errno {e}")),
+                }
+                let _ = unlink_raw(p.fd, &format!("{rel}/x"));
+                r.note(format!("nest-open: {opened} nested opens"));
+            }
+        }
+        "open-many" => {
+            // PATH|N: PATH opened N times, never closed.
+            if let Some((path, n)) = params.split_once('|') {
+                let n: u32 = n.parse().unwrap_or(0);
+                let mut held = Vec::new();
+                let mut first_error = None;
+                for _ in 0..n {
+                    match std::fs::File::open(path) {
+                        Ok(f) => held.push(f),
+                        Err(e) => {
+                            first_error = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+                r.note(format!("open-many: {} open, then {first_error:?}", held.len()));
+            }
+        }
+        "odd-name" => {
+            // DIR: a file whose name holds a newline, as outputs.
+            let path = format!("{params}/line\nbreak.out");
+            r.note(format!("odd-name: {:?}", std::fs::write(&path, b"x").map_err(|e| e.to_string())));
+        }
+        "deep-path" => {
+            // DIR|DEPTH: DEPTH nested directories of 200-byte names, each made from a
+            // descriptor on the one above (so no call ever names a long path), and a
+            // file at the bottom.
+            if let Some((dir, n)) = params.split_once('|') {
+                let n: usize = n.parse().unwrap_or(0);
+                let _ = std::fs::create_dir_all(dir);
+                let Some((p, rel)) = owner(pre, dir) else {
+                    return r;
+                };
+                let rights = wasi::RIGHTS_ALL & !(wasi::RIGHT_FD_READ | wasi::RIGHT_FD_WRITE);
+                let seg = "d".repeat(200);
+                let mut fd = match open_raw(p.fd, &rel, wasi::O_DIRECTORY, rights, 0, true) {
+                    Ok(fd) => fd,
+                    Err(e) => {
+                        r.note(format!("open {dir}: errno {e}"));
+                        return r;
+                    }
+                };
+                let mut depth = 0;
+                for _ in 0..n {
+                    if mkdir_raw(fd, &seg).is_err() {
+                        break;
+                    }
+                    match open_raw(fd, &seg, wasi::O_DIRECTORY, rights, 0, true) {
+                        Ok(next) => {
+                            close(fd);
+                            fd = next;
+                            depth += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let file = open_raw(fd, "f.out", wasi::O_CREAT, wasi::RIGHTS_ALL, 0, true).map(close);
+                close(fd);
+                r.note(format!("deep-path: {depth} levels, then {file:?}"));
             }
         }
 
