@@ -763,3 +763,86 @@ fn compiled_artifacts_cannot_be_forged_or_swapped() {
         CodeSource::RecompiledAfterTamper
     );
 }
+
+// Inputs are staged as the bytes their key was derived from (the hardening suite, class 12).
+
+#[test]
+fn an_input_that_changes_after_it_was_hashed_is_never_staged_or_trusted() {
+    let f = Fixture::new();
+    // Changed between hashing and staging: a link would share the new bytes; refused.
+    let input = f.input("/app/a.txt");
+    std::fs::write(f.ws("app/a.txt"), "edited after hashing\n").unwrap();
+    let staged = StagedView::stage(
+        &ViewSpec {
+            inputs: std::slice::from_ref(&input),
+            outputs: &[],
+            task_json: b"{}",
+            hash: &blake3_of,
+        },
+        &f.dir.path().join("scratch"),
+    );
+    assert!(
+        matches!(staged, Err(wask_runtime::view::StageError::InputChanged(ref p)) if p == "/app/a.txt"),
+        "{:?}",
+        staged.err()
+    );
+    // Changed while the task runs: the staged link shares the edit, and it is found.
+    let input = f.input("/app/a.txt");
+    let view = f.stage(std::slice::from_ref(&input), &[]);
+    assert!(view.changed_inputs(&blake3_of).is_empty());
+    use std::io::Write;
+    std::fs::File::options()
+        .append(true)
+        .open(f.ws("app/a.txt"))
+        .unwrap()
+        .write_all(b"more")
+        .unwrap();
+    assert_eq!(view.changed_inputs(&blake3_of), ["/app/a.txt"]);
+    // Replaced by a new file (an editor's atomic save): the guest saw the hashed bytes.
+    let input = f.input("/app/a.txt");
+    let view = f.stage(std::slice::from_ref(&input), &[]);
+    std::fs::write(f.dir.path().join("new"), "replacement\n").unwrap();
+    std::fs::rename(f.dir.path().join("new"), f.ws("app/a.txt")).unwrap();
+    assert!(view.changed_inputs(&blake3_of).is_empty());
+}
+
+/// A module of `functions` large functions: slow to compile.
+fn slow_module(functions: usize) -> Vec<u8> {
+    let body =
+        "local.get 0 local.get 1 i32.add local.tee 0 local.get 1 i32.mul local.set 1 ".repeat(400);
+    let funcs: String = (0..functions)
+        .map(|i| format!("(func $f{i} (param i32 i32) (result i32) {body} local.get 0)"))
+        .collect();
+    wat::parse_str(format!(
+        "(module (memory (export \"memory\") 1) {funcs} (func (export \"_start\")))"
+    ))
+    .unwrap()
+}
+
+// SANDBOX-006: compiling counts against the deadline and stops on cancel.
+
+#[test]
+fn compiling_stops_at_the_deadline_and_on_cancel() {
+    let f = Fixture::new();
+    let wasm = slow_module(600);
+    let soon = std::time::Instant::now() + Duration::from_millis(50);
+    assert!(matches!(
+        f.sandbox.load(&wasm, &Limits::default(), soon),
+        Err(Failure::CompileTimeout(_))
+    ));
+    let small = Limits {
+        module_bytes: 1000,
+        ..Limits::default()
+    };
+    assert!(matches!(
+        f.sandbox.load(&wasm, &small, far()),
+        Err(Failure::ModuleTooLarge { limit: 1000, .. })
+    ));
+    f.sandbox.cancel();
+    assert_eq!(
+        f.sandbox
+            .load(&wasm, &Limits::default(), far())
+            .unwrap_err(),
+        Failure::Cancelled
+    );
+}

@@ -460,6 +460,85 @@ const CATALOGUE: &[Attempt] = &[
     guest("clock-cputime", &["clock-cputime"], Held),
     guest("clock-across-sleep", &["clock-sleep"], Held),
     guest("randomness", &["random"], Held),
+    // --- what the host's file system shows besides bytes (run twice, compared) ---
+    guest("clock-sleep-is-virtual", &["sleep:20000000000"], Held),
+    guest("clock-sleep-forever-is-virtual", &["sleep:max"], Held),
+    guest(
+        "clock-file-metadata",
+        &["meta:/app/in/a.txt,/app/in,/app,/.wask/task.json,/,/app/out,/app/out/copied.txt"],
+        Held,
+    ),
+    guest("clock-listing-order", &["ls:/app/in,/app,/,/app/out"], Held),
+    guest("clock-argv0", &["argv0"], Held),
+    // --- writes without bound (stopped while the task runs) ---
+    guest(
+        "file-bomb-sparse",
+        &["sparse:/app/out/sparse.out|1099511627776"],
+        Fails("outputs size limit"),
+    ),
+    guest(
+        "file-bomb-far-write",
+        &["pwrite-far:/app/out/far.out|1099511627776"],
+        Fails("outputs size limit"),
+    ),
+    guest(
+        "file-bomb-hard-links",
+        &["link-bomb:/app/out/l.out|5000"],
+        Fails("outputs size limit"),
+    ),
+    guest("descriptor-hoard", &["open-many:/app/in/a.txt|5000"], Held),
+    guest("nested-opens", &["nest-open:/app/out/nest|20000"], Held),
+    // --- outputs where other programs act on them ---
+    host(
+        "output-into-git-metadata",
+        &["put:/app/out/.git/config|[core]\n\thooksPath = /tmp\n", RESULT],
+        INPUTS,
+        &["out/**"],
+        Fails("version-control metadata"),
+    ),
+    host(
+        "output-onto-a-wask-toml",
+        &["put:/app/out/wask.toml|[workspace]\n", RESULT],
+        INPUTS,
+        &["out/**"],
+        Fails("is a wask.toml"),
+    ),
+    host(
+        "output-onto-its-own-module",
+        &[],
+        INPUTS,
+        &["/tools/*.wasm"],
+        Rejected("matches the module /tools/hostile.wasm"),
+    ),
+    host(
+        "output-glob-over-the-project",
+        &[],
+        INPUTS,
+        &["**"],
+        Rejected("holds the project directory /app"),
+    ),
+    host(
+        "output-onto-an-existing-file",
+        &["put:/app/out/existing.out|replaced\n", RESULT],
+        &["in/a.txt"],
+        OUTPUTS,
+        Fails(NOT_WRITTEN_BY_IT),
+    ),
+    // --- names wask cannot keep ---
+    host(
+        "output-name-with-a-newline",
+        &["odd-name:/app/out", RESULT],
+        INPUTS,
+        &["out/**"],
+        Fails("which wask cannot keep: paths cannot contain control characters"),
+    ),
+    host(
+        "output-path-too-long",
+        &["deep-path:/app/out|25", RESULT],
+        INPUTS,
+        &["out/**"],
+        Fails("paths are at most 4096 bytes"),
+    ),
 ];
 
 /// Attempts run by their own test in a fresh workspace each (they aim at the cache,
@@ -505,6 +584,10 @@ fn bait() -> Bait {
     ws.write("app/in/a.txt", "public a\n");
     ws.write("app/in/b.txt", "public b\n");
     ws.write("app/out/copied.txt", "public copied\n");
+    ws.write(
+        "app/out/existing.out",
+        "written by someone, not by a task\n",
+    );
     ws.write("app/secret.txt", "TOPSECRET app\n");
     ws.write("app/in/secret.txt", "TOPSECRET next to the inputs\n");
     ws.write("secret.txt", "TOPSECRET at the root\n");

@@ -110,24 +110,49 @@ fn outputs_never_land_where_another_program_acts_on_them() {
     let crate_task = "[tasks.built]\nmodule = { crate = \"/plugins/g\" }\n\n";
     let uses = "[tasks.uses]\nmodule = \"/tools/probe.wasm\"\n\n";
     let declared: &[(&str, &str)] = &[
-        ("/plugins/g/build.rs", "is read by cargo when wask builds the guest crate /plugins/g"),
-        ("/.cargo/config.toml", "is read by cargo when wask builds the guest crate /plugins/g"),
+        (
+            "/plugins/g/build.rs",
+            "is read by cargo when wask builds the guest crate /plugins/g",
+        ),
+        (
+            "/.cargo/config.toml",
+            "is read by cargo when wask builds the guest crate /plugins/g",
+        ),
         ("/rust-toolchain.toml", "is read by cargo"),
         ("/plugins/Cargo.toml", "is read by cargo"),
-        ("/.git/hooks/pre-commit", "version-control metadata (`.git`)"),
-        ("/vendor/lib/.git/config", "version-control metadata (`.git`)"),
+        (
+            "/.git/hooks/pre-commit",
+            "version-control metadata (`.git`)",
+        ),
+        (
+            "/vendor/lib/.git/config",
+            "version-control metadata (`.git`)",
+        ),
         ("/sub/wask.toml", "is a wask.toml"),
         ("/tools/probe.wasm", "is the module of p:uses"),
-        ("/tools/p*.wasm", "matches the module /tools/probe.wasm of p:uses"),
-        ("/**", "is a glob over /, which holds the project directory /"),
-        ("*.txt", "is a glob over /, which holds the project directory /"),
+        (
+            "/tools/p*.wasm",
+            "matches the module /tools/probe.wasm of p:uses",
+        ),
+        (
+            "/**",
+            "is a glob over /, which holds the project directory /",
+        ),
+        (
+            "*.txt",
+            "is a glob over /, which holds the project directory /",
+        ),
         ("/.git/**", "version-control metadata"),
         ("/plugins/g/src/**", "is read by cargo"),
     ];
     for (output, why) in declared {
         let ws = workspace(&format!(
             "{crate_task}{uses}{}",
-            hostile("attacker", &[], &format!("outputs = [{}]", toml_string(output)))
+            hostile(
+                "attacker",
+                &[],
+                &format!("outputs = [{}]", toml_string(output))
+            )
         ));
         guest_crate(&ws, "plugins/g", "fn main() {}");
         refused_at_load(&ws.wask(&["check"]), why);
@@ -136,7 +161,11 @@ fn outputs_never_land_where_another_program_acts_on_them() {
     // Globs that pass load, and the paths under them no task may write.
     let collected: &[(&str, &str, &str)] = &[
         ("/plugins/**", "/plugins/g/build.rs", "is read by cargo"),
-        ("/plugins/**", "/plugins/.cargo/config.toml", "is read by cargo"),
+        (
+            "/plugins/**",
+            "/plugins/.cargo/config.toml",
+            "is read by cargo",
+        ),
         ("out/**", "/out/.git/config", "version-control metadata"),
         ("out/**", "/out/sub/wask.toml", "is a wask.toml"),
     ];
@@ -153,8 +182,14 @@ fn outputs_never_land_where_another_program_acts_on_them() {
         let before = std::fs::read(ws.path("plugins/g/src/main.rs")).unwrap();
         let (run, r) = run_task(&ws, "p:attacker", &[]);
         fails_with(&run, &r, why);
-        assert!(!ws.path(path.trim_start_matches('/')).exists(), "{path} was written");
-        assert_eq!(std::fs::read(ws.path("plugins/g/src/main.rs")).unwrap(), before);
+        assert!(
+            !ws.path(path.trim_start_matches('/')).exists(),
+            "{path} was written"
+        );
+        assert_eq!(
+            std::fs::read(ws.path("plugins/g/src/main.rs")).unwrap(),
+            before
+        );
         assert_eq!(entries(&ws), 0, "nothing stored for {path}");
     }
 
@@ -177,16 +212,26 @@ fn outputs_never_replace_files_their_task_did_not_write() {
     ws.write("src/Makefile", "all:\n\tcc main.c\n");
     ws.write("src/package.json", "{\"scripts\": {}}\n");
     let (run, r) = run_task(&ws, "p:gen", &[]);
-    fails_with(&run, &r, "/src/Makefile exists and was not written by p:gen");
+    fails_with(
+        &run,
+        &r,
+        "/src/Makefile exists and was not written by p:gen",
+    );
     assert_eq!(ws.read("src/Makefile"), b"all:\n\tcc main.c\n");
 
     // A file that already holds the task's bytes is taken over; from then on the task
     // owns it and may change it.
     set_tasks(&ws, &task(&["put:/src/package.json|{\"scripts\": {}}\n"]));
     run_task(&ws, "p:gen", &[]).0.expect_code(0);
-    set_tasks(&ws, &task(&["put:/src/package.json|{\"scripts\": {\"x\": \"y\"}}\n"]));
+    set_tasks(
+        &ws,
+        &task(&["put:/src/package.json|{\"scripts\": {\"x\": \"y\"}}\n"]),
+    );
     run_task(&ws, "p:gen", &[]).0.expect_code(0);
-    assert_eq!(ws.read("src/package.json"), b"{\"scripts\": {\"x\": \"y\"}}\n");
+    assert_eq!(
+        ws.read("src/package.json"),
+        b"{\"scripts\": {\"x\": \"y\"}}\n"
+    );
 }
 
 // ---- 2 and 3. The guest crate build ---------------------------------------------------
@@ -210,7 +255,10 @@ fn a_guest_crate_is_rebuilt_when_anything_its_build_reads_changes() {
     );
     ws.write("plugins/inc/.data/inside.txt", "inside 1\n");
     ws.write("shared/outside.txt", "outside 1\n");
-    let env = [("RUSTFLAGS", "--cfg wask_evil"), ("WASK_BUILD_SECRET", "leaked")];
+    let env = [
+        ("RUSTFLAGS", "--cfg wask_evil"),
+        ("WASK_BUILD_SECRET", "leaked"),
+    ];
     let show = |expect: &[&str]| {
         let (run, r) = run_task(&ws, "p:show", &env);
         run.expect_code(0);
@@ -222,16 +270,45 @@ fn a_guest_crate_is_rebuilt_when_anything_its_build_reads_changes() {
         assert_eq!(lines, expect, "{}", run.stderr());
         r
     };
-    show(&["inside 1", "outside 1", "rustflags-cfg=false", "build-env=absent"]);
+    show(&[
+        "inside 1",
+        "outside 1",
+        "rustflags-cfg=false",
+        "build-env=absent",
+    ]);
     ws.write("plugins/inc/.data/inside.txt", "inside 2\n");
-    show(&["inside 2", "outside 1", "rustflags-cfg=false", "build-env=absent"]);
+    show(&[
+        "inside 2",
+        "outside 1",
+        "rustflags-cfg=false",
+        "build-env=absent",
+    ]);
     ws.write("shared/outside.txt", "outside 2\n");
-    let r = show(&["inside 2", "outside 2", "rustflags-cfg=false", "build-env=absent"]);
+    let r = show(&[
+        "inside 2",
+        "outside 2",
+        "rustflags-cfg=false",
+        "build-env=absent",
+    ]);
     assert_eq!(r["source"], "fresh");
     // Unchanged: the built module is reused, and so is the task's entry.
-    assert_eq!(show(&["inside 2", "outside 2", "rustflags-cfg=false", "build-env=absent"])["source"], "cache");
-    assert!(ws.path(".wask/build").is_dir(), "cargo's target directory is the workspace's");
-    assert!(!ws.path(".wask/cache/build").exists(), "and not in the cache");
+    assert_eq!(
+        show(&[
+            "inside 2",
+            "outside 2",
+            "rustflags-cfg=false",
+            "build-env=absent"
+        ])["source"],
+        "cache"
+    );
+    assert!(
+        ws.path(".wask/build").is_dir(),
+        "cargo's target directory is the workspace's"
+    );
+    assert!(
+        !ws.path(".wask/cache/build").exists(),
+        "and not in the cache"
+    );
 }
 
 /// Class 3: a module built from a guest crate is kept in the cache under a MAC of this
@@ -239,8 +316,14 @@ fn a_guest_crate_is_rebuilt_when_anything_its_build_reads_changes() {
 /// module the sources built to) never gets their module run as the task.
 #[test]
 fn a_built_module_replaced_in_the_cache_is_never_run() {
-    let ws = workspace("[tasks.show]\nmodule = { crate = \"/plugins/real\" }\nenv.set = { TOKEN = \"secret\" }\n");
-    guest_crate(&ws, "plugins/real", "fn main() { println!(\"genuine\"); }\n");
+    let ws = workspace(
+        "[tasks.show]\nmodule = { crate = \"/plugins/real\" }\nenv.set = { TOKEN = \"secret\" }\n",
+    );
+    guest_crate(
+        &ws,
+        "plugins/real",
+        "fn main() { println!(\"genuine\"); }\n",
+    );
     let genuine = |run: &Run| run.stdout().contains("[p:show] genuine");
     let (run, _) = run_task(&ws, "p:show", &[]);
     assert!(genuine(&run), "{}", run.stderr());
@@ -264,14 +347,22 @@ fn a_built_module_replaced_in_the_cache_is_never_run() {
         std::fs::write(e.path(), contents).unwrap();
     }
     // The task's own entry goes too, so it must run its module again.
-    for e in walkdir::WalkDir::new(ws.path(".wask/cache")).into_iter().flatten() {
+    for e in walkdir::WalkDir::new(ws.path(".wask/cache"))
+        .into_iter()
+        .flatten()
+    {
         if e.file_name() == "manifest.json" {
             std::fs::remove_dir_all(e.path().parent().unwrap()).unwrap();
         }
     }
     let (run, r) = run_task(&ws, "p:show", &[]);
     assert_eq!(r["state"], "succeeded");
-    assert!(genuine(&run), "the forged module ran\n{}{}", run.stdout(), run.stderr());
+    assert!(
+        genuine(&run),
+        "the forged module ran\n{}{}",
+        run.stdout(),
+        run.stderr()
+    );
 }
 
 // ---- 4. A forged entry restored onto a declared input -------------------------------
@@ -294,7 +385,11 @@ fn a_forged_entry_never_restores_onto_a_declared_input() {
         serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
     let forged = b"FORGED over the input\n";
     let hash = blake3::hash(forged).to_hex().to_string();
-    std::fs::write(manifest_path.parent().unwrap().join("blobs").join(&hash), forged).unwrap();
+    std::fs::write(
+        manifest_path.parent().unwrap().join("blobs").join(&hash),
+        forged,
+    )
+    .unwrap();
     let mut extra = m["outputs"][0].clone();
     extra["path"] = "/data/in.txt".into();
     extra["hash"] = hash.into();
@@ -306,7 +401,8 @@ fn a_forged_entry_never_restores_onto_a_declared_input() {
     run.expect_code(0);
     assert_eq!(r["source"], "fresh", "the forged entry is a miss");
     assert!(
-        run.stderr().contains("\"/data/in.txt\", which is a declared input of the task"),
+        run.stderr()
+            .contains("\"/data/in.txt\", which is a declared input of the task"),
         "{}",
         run.stderr()
     );
@@ -359,7 +455,13 @@ fn cache_housekeeping_never_deletes_a_directory_wask_did_not_make() {
             &["run", "p:t"],
         ] {
             let run = ws.wask_env(args, &env);
-            assert_eq!(run.code(), 2, "{how} {args:?}: {}{}", run.stdout(), run.stderr());
+            assert_eq!(
+                run.code(),
+                2,
+                "{how} {args:?}: {}{}",
+                run.stdout(),
+                run.stderr()
+            );
             assert!(
                 run.stderr().contains("is not a wask cache directory"),
                 "{how} {args:?}: {}",
@@ -370,13 +472,26 @@ fn cache_housekeeping_never_deletes_a_directory_wask_did_not_make() {
     }
 
     // Inside wask's own cache, what wask did not make is left and named.
-    ws.write("wask.toml", format!("[workspace]\n\n[project]\nname = \"p\"\n\n{good}"));
+    ws.write(
+        "wask.toml",
+        format!("[workspace]\n\n[project]\nname = \"p\"\n\n{good}"),
+    );
     run_task(&ws, "p:t", &[]).0.expect_code(0);
     ws.write(".wask/cache/notes.txt", "mine");
     let clear = ws.wask(&["cache", "clear"]);
     clear.expect_code(0);
-    assert!(clear.stdout().contains("removed 1 entries"), "{}", clear.stdout());
-    assert!(clear.stdout().contains("left 1 name not made by wask: notes.txt"), "{}", clear.stdout());
+    assert!(
+        clear.stdout().contains("removed 1 entries"),
+        "{}",
+        clear.stdout()
+    );
+    assert!(
+        clear
+            .stdout()
+            .contains("left 1 name not made by wask: notes.txt"),
+        "{}",
+        clear.stdout()
+    );
     assert_eq!(ws.read(".wask/cache/notes.txt"), b"mine");
     assert_eq!(entries(&ws), 0);
 }
@@ -392,13 +507,31 @@ fn a_sleep_ends_at_the_deadline_or_is_virtual() {
     for ns in ["20000000000", "max"] {
         let tasks = format!(
             "{}{}",
-            hostile("fixed", &[&format!("sleep:{ns}")], "limits = { timeout = \"2s\" }"),
-            hostile("host", &[&format!("sleep:{ns}")], "limits = { timeout = \"1s\" }\nclock = \"host\"")
+            hostile(
+                "fixed",
+                &[&format!("sleep:{ns}")],
+                "limits = { timeout = \"2s\" }"
+            ),
+            hostile(
+                "host",
+                &[&format!("sleep:{ns}")],
+                "limits = { timeout = \"1s\" }\nclock = \"host\""
+            )
         );
         let ws = workspace(&tasks);
         let (run, r) = run_task(&ws, "p:fixed", &[]);
-        assert_eq!(r["state"], "succeeded", "{ns}: {}{}", run.stdout(), run.stderr());
-        assert!(run.stdout().contains("held sleep slept"), "{}", run.stdout());
+        assert_eq!(
+            r["state"],
+            "succeeded",
+            "{ns}: {}{}",
+            run.stdout(),
+            run.stderr()
+        );
+        assert!(
+            run.stdout().contains("held sleep slept"),
+            "{}",
+            run.stdout()
+        );
         let (run, r) = run_task(&ws, "p:host", &[]);
         fails_with(&run, &r, "exceeded its timeout of 1s");
     }
@@ -419,7 +552,10 @@ fn a_sleep_ends_at_the_deadline_or_is_virtual() {
     let mut line = String::new();
     while !line.contains("held argv0") {
         line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the guest never started");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the guest never started"
+        );
     }
     std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -430,7 +566,10 @@ fn a_sleep_ends_at_the_deadline_or_is_virtual() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "a sleeping guest held off Ctrl-C");
+        assert!(
+            Instant::now() < deadline,
+            "a sleeping guest held off Ctrl-C"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(130));
@@ -464,11 +603,18 @@ fn the_memory_limit_holds_over_every_memory_and_table() {
         "memories",
         "(memory (export \"memory\") 512) (memory 512) (memory 512) (memory 512)",
     );
-    module(&ws, "table", "(memory (export \"memory\") 1) (table 8000000 funcref)");
+    module(
+        &ws,
+        "table",
+        "(memory (export \"memory\") 1) (table 8000000 funcref)",
+    );
     module(
         &ws,
         "many",
-        &format!("(memory (export \"memory\") 1) {}", "(memory 1) ".repeat(15)),
+        &format!(
+            "(memory (export \"memory\") 1) {}",
+            "(memory 1) ".repeat(15)
+        ),
     );
     let (run, r) = run_task(&ws, "p:memories", &[]);
     fails_with(&run, &r, "exceeded its memory limit of 64 MiB");
@@ -545,9 +691,20 @@ fn compiling_is_bounded_by_the_timeout_the_module_size_and_cancel() {
         std::fs::write(ws.path(&format!("tools/{name}.wasm")), &wasm).unwrap();
     }
     let (run, r) = run_task(&ws, "p:small", &[]);
-    fails_with(&run, &r, &format!("its module is {} bytes, over the module size limit of 1048576 bytes", wasm.len()));
+    fails_with(
+        &run,
+        &r,
+        &format!(
+            "its module is {} bytes, over the module size limit of 1048576 bytes",
+            wasm.len()
+        ),
+    );
     let (run, r) = run_task(&ws, "p:quick", &[]);
-    fails_with(&run, &r, "exceeded its timeout of 200ms while its module was being compiled");
+    fails_with(
+        &run,
+        &r,
+        "exceeded its timeout of 200ms while its module was being compiled",
+    );
 
     // Ctrl-C while a module that takes far longer to compile is compiling.
     std::fs::write(ws.path("tools/slow.wasm"), slow_module(4000)).unwrap();
@@ -581,12 +738,36 @@ fn compiling_is_bounded_by_the_timeout_the_module_size_and_cancel() {
 #[test]
 fn writes_to_files_are_bounded_while_the_task_runs() {
     let cases: &[(&str, &str, &str)] = &[
-        ("fill:/out/big.out|8388608", "outputs_size = \"1MiB\"", "outputs size limit of 1048576 bytes"),
-        ("sparse:/out/sparse.out|1099511627776", "", "outputs size limit of 4294967296 bytes"),
-        ("pwrite-far:/out/far.out|1099511627776", "", "outputs size limit of 4294967296 bytes"),
-        ("link-bomb:/out/l.out|100", "outputs_size = \"10MiB\"", "outputs size limit of 10485760 bytes"),
-        ("many-files:/out/many|2000", "outputs_count = 1000", "outputs count limit of 1000"),
-        ("many-dirs:/out/dirs|2000", "outputs_count = 1000", "outputs count limit of 1000"),
+        (
+            "fill:/out/big.out|8388608",
+            "outputs_size = \"1MiB\"",
+            "outputs size limit of 1048576 bytes",
+        ),
+        (
+            "sparse:/out/sparse.out|1099511627776",
+            "",
+            "outputs size limit of 4294967296 bytes",
+        ),
+        (
+            "pwrite-far:/out/far.out|1099511627776",
+            "",
+            "outputs size limit of 4294967296 bytes",
+        ),
+        (
+            "link-bomb:/out/l.out|100",
+            "outputs_size = \"10MiB\"",
+            "outputs size limit of 10485760 bytes",
+        ),
+        (
+            "many-files:/out/many|2000",
+            "outputs_count = 1000",
+            "outputs count limit of 1000",
+        ),
+        (
+            "many-dirs:/out/dirs|2000",
+            "outputs_count = 1000",
+            "outputs count limit of 1000",
+        ),
     ];
     for (attack, limit, why) in cases {
         let ws = workspace(&hostile(
@@ -600,9 +781,16 @@ fn writes_to_files_are_bounded_while_the_task_runs() {
         assert_eq!(entries(&ws), 0, "{attack}: an entry was stored");
     }
     // The default limits let an honest task write what it needs.
-    let ws = workspace(&hostile("t", &["fill:/out/big.out|8388608"], "outputs = [\"out/**\"]"));
+    let ws = workspace(&hostile(
+        "t",
+        &["fill:/out/big.out|8388608"],
+        "outputs = [\"out/**\"]",
+    ));
     run_task(&ws, "p:t", &[]).0.expect_code(0);
-    assert_eq!(std::fs::metadata(ws.path("out/big.out")).unwrap().len(), 8 << 20);
+    assert_eq!(
+        std::fs::metadata(ws.path("out/big.out")).unwrap().len(),
+        8 << 20
+    );
 }
 
 // ---- 10 and 11. What a task sees is a function of its key ----------------------------
@@ -638,7 +826,10 @@ fn what_a_task_sees_of_files_is_a_function_of_its_key() {
             .unwrap();
         let (run, r) = run_task(&ws, "p:t", &[]);
         assert_eq!(r["state"], "succeeded", "{}{}", run.stdout(), run.stderr());
-        let lines: Vec<String> = lines_of(&run.stdout(), "p:t").iter().map(|s| s.to_string()).collect();
+        let lines: Vec<String> = lines_of(&run.stdout(), "p:t")
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         (lines, r["key"].clone())
     };
     let (first, key) = seen(&["c", "a", "b"], 0, 0);
@@ -646,10 +837,16 @@ fn what_a_task_sees_of_files_is_a_function_of_its_key() {
     assert_eq!(key, same_key, "the same declarations and bytes");
     assert_eq!(first, second, "the task saw something of the host");
     let meta = first.iter().find(|l| l.contains("held meta")).unwrap();
-    assert!(meta.contains("nlink 1 ") && !meta.contains("nlink 2") && !meta.contains("nlink 4"), "{meta}");
+    assert!(
+        meta.contains("nlink 1 ") && !meta.contains("nlink 2") && !meta.contains("nlink 4"),
+        "{meta}"
+    );
     assert!(meta.contains("mtim 315532800000000000"), "{meta}");
     let ls = first.iter().find(|l| l.contains("held ls")).unwrap();
-    assert!(ls.contains("/in [a.txt,b.txt,c.txt]"), "listings are sorted: {ls}");
+    assert!(
+        ls.contains("/in [a.txt,b.txt,c.txt]"),
+        "listings are sorted: {ls}"
+    );
 }
 
 /// Class 11: `argv[0]` is a constant, so the same module under another file name (which
@@ -665,7 +862,12 @@ fn argv0_does_not_depend_on_the_module_file_name() {
         std::fs::copy(hostile_wasm(), ws.path(&format!("tools/{name}.wasm"))).unwrap();
     }
     let (run, first) = run_task(&ws, "p:one", &[]);
-    assert!(run.stdout().contains("held argv0 argv[0] is Some(\"task.wasm\")"), "{}", run.stdout());
+    assert!(
+        run.stdout()
+            .contains("held argv0 argv[0] is Some(\"task.wasm\")"),
+        "{}",
+        run.stdout()
+    );
     let (run, second) = run_task(&ws, "p:two", &[]);
     assert_eq!(first["key"], second["key"]);
     assert_eq!(second["source"], "cache");
@@ -695,7 +897,10 @@ fn an_input_edited_while_the_task_runs_is_never_stored() {
     let mut line = String::new();
     while !line.contains("held argv0") {
         line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the guest never started");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the guest never started"
+        );
     }
     // An edit in place, as an editor without atomic saves makes it.
     use std::io::Write;
@@ -709,7 +914,10 @@ fn an_input_edited_while_the_task_runs_is_never_stored() {
     assert_eq!(status.code(), Some(1));
     let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
     let error = task(&s, "p:t")["error"].as_str().unwrap().to_string();
-    assert!(error.contains("input /in/a.txt changed while the task ran"), "{error}");
+    assert!(
+        error.contains("input /in/a.txt changed while the task ran"),
+        "{error}"
+    );
     assert_eq!(entries(&ws), 0);
     assert!(!ws.path("out/r.out").exists());
 }
@@ -729,7 +937,11 @@ fn names_wask_cannot_keep_are_refused_the_same_way_everywhere() {
     ));
     for _ in 0..2 {
         let (run, r) = run_task(&ws, "p:odd", &[]);
-        fails_with(&run, &r, "which wask cannot keep: paths cannot contain control characters");
+        fails_with(
+            &run,
+            &r,
+            "which wask cannot keep: paths cannot contain control characters",
+        );
         assert_eq!(entries(&ws), 0);
     }
     let (run, r) = run_task(&ws, "p:deep", &[]);
@@ -737,7 +949,8 @@ fn names_wask_cannot_keep_are_refused_the_same_way_everywhere() {
     let error = r["error"].as_str().unwrap();
     assert!(!error.contains("IO error for operation"), "{error}");
     assert!(
-        error.contains("paths are at most 4096 bytes") || error.contains("which wask could not read"),
+        error.contains("paths are at most 4096 bytes")
+            || error.contains("which wask could not read"),
         "{error}"
     );
 
@@ -745,7 +958,11 @@ fn names_wask_cannot_keep_are_refused_the_same_way_everywhere() {
     let lossy = workspace(&hostile("read", &["ls:/in"], "inputs = [\"in/*.txt\"]"));
     std::fs::create_dir_all(lossy.path("in")).unwrap();
     for name in [&b"caf\xe9.txt"[..], b"caf\xe8.txt"] {
-        std::fs::write(lossy.path("in").join(std::ffi::OsStr::from_bytes(name)), b"x").unwrap();
+        std::fs::write(
+            lossy.path("in").join(std::ffi::OsStr::from_bytes(name)),
+            b"x",
+        )
+        .unwrap();
     }
     let (run, r) = run_task(&lossy, "p:read", &[]);
     fails_with(&run, &r, "has a name that is not valid UTF-8");
@@ -765,7 +982,11 @@ fn deep_filters_are_refused_not_a_crash() {
             let run = ws.wask(&["query", flag, filter]);
             assert_eq!(run.code(), 2, "{flag}");
             assert!(run.stderr().contains("more than 64 deep"), "{flag}");
-            assert!(run.stderr().len() < 4096, "{flag}: {} bytes of error", run.stderr().len());
+            assert!(
+                run.stderr().len() < 4096,
+                "{flag}: {} bytes of error",
+                run.stderr().len()
+            );
         }
     }
     ws.write(
@@ -774,7 +995,11 @@ fn deep_filters_are_refused_not_a_crash() {
     );
     let run = ws.wask(&["check"]);
     refused_at_load(&run, "more than 64 deep");
-    assert!(run.stderr().len() < 8192, "{} bytes of error", run.stderr().len());
+    assert!(
+        run.stderr().len() < 8192,
+        "{} bytes of error",
+        run.stderr().len()
+    );
 }
 
 // ---- More of the same classes ---------------------------------------------------------
@@ -789,7 +1014,11 @@ fn links_planted_in_the_cache_never_redirect_wasks_writes() {
         "[tasks.built]\nmodule = { crate = \"/plugins/g\" }\n"
     ));
     guest_crate(&ws, "plugins/g", "fn main() { println!(\"built\"); }\n");
-    module(&ws, "fresh", "(memory (export \"memory\") 1) (global i32 (i32.const 7))");
+    module(
+        &ws,
+        "fresh",
+        "(memory (export \"memory\") 1) (global i32 (i32.const 7))",
+    );
     run_task(&ws, "p:built", &[]).0.expect_code(0);
     run_task(&ws, "p:fresh", &[]).0.expect_code(0);
     let elsewhere = tempfile::tempdir().unwrap();
@@ -799,11 +1028,22 @@ fn links_planted_in_the_cache_never_redirect_wasks_writes() {
         std::os::unix::fs::symlink(elsewhere.path(), &path).unwrap();
     }
     // A module never compiled before, and a crate changed since it was built.
-    module(&ws, "fresh", "(memory (export \"memory\") 1) (global i32 (i32.const 8))");
+    module(
+        &ws,
+        "fresh",
+        "(memory (export \"memory\") 1) (global i32 (i32.const 8))",
+    );
     run_task(&ws, "p:fresh", &[]).0.expect_code(0);
-    ws.write("plugins/g/src/main.rs", "fn main() { println!(\"rebuilt\"); }\n");
+    ws.write(
+        "plugins/g/src/main.rs",
+        "fn main() { println!(\"rebuilt\"); }\n",
+    );
     let (run, _) = run_task(&ws, "p:built", &[]);
-    assert!(run.stdout().contains("[p:built] rebuilt"), "{}", run.stderr());
+    assert!(
+        run.stdout().contains("[p:built] rebuilt"),
+        "{}",
+        run.stderr()
+    );
     assert_eq!(
         std::fs::read_dir(elsewhere.path()).unwrap().count(),
         0,
@@ -840,7 +1080,11 @@ fn the_access_record_is_bounded() {
     ));
     let (run, r) = run_task(&ws, "p:t", &[]);
     assert_eq!(r["state"], "succeeded", "{}{}", run.stdout(), run.stderr());
-    assert!(run.stdout().contains("nest-open: 20000 nested opens"), "{}", run.stdout());
+    assert!(
+        run.stdout().contains("nest-open: 20000 nested opens"),
+        "{}",
+        run.stdout()
+    );
     let manifest = walkdir::WalkDir::new(ws.path(".wask/cache"))
         .into_iter()
         .flatten()
@@ -886,9 +1130,16 @@ fn a_load_error_on_a_huge_line_is_shown_in_a_few_lines() {
     let ws = Ws::new();
     ws.write(
         "wask.toml",
-        format!("[workspace]\n\n[project]\nname = \"p\"\nnope = \"{}\"\n", "x".repeat(400_000)),
+        format!(
+            "[workspace]\n\n[project]\nname = \"p\"\nnope = \"{}\"\n",
+            "x".repeat(400_000)
+        ),
     );
     let run = ws.wask(&["check"]);
     refused_at_load(&run, "wask.toml:5:1");
-    assert!(run.stderr().len() < 4096, "{} bytes of error", run.stderr().len());
+    assert!(
+        run.stderr().len() < 4096,
+        "{} bytes of error",
+        run.stderr().len()
+    );
 }
