@@ -107,9 +107,13 @@ fn in_child(
     deadline: Instant,
     cancelled: &AtomicBool,
 ) -> Result<Vec<u8>, CompileError> {
+    let parent = std::process::id();
     let mut child = Command::new(program)
         .args(args)
         .env_clear()
+        // The child checks this against its parent: if they differ, the parent died
+        // before the child could ask to die with it.
+        .env("WASK_COMPILE_PARENT", parent.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -172,6 +176,19 @@ const EXIT_INVALID: i32 = 3;
 /// The child's side: reads a module on stdin, writes its serialized code on stdout.
 /// Returns the process's exit status. Embedders run this from a hidden subcommand.
 pub fn serve() -> i32 {
+    // Die with the parent: a `wask` killed with SIGKILL must not leave its compiler
+    // running on (Linux; elsewhere the child ends when its work does).
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and nothing else.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        let parent = std::env::var("WASK_COMPILE_PARENT")
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok());
+        if parent.is_some_and(|p| p != std::os::unix::process::parent_id()) {
+            return 1;
+        }
+    }
     let mut wasm = Vec::new();
     if let Err(e) = std::io::stdin().read_to_end(&mut wasm) {
         eprintln!("cannot read the module: {e}");

@@ -1534,7 +1534,8 @@ fn attack(name: &str, params: &str, pre: &[Preopen]) -> Report {
         }
         "nest-open" => {
             // DIR|N: a link `x` to `.` in DIR, then x opened from itself N times: a path
-            // that grows with every open while the directory stays the same.
+            // that grows with every open while the directory stays the same; and at each
+            // level an open of a name that does not exist.
             if let Some((dir, n)) = params.split_once('|') {
                 let n: u32 = n.parse().unwrap_or(0);
                 let _ = std::fs::create_dir_all(dir);
@@ -1548,6 +1549,9 @@ fn attack(name: &str, params: &str, pre: &[Preopen]) -> Report {
                 match open_raw(p.fd, &rel, wasi::O_DIRECTORY, rights, 0, true) {
                     Ok(mut fd) => {
                         for _ in 0..n {
+                            // A name that is not there, from every level: each refusal is
+                            // an entry of the access record, with a longer path each time.
+                            let _ = open_raw(fd, "missing", 0, wasi::RIGHT_FD_READ, 0, true);
                             match open_raw(fd, "x", wasi::O_DIRECTORY, rights, 0, true) {
                                 Ok(next) => {
                                     close(fd);
