@@ -37,6 +37,24 @@ impl std::fmt::Display for TaskId {
     }
 }
 
+/// The canonical text of a reference: what `parse` (or `parse_cli`) reads back.
+impl std::fmt::Display for TaskRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskRef::SameProject(t) => write!(f, "~:{t}"),
+            TaskRef::Project(p, t) => write!(f, "{p}:{t}"),
+            TaskRef::Every(t) => write!(f, "^:{t}"),
+            TaskRef::EveryOther(t) => write!(f, "^~:{t}"),
+            TaskRef::Tagged {
+                tag,
+                task,
+                except_self,
+            } => write!(f, "[{tag}]{}:{task}", if *except_self { "~" } else { "" }),
+            TaskRef::Bare(t) => write!(f, "{t}"),
+        }
+    }
+}
+
 fn name(n: &str, what: &str) -> Result<String, String> {
     check_name(n).map_err(|e| format!("bad {what} name `{n}`: {e}"))?;
     Ok(n.to_string())
@@ -174,6 +192,15 @@ mod tests {
             TaskRef::parse_cli("build"),
             Ok(TaskRef::Bare("build".into()))
         );
+    }
+
+    #[test]
+    fn display_reads_back() {
+        for text in ["~:t", "p:t", "^:t", "^~:t", "[web]:t", "[web]~:t"] {
+            let r = TaskRef::parse(text).unwrap();
+            assert_eq!(r.to_string(), text);
+            assert_eq!(TaskRef::parse(&r.to_string()).unwrap(), r);
+        }
     }
 
     #[test]

@@ -37,11 +37,7 @@ pub struct Manifest {
 impl Manifest {
     /// The hash function the manifest names, if wask knows it.
     pub fn hash_kind(&self) -> Option<HashKind> {
-        match self.hash.as_str() {
-            "blake3" => Some(HashKind::Blake3),
-            "sha256" => Some(HashKind::Sha256),
-            _ => None,
-        }
+        HashKind::from_name(&self.hash)
     }
 }
 

@@ -57,12 +57,11 @@ impl Graph {
         for i in 0..nodes.len() {
             let project = &ws.projects[nodes[i].project];
             let def = &project.tasks[&nodes[i].id.task];
-            let mut resolve = |refs: &[crate::workspace::Located<String>], kind: &str| {
+            let mut resolve = |refs: &[crate::workspace::Located<TaskRef>], kind: &str| {
                 let mut out = BTreeSet::new();
                 for r in refs {
-                    let parsed = TaskRef::parse(&r.value).expect("checked at load");
-                    let targets = parsed.resolve(ws, Some(&project.name));
-                    if targets.is_empty() && parsed.is_direct() {
+                    let targets = r.value.resolve(ws, Some(&project.name));
+                    if targets.is_empty() && r.value.is_direct() {
                         errors.push(LoadError::at(
                             r.span.clone(),
                             format!(

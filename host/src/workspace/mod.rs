@@ -2,12 +2,16 @@
 //! spec), loaded from `wask.toml` files and checked before anything runs.
 
 pub mod diag;
+mod discover;
 mod load;
+mod lower;
 mod names;
+mod raw;
 mod settings;
 
 pub use diag::{FileId, LoadError, LoadErrors, Sources, Span};
-pub use load::{find_root, load};
+pub use discover::find_root;
+pub use load::load;
 pub use names::{check_name, check_path};
 pub use settings::{
     ClockSetting, HashKind, MutexMode, MutexScope, OutputMode, Settings, parse_size,
@@ -85,8 +89,8 @@ pub struct TaskDef {
     pub inputs: Vec<Located<String>>,
     /// Workspace-absolute patterns.
     pub outputs: Vec<Located<String>>,
-    pub deps: Vec<Located<String>>,
-    pub weak_deps: Vec<Located<String>>,
+    pub deps: Vec<Located<crate::refs::TaskRef>>,
+    pub weak_deps: Vec<Located<crate::refs::TaskRef>>,
     pub mutex: Option<MutexDecl>,
     pub env_from_host: Vec<String>,
     pub env_set: BTreeMap<String, String>,

@@ -11,11 +11,24 @@ pub enum HashKind {
 }
 
 impl HashKind {
+    /// Every hash function with its name in `wask.toml` and manifests: the one place
+    /// the names are written.
+    pub const NAMES: &[(&str, HashKind)] =
+        &[("blake3", HashKind::Blake3), ("sha256", HashKind::Sha256)];
+
     pub fn name(self) -> &'static str {
-        match self {
-            HashKind::Blake3 => "blake3",
-            HashKind::Sha256 => "sha256",
-        }
+        Self::NAMES
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(n, _)| *n)
+            .expect("every kind is named")
+    }
+
+    pub fn from_name(name: &str) -> Option<HashKind> {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, k)| *k)
     }
 }
 
@@ -25,11 +38,23 @@ pub enum OutputMode {
     Buffered,
 }
 
+impl OutputMode {
+    pub const NAMES: &[(&str, OutputMode)] = &[
+        ("live", OutputMode::Live),
+        ("buffered", OutputMode::Buffered),
+    ];
+}
+
 /// How a task sees time and randomness (SANDBOX-005).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClockSetting {
     Fixed,
     Host,
+}
+
+impl ClockSetting {
+    pub const NAMES: &[(&str, ClockSetting)] =
+        &[("fixed", ClockSetting::Fixed), ("host", ClockSetting::Host)];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,10 +63,24 @@ pub enum MutexScope {
     Project,
 }
 
+impl MutexScope {
+    pub const NAMES: &[(&str, MutexScope)] = &[
+        ("workspace", MutexScope::Workspace),
+        ("project", MutexScope::Project),
+    ];
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MutexMode {
     Exclusive,
     Shared,
+}
+
+impl MutexMode {
+    pub const NAMES: &[(&str, MutexMode)] = &[
+        ("exclusive", MutexMode::Exclusive),
+        ("shared", MutexMode::Shared),
+    ];
 }
 
 /// Settings from the workspace root's `wask.toml`.

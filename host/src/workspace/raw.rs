@@ -1,0 +1,171 @@
+//! The serde schema of `wask.toml`: every table and key a file may hold, with spans, and
+//! nothing else (unknown keys are errors, WS-003). What the values mean is
+//! [`super::lower`]'s.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    pub(super) workspace: Option<Spanned<RawWorkspace>>,
+    pub(super) project: Option<Spanned<RawProject>>,
+    #[serde(default)]
+    pub(super) tasks: BTreeMap<Spanned<String>, Spanned<RawTask>>,
+    pub(super) cache: Option<Spanned<RawCache>>,
+    pub(super) concurrency: Option<Spanned<RawConcurrency>>,
+    pub(super) output: Option<Spanned<RawOutput>>,
+    pub(super) sandbox: Option<Spanned<RawSandbox>>,
+    #[serde(default)]
+    pub(super) overlays: BTreeMap<Spanned<String>, Spanned<RawOverlay>>,
+}
+
+/// `[overlays.NAME]` (WS-006): tasks attached to every project whose tags match.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOverlay {
+    pub(super) tags: Spanned<String>,
+    #[serde(default)]
+    pub(super) tasks: BTreeMap<Spanned<String>, Spanned<RawTask>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWorkspace {
+    pub(super) projects: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProject {
+    pub(super) name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) tags: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTask {
+    pub(super) module: Spanned<RawModule>,
+    #[serde(default)]
+    pub(super) args: Vec<String>,
+    #[serde(default)]
+    pub(super) inputs: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) outputs: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) deps: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) weak_deps: Vec<Spanned<String>>,
+    pub(super) mutex: Option<Spanned<RawMutex>>,
+    pub(super) env: Option<RawEnv>,
+    pub(super) limits: Option<RawLimits>,
+    pub(super) clock: Option<Spanned<String>>,
+}
+
+/// `module = "x.wasm"`, `{ path = "x.wasm", blake3 = "..." }` or
+/// `{ crate = "/plugins/x", blake3 = "..." }`.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+pub(super) enum RawModule {
+    Path(String),
+    Table(RawModuleTable),
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawModuleTable {
+    pub(super) path: Option<String>,
+    #[serde(rename = "crate")]
+    pub(super) crate_dir: Option<String>,
+    pub(super) blake3: Option<String>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+pub(super) enum RawMutex {
+    Name(String),
+    Table {
+        name: String,
+        scope: Option<String>,
+        mode: Option<String>,
+    },
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEnv {
+    #[serde(default)]
+    pub(super) from_host: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) set: BTreeMap<Spanned<String>, String>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+pub(super) enum Amount {
+    Number(u64),
+    Text(String),
+}
+
+/// Per-task `limits = { ... }`; `[sandbox]` takes the same keys as defaults.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub(super) memory: Option<Spanned<Amount>>,
+    pub(super) timeout: Option<Spanned<Amount>>,
+    pub(super) output: Option<Spanned<Amount>>,
+    pub(super) outputs_size: Option<Spanned<Amount>>,
+    pub(super) outputs_count: Option<Spanned<Amount>>,
+    pub(super) module_size: Option<Spanned<Amount>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCache {
+    pub(super) hash: Option<Spanned<String>>,
+    pub(super) dir: Option<Spanned<String>>,
+    pub(super) max_age: Option<Spanned<Amount>>,
+    pub(super) max_size: Option<Spanned<Amount>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConcurrency {
+    pub(super) default: Option<Spanned<Amount>>,
+    #[serde(default)]
+    pub(super) tags: BTreeMap<Spanned<String>, Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOutput {
+    pub(super) mode: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSandbox {
+    pub(super) memory: Option<Spanned<Amount>>,
+    pub(super) timeout: Option<Spanned<Amount>>,
+    pub(super) output: Option<Spanned<Amount>>,
+    pub(super) outputs_size: Option<Spanned<Amount>>,
+    pub(super) outputs_count: Option<Spanned<Amount>>,
+    pub(super) module_size: Option<Spanned<Amount>>,
+    pub(super) clock: Option<Spanned<String>>,
+    pub(super) epoch: Option<Spanned<u64>>,
+}
+
+impl RawSandbox {
+    pub(super) fn limits(&self) -> RawLimits {
+        RawLimits {
+            memory: self.memory.clone(),
+            timeout: self.timeout.clone(),
+            output: self.output.clone(),
+            outputs_size: self.outputs_size.clone(),
+            outputs_count: self.outputs_count.clone(),
+            module_size: self.module_size.clone(),
+        }
+    }
+}
