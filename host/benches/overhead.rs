@@ -48,8 +48,12 @@ fn write_workspace(root: &Path, tasks: usize) {
 fn run_all(root: &Path, expect: Source) -> Duration {
     let ws = wask::workspace::load(root).expect("bench workspace loads");
     let graph = wask::graph::Graph::build(&ws).expect("bench graph builds");
-    let ctx =
-        wask::exec::RunContext::new(&ws, &graph, &Quiet, wask_runtime::CompileIn::Thread).unwrap();
+    let ctx = wask::exec::RunContext::new(
+        wask::exec::KeyContext::new(&ws, &graph).unwrap(),
+        &Quiet,
+        wask_runtime::CompileIn::Thread,
+    )
+    .unwrap();
     let all: Vec<usize> = (0..graph.nodes.len()).collect();
     let start = Instant::now();
     let records = wask::exec::run(
@@ -88,9 +92,10 @@ fn main() {
         write_workspace(&root, tasks);
         // Compile once outside the timing: the compiled-module cache makes later runs
         // load it from disk, which is what every real run but the very first does.
+        let warm_ws = wask::workspace::load(&root).unwrap();
+        let warm_graph = wask::graph::Graph::build(&warm_ws).unwrap();
         let warm = wask::exec::RunContext::new(
-            &wask::workspace::load(&root).unwrap(),
-            &wask::graph::Graph::build(&wask::workspace::load(&root).unwrap()).unwrap(),
+            wask::exec::KeyContext::new(&warm_ws, &warm_graph).unwrap(),
             &Quiet,
             wask_runtime::CompileIn::Thread,
         )

@@ -80,8 +80,12 @@ struct Figures {
 fn run(root: &Path, tasks: usize, expect: Source) -> f64 {
     let ws = wask::workspace::load(root).expect("bench workspace loads");
     let graph = wask::graph::Graph::build(&ws).expect("bench graph builds");
-    let ctx =
-        wask::exec::RunContext::new(&ws, &graph, &Quiet, wask_runtime::CompileIn::Thread).unwrap();
+    let ctx = wask::exec::RunContext::new(
+        wask::exec::KeyContext::new(&ws, &graph).unwrap(),
+        &Quiet,
+        wask_runtime::CompileIn::Thread,
+    )
+    .unwrap();
     let all: Vec<usize> = (0..graph.nodes.len()).collect();
     let start = Instant::now();
     let records = wask::exec::run(
@@ -116,8 +120,12 @@ fn measure(tasks: usize) -> Figures {
     let graph_time = per(start);
     assert_eq!(graph.nodes.len(), tasks);
 
-    let ctx =
-        wask::exec::RunContext::new(&ws, &graph, &Quiet, wask_runtime::CompileIn::Thread).unwrap();
+    let ctx = wask::exec::RunContext::new(
+        wask::exec::KeyContext::new(&ws, &graph).unwrap(),
+        &Quiet,
+        wask_runtime::CompileIn::Thread,
+    )
+    .unwrap();
     assert!(
         ctx.sandbox
             .load(

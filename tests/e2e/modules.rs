@@ -65,7 +65,8 @@ fn a_crate_that_does_not_compile_stops_the_run_with_cargos_message() {
         "fn main() { this is not rust }\n",
     );
     let (run, _) = ws.run(&["p:hello"]);
-    run.expect_code(2);
+    // A module that does not build is a failed task (exit 1), not bad usage (2).
+    run.expect_code(1);
     let err = run.stderr();
     assert!(
         err.contains("building the guest crate /plugins/hello failed"),

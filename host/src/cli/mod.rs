@@ -57,6 +57,10 @@ pub enum CliError {
     Load(LoadErrors),
     /// The command line is wrong (exit 2).
     Usage(String),
+    /// Modules could not be had before the run, each with the task it is for: a guest
+    /// crate that does not build is a failed task (exit 1); a pin that does not match or
+    /// a missing toolchain target is configuration (exit 2).
+    Modules(Vec<(String, std::sync::Arc<crate::modules::ModuleError>)>),
     /// Anything else that stopped wask itself (exit 2).
     Other(anyhow::Error),
 }
@@ -101,6 +105,19 @@ pub fn main() -> i32 {
             let mut err = StandardStream::stderr(color_choice());
             let _ = errors.render(&mut err);
             EXIT_BAD_CONFIG
+        }
+        Err(CliError::Modules(errors)) => {
+            use crate::modules::ModuleError;
+            let lines: Vec<String> = errors.iter().map(|(id, e)| format!("{id}: {e}")).collect();
+            eprintln!("error: nothing was run: {}", clip(&lines.join("\n")));
+            let built = errors
+                .iter()
+                .all(|(_, e)| matches!(**e, ModuleError::BuildFailed { .. }));
+            if built {
+                EXIT_TASK_FAILED
+            } else {
+                EXIT_BAD_CONFIG
+            }
         }
         Err(CliError::Usage(message)) => {
             eprintln!("error: {}", clip(&message));

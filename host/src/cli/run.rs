@@ -4,7 +4,7 @@ use super::{CliError, EXIT_OK, EXIT_TASK_FAILED};
 use crate::exec::observer::ConsoleObserver;
 use crate::exec::plan::{Planned, plan};
 use crate::exec::record::{Source, TaskRecord, TaskState};
-use crate::exec::{self, RunContext};
+use crate::exec::{self, KeyContext, RunContext};
 use crate::graph::Graph;
 use crate::refs::TaskRef;
 use crate::workspace::{OutputMode, Workspace};
@@ -71,17 +71,14 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
             .unwrap_or(1),
     };
     let observer = ConsoleObserver::for_run(mode, run_set.len());
-    let ctx = RunContext::new(&ws, &graph, &observer, crate::exec::compile_in_child())?;
+    let keys = KeyContext::new(&ws, &graph)?;
     if args.dry_run {
-        dry_run(&ctx, &run_set);
+        // Keys only: no engine is started.
+        dry_run(&keys, &run_set);
         return Ok(EXIT_OK);
     }
-    if let Err(errors) = ctx.prepare_modules(&run_set) {
-        return Err(CliError::Usage(format!(
-            "nothing was run: {}",
-            errors.join("\n")
-        )));
-    }
+    keys.prepare_modules(&run_set).map_err(CliError::Modules)?;
+    let ctx = RunContext::new(keys, &observer, crate::exec::compile_in_child())?;
     let interrupts = Interrupts::install()?;
     let records = exec::run(
         &ctx,
@@ -217,7 +214,7 @@ pub(super) fn resolve_refs(
 }
 
 /// EXEC-030: the run set in order, with hit or miss for each; nothing runs.
-fn dry_run(ctx: &RunContext<'_>, run_set: &[usize]) {
+fn dry_run(ctx: &KeyContext<'_>, run_set: &[usize]) {
     for (n, planned) in plan(ctx, run_set) {
         let id = &ctx.graph.nodes[n].id;
         match planned {

@@ -2,11 +2,9 @@
 //! miss what changed since the last entry this task stored.
 
 use super::{CliError, EXIT_OK};
-use crate::exec::RunContext;
-use crate::exec::observer::ConsoleObserver;
+use crate::exec::KeyContext;
 use crate::exec::plan::{Planned, plan};
 use crate::explain::{ExplainStore, Explained};
-use crate::workspace::OutputMode;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -27,8 +25,8 @@ pub fn why(directory: Option<PathBuf>, args: WhyArgs) -> Result<i32, CliError> {
     let (ws, graph) = super::load(&dir)?;
     let selected = super::run::resolve_refs(&ws, &graph, &dir, &args.refs)?;
     let run_set = graph.run_set(&selected);
-    let observer = ConsoleObserver::new(OutputMode::Buffered);
-    let ctx = RunContext::new(&ws, &graph, &observer, crate::exec::compile_in_child())?;
+    // Keys only: `why` starts no engine.
+    let ctx = KeyContext::new(&ws, &graph)?;
     let history = ExplainStore::new(&ctx.wask_dir);
     let mut reports = Vec::new();
     for (n, planned) in plan(&ctx, &run_set) {

@@ -3,6 +3,7 @@
 //! dependents (EXEC-010).
 
 mod inputs;
+pub mod keys;
 pub mod ledger;
 pub mod observer;
 pub mod place;
@@ -11,92 +12,55 @@ pub mod record;
 pub mod scratch;
 pub mod task;
 
-use crate::cache::LocalCache;
-use crate::graph::Graph;
-use crate::key::{Digest, hash_bytes};
+use crate::key::Digest;
 use crate::refs::TaskId;
-use crate::workspace::{MutexMode, MutexScope, TaskDef, Workspace};
+use crate::workspace::{MutexMode, MutexScope};
+pub use keys::KeyContext;
 use observer::Observer;
 use record::{TaskRecord, TaskState};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::mpsc;
 use wask_runtime::Sandbox;
 
-/// A module's bytes, read once per run.
-pub struct ModuleBytes {
-    pub bytes: Vec<u8>,
-    /// Content hash with the workspace's hash function (CACHE-005).
-    pub key_digest: Digest,
-}
-
-/// What every task of a run shares.
+/// What every task of a run shares: what deriving keys needs ([`KeyContext`]), and the
+/// sandbox, the rules of what a task may write, the output ledger and the scratch.
 pub struct RunContext<'a> {
-    pub ws: &'a Workspace,
-    pub graph: &'a Graph,
-    pub cache: LocalCache,
+    pub keys: KeyContext<'a>,
     pub sandbox: Sandbox,
     pub observer: &'a dyn Observer,
-    /// The host environment, read once per run (CACHE-008).
-    pub host_env: HashMap<String, String>,
-    /// Never inputs: the `.wask` directory and the cache.
-    pub excluded: Vec<PathBuf>,
     /// Where no output may land (`docs/security.md`, "What a task may write").
     pub rules: crate::protect::WriteRules,
     /// Which task wrote each output path (`.wask/outputs`).
     pub ledger: ledger::Ledger,
-    /// The workspace's `.wask` directory.
-    pub wask_dir: PathBuf,
-    /// This user's key (`wask_runtime::secret`).
-    pub key: wask_runtime::secret::UserKey,
     /// Where this run stages sandboxes and restored outputs: on the workspace's
     /// filesystem, claimed when first needed.
     scratch_root: PathBuf,
     scratch: std::sync::OnceLock<Result<scratch::Scratch, String>>,
-    modules: Mutex<HashMap<String, Arc<ModuleBytes>>>,
 }
 
 impl<'a> RunContext<'a> {
     /// A context whose modules compile as `compile_in` says: [`compile_in_child`] from
     /// the `wask` binary, [`wask_runtime::CompileIn::Thread`] from anywhere else.
     pub fn new(
-        ws: &'a Workspace,
-        graph: &'a Graph,
+        keys: KeyContext<'a>,
         observer: &'a dyn Observer,
         compile_in: wask_runtime::CompileIn,
     ) -> anyhow::Result<Self> {
-        let key = wask_runtime::secret::UserKey::load();
-        let cache = LocalCache::new(ws.settings.cache_dir.clone(), ws.settings.hash);
-        // A directory that is not wask's is never written to (see `cache::marker`).
-        cache.claim()?;
         let sandbox = Sandbox::with_options(wask_runtime::SandboxOptions {
-            compiled_dir: cache.compiled_dir(),
+            compiled_dir: keys.cache.compiled_dir(),
             compile_in,
-            key: key.clone(),
+            key: keys.key.clone(),
         })?;
-        let wask_dir = ws.root.join(".wask");
-        let mut excluded = vec![wask_dir.clone()];
-        if let Ok(c) = ws.settings.cache_dir.canonicalize() {
-            excluded.push(c);
-        }
-        excluded.push(ws.settings.cache_dir.clone());
+        let (ws, graph) = (keys.ws, keys.graph);
         Ok(RunContext {
-            ws,
-            graph,
-            cache,
             sandbox,
             observer,
-            host_env: std::env::vars_os()
-                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-                .collect(),
             rules: crate::protect::WriteRules::new(ws, graph, crate::protect::reserved_paths(ws)),
-            ledger: ledger::Ledger::open(&wask_dir),
-            wask_dir: wask_dir.clone(),
-            key,
-            excluded,
-            scratch_root: wask_dir.join("tmp"),
+            ledger: ledger::Ledger::open(&keys.wask_dir),
+            scratch_root: keys.wask_dir.join("tmp"),
             scratch: std::sync::OnceLock::new(),
-            modules: Mutex::new(HashMap::new()),
+            keys,
         })
     }
 
@@ -114,47 +78,6 @@ impl<'a> RunContext<'a> {
             .as_ref()
             .map(|s| s.path())
             .map_err(Clone::clone)
-    }
-
-    /// Reads (or builds) a task's module once per run.
-    pub fn module(&self, def: &TaskDef) -> Result<Arc<ModuleBytes>, String> {
-        let name = &def.module.value;
-        if let Some(m) = self.modules.lock().unwrap().get(name) {
-            return Ok(m.clone());
-        }
-        let bytes = crate::modules::obtain(self.ws, self.cache.dir(), &def.module_spec)
-            .map_err(|e| e.to_string())?;
-        let m = Arc::new(ModuleBytes {
-            key_digest: hash_bytes(self.ws.settings.hash, &bytes),
-            bytes,
-        });
-        self.modules.lock().unwrap().insert(name.clone(), m.clone());
-        Ok(m)
-    }
-
-    /// Obtains every module of `run_set` before anything runs, building guest crates,
-    /// so that a missing toolchain target, a failed build or a pinned digest that does
-    /// not match stops the run before it starts. A missing `.wasm` file is left to fail
-    /// its own task.
-    pub fn prepare_modules(&self, run_set: &[usize]) -> Result<(), Vec<String>> {
-        let mut errors = Vec::new();
-        let mut done = std::collections::HashSet::new();
-        for &n in run_set {
-            let def = self.graph.task(self.ws, n);
-            if !done.insert(def.module.value.clone()) {
-                continue;
-            }
-            let needed = matches!(def.module_spec, crate::workspace::ModuleSpec::Crate { .. })
-                || def.module_spec.pin().is_some();
-            if needed && let Err(e) = self.module(def) {
-                errors.push(format!("{}: {e}", self.graph.nodes[n].id));
-            }
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
     }
 }
 
@@ -179,11 +102,11 @@ pub fn compile_in_child() -> wask_runtime::CompileIn {
 type MutexClaim = (String, MutexMode);
 
 fn mutex_claim(ctx: &RunContext<'_>, n: usize) -> Option<MutexClaim> {
-    let def = ctx.graph.task(ctx.ws, n);
+    let def = ctx.keys.graph.task(ctx.keys.ws, n);
     let m = def.mutex.as_ref()?;
     let key = match m.scope {
         MutexScope::Workspace => m.name.clone(),
-        MutexScope::Project => format!("{}/{}", ctx.graph.nodes[n].id.project, m.name),
+        MutexScope::Project => format!("{}/{}", ctx.keys.graph.nodes[n].id.project, m.name),
     };
     Some((key, m.mode))
 }
@@ -221,7 +144,7 @@ enum Report {
 /// queue without holding a job slot (EXEC-006, EXEC-007). Bookkeeping is linear in the
 /// size of the run set plus its edges.
 pub fn run(ctx: &RunContext<'_>, run_set: &[usize], options: &RunOptions<'_>) -> Vec<TaskRecord> {
-    let g = ctx.graph;
+    let g = ctx.keys.graph;
     let total = g.nodes.len();
     let mut in_set = vec![false; total];
     for &n in run_set {
@@ -258,7 +181,7 @@ pub fn run(ctx: &RunContext<'_>, run_set: &[usize], options: &RunOptions<'_>) ->
     let mut granted: BTreeSet<usize> = BTreeSet::new();
     let mut halt: Option<Halt> = None;
     let (tx, rx) = mpsc::channel::<Report>();
-    let tags_of = |n: usize| &ctx.ws.projects[g.nodes[n].project].tags;
+    let tags_of = |n: usize| &ctx.keys.ws.projects[g.nodes[n].project].tags;
 
     std::thread::scope(|scope| {
         loop {
@@ -272,7 +195,7 @@ pub fn run(ctx: &RunContext<'_>, run_set: &[usize], options: &RunOptions<'_>) ->
                     if in_flight + admitted.len() >= options.jobs.max(1) {
                         break;
                     }
-                    let capped = ctx.ws.settings.tag_caps.iter().any(|(tag, cap)| {
+                    let capped = ctx.keys.ws.settings.tag_caps.iter().any(|(tag, cap)| {
                         tags_of(n).contains(tag)
                             && per_tag.get(tag.as_str()).copied().unwrap_or(0)
                                 + admitted
@@ -309,8 +232,8 @@ pub fn run(ctx: &RunContext<'_>, run_set: &[usize], options: &RunOptions<'_>) ->
                         *per_tag.entry(tag.as_str()).or_insert(0) += 1;
                     }
                     let tx = tx.clone();
-                    let project_dir = ctx.ws.projects[g.nodes[n].project].dir.clone();
-                    let def = g.task(ctx.ws, n);
+                    let project_dir = ctx.keys.ws.projects[g.nodes[n].project].dir.clone();
+                    let def = g.task(ctx.keys.ws, n);
                     let id = &g.nodes[n].id;
                     if let Some(miss) = misses.remove(&n) {
                         scope.spawn(move || {
@@ -453,7 +376,7 @@ fn skip_dependents(
     records: &mut [Option<TaskRecord>],
     ready: &mut BTreeSet<usize>,
 ) {
-    let g = ctx.graph;
+    let g = ctx.keys.graph;
     let cause = g.nodes[failed].id.clone();
     let mut frontier = vec![failed];
     while let Some(f) = frontier.pop() {

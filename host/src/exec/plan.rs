@@ -5,8 +5,7 @@
 //! every predecessor is a hit (its streams are in the cache); otherwise the task is
 //! reported as waiting on the predecessors that would run.
 
-use super::RunContext;
-use super::task::{Prepared, prepare};
+use super::keys::{KeyContext, Prepared, prepare};
 use crate::cache::Entry;
 use crate::graph::Graph;
 use crate::key::Digest;
@@ -29,7 +28,7 @@ pub enum Planned {
 }
 
 /// The run set in dependency order with canonical tie-breaks, each with its plan.
-pub fn plan(ctx: &RunContext<'_>, run_set: &[usize]) -> Vec<(usize, Planned)> {
+pub fn plan(ctx: &KeyContext<'_>, run_set: &[usize]) -> Vec<(usize, Planned)> {
     let g = ctx.graph;
     let mut streams: HashMap<usize, (Digest, Digest)> = HashMap::new();
     let mut out = Vec::with_capacity(run_set.len());
@@ -48,7 +47,7 @@ pub fn plan(ctx: &RunContext<'_>, run_set: &[usize]) -> Vec<(usize, Planned)> {
         let preds = node.hard.iter().map(|p| streams[p]).collect();
         let project_dir = &ctx.ws.projects[node.project].dir;
         let planned = match prepare(ctx, g.task(ctx.ws, n), project_dir, preds) {
-            Err(e) => Planned::Error(e),
+            Err(e) => Planned::Error(e.to_string()),
             Ok(prepared) => {
                 // A corrupt entry is a miss here; the run reports and removes it.
                 let entry = ctx.cache.lookup(&prepared.key).ok().flatten();

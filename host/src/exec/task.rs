@@ -1,99 +1,18 @@
 //! The lifecycle of one task (EXEC-007): derive the key, look it up, restore on a hit;
 //! on a miss run the module in the sandbox, collect its outputs, store, and place them.
 
+use super::RunContext;
+use super::keys::{Prepared, prepare};
 use super::place::Placer;
 use super::record::{Source, TaskRecord, TaskState};
-use super::{RunContext, inputs};
 use crate::cache::{AccessRecord, ProducedOutput, RestoreError};
-use crate::key::{Digest, EnvValue, KeyParts, hash_bytes, hash_file, hash_input, hash_reader};
+use crate::key::{Digest, KeyParts, hash_bytes, hash_file, hash_reader};
 use crate::refs::TaskId;
-use crate::workspace::{ClockSetting, TaskDef};
+use crate::workspace::TaskDef;
 use std::time::SystemTime;
 use wask_runtime::determinism::ClockMode;
-use wask_runtime::view::{InputFile, OUTPUT_MODE, StageError, StagedView, ViewSpec};
+use wask_runtime::view::{OUTPUT_MODE, StageError, StagedView, ViewSpec};
 use wask_runtime::{RunSpec, Stream};
-
-/// Everything about a task that is known once its key is derived.
-pub struct Prepared {
-    pub parts: KeyParts,
-    pub key: Digest,
-    pub inputs: Vec<InputFile>,
-    /// The guest's environment (absent variables left out).
-    pub env: Vec<(String, String)>,
-    pub module: std::sync::Arc<super::ModuleBytes>,
-}
-
-/// Derives a task's key (PATH-004: inputs are resolved now, after its predecessors).
-pub fn prepare(
-    ctx: &RunContext<'_>,
-    def: &TaskDef,
-    project_dir: &str,
-    preds: Vec<(Digest, Digest)>,
-) -> Result<Prepared, String> {
-    let hash = ctx.ws.settings.hash;
-    let module = ctx.module(def)?;
-    let patterns: Vec<String> = def.inputs.iter().map(|i| i.value.clone()).collect();
-    let resolved = inputs::resolve(&ctx.ws.root, &patterns, &ctx.excluded)?;
-    let mut hashed = Vec::with_capacity(resolved.len());
-    let mut inputs = Vec::with_capacity(resolved.len());
-    for i in resolved {
-        let h = hash_input(hash, &i.host_path, &i.guest_path).map_err(|e| e.to_string())?;
-        hashed.push((i.guest_path.clone(), h.digest));
-        inputs.push(InputFile {
-            guest_path: i.guest_path,
-            host_path: i.host_path,
-            identity: h.identity,
-            digest: h.digest.0,
-            recent: h.recent,
-        });
-    }
-    // CACHE-008: declared names only; `env.set` wins over the host value.
-    let mut view: std::collections::BTreeMap<String, EnvValue> = def
-        .env_from_host
-        .iter()
-        .map(|n| {
-            (
-                n.clone(),
-                ctx.host_env
-                    .get(n)
-                    .cloned()
-                    .map(EnvValue::Value)
-                    .unwrap_or(EnvValue::Absent),
-            )
-        })
-        .collect();
-    for (k, v) in &def.env_set {
-        view.insert(k.clone(), EnvValue::Value(v.clone()));
-    }
-    let env = view
-        .iter()
-        .filter_map(|(k, v)| match v {
-            EnvValue::Value(v) => Some((k.clone(), v.clone())),
-            EnvValue::Absent => None,
-        })
-        .collect();
-    let parts = KeyParts {
-        hash,
-        module: module.key_digest,
-        args: def.args.clone(),
-        project_dir: project_dir.to_string(),
-        inputs: hashed,
-        outputs: def.outputs.iter().map(|o| o.value.clone()).collect(),
-        predecessors: preds,
-        env: view.into_iter().collect(),
-        fixed_clock_epoch: match def.clock {
-            ClockSetting::Fixed => Some(ctx.ws.settings.epoch_seconds),
-            ClockSetting::Host => None,
-        },
-    };
-    Ok(Prepared {
-        key: parts.key(),
-        parts,
-        inputs,
-        env,
-        module,
-    })
-}
 
 /// How far [`start`] took a task.
 #[allow(clippy::large_enum_variant, reason = "one per task, moved once")]
@@ -123,9 +42,9 @@ pub fn start(
 ) -> Started {
     ctx.observer.on_task_started(id);
     let mut record = TaskRecord::new(id.clone());
-    let prepared = match record.timed("key", || prepare(ctx, def, project_dir, preds)) {
+    let prepared = match record.timed("key", || prepare(&ctx.keys, def, project_dir, preds)) {
         Ok(p) => p,
-        Err(message) => return Started::Finished(finish(ctx, record, Err(message))),
+        Err(e) => return Started::Finished(finish(ctx, record, Err(e.to_string()))),
     };
     record.key = Some(prepared.key);
     match restore_hit(ctx, id, &prepared, &mut record) {
@@ -178,14 +97,14 @@ fn restore_hit(
     prepared: &Prepared,
     record: &mut TaskRecord,
 ) -> Result<bool, String> {
-    let hash = ctx.ws.settings.hash;
-    let entry = match record.timed("lookup", || ctx.cache.lookup(&prepared.key)) {
+    let hash = ctx.keys.ws.settings.hash;
+    let entry = match record.timed("lookup", || ctx.keys.cache.lookup(&prepared.key)) {
         Ok(Some(entry)) => entry,
         Ok(None) => return Ok(false),
         Err(what) => {
             // CACHE-019: a broken entry is a miss with a report, and goes, so the
             // fresh run can store a good one.
-            ctx.cache.discard_key(&prepared.key);
+            ctx.keys.cache.discard_key(&prepared.key);
             let e = RestoreError::Corrupt {
                 entry: prepared.key.hex(),
                 what,
@@ -198,7 +117,7 @@ fn restore_hit(
     let declared = wask_runtime::paths::glob_set(&prepared.parts.outputs)
         .map_err(|e| format!("invalid output pattern: {e}"))?;
     // A restore writes only what a fresh run of this task could have written.
-    let node = ctx.graph.find(id).expect("a task of the graph");
+    let node = ctx.keys.graph.find(id).expect("a task of the graph");
     let inputs: std::collections::HashSet<&str> = prepared
         .inputs
         .iter()
@@ -216,9 +135,9 @@ fn restore_hit(
         }
     };
     let staging = ctx.scratch_dir()?;
-    let placer = Placer::new(&ctx.ws.root, &ctx.ledger, id.to_string(), hash)
+    let placer = Placer::new(&ctx.keys.ws.root, &ctx.ledger, id.to_string(), hash)
         .map_err(|e| format!("cannot open the workspace: {e}"))?;
-    let restore = || ctx.cache.restore(&entry, &placer, staging, &allowed);
+    let restore = || ctx.keys.cache.restore(&entry, &placer, staging, &allowed);
     match record.timed("restore", restore) {
         Ok(restored) => {
             let all: Vec<String> = entry
@@ -260,7 +179,7 @@ fn run_fresh(
     prepared: &Prepared,
     record: &mut TaskRecord,
 ) -> Result<(), String> {
-    let hash = ctx.ws.settings.hash;
+    let hash = ctx.keys.ws.settings.hash;
     // One timeout covers compiling the module (when its code is not cached) and running it.
     let deadline = std::time::Instant::now() + def.limits.timeout;
     let module = record
@@ -375,7 +294,7 @@ fn run_fresh(
     })?;
     // Whatever its patterns match, a task never writes where another program would act
     // on its bytes, nor where another task writes (`crate::protect`).
-    let node = ctx.graph.find(id).expect("a task of the graph");
+    let node = ctx.keys.graph.find(id).expect("a task of the graph");
     let refused: Vec<String> = collected
         .iter()
         .filter_map(|c| {
@@ -418,7 +337,7 @@ fn run_fresh(
     };
     // Only successful runs are stored (CACHE-018); a failed store costs only a rerun.
     record.timed("store", || {
-        if let Err(e) = ctx.cache.store(
+        if let Err(e) = ctx.keys.cache.store(
             &prepared.key,
             &produced,
             &outcome.stdout,
@@ -430,10 +349,10 @@ fn run_fresh(
                 .on_warning(id, &format!("could not store the result in the cache: {e}"));
         } else {
             // Only informs `wask why`; losing it costs an explanation, not a result.
-            let explained = crate::explain::Explained::new(&prepared.parts, &ctx.key);
-            let _ = crate::explain::ExplainStore::new(&ctx.wask_dir).record(id, &explained);
+            let explained = crate::explain::Explained::new(&prepared.parts, &ctx.keys.key);
+            let _ = crate::explain::ExplainStore::new(&ctx.keys.wask_dir).record(id, &explained);
         }
-        let placer = Placer::new(&ctx.ws.root, &ctx.ledger, id.to_string(), hash)
+        let placer = Placer::new(&ctx.keys.ws.root, &ctx.ledger, id.to_string(), hash)
             .map_err(|e| format!("cannot open the workspace: {e}"))?;
         let placed = produced
             .iter()

@@ -1,0 +1,210 @@
+//! What deriving a task's key needs, and nothing that runs it: the workspace, the
+//! graph, the cache for lookups, the host environment (read once, CACHE-008) and the
+//! modules (read or built once). `wask why` and `--dry-run` use this alone; they start
+//! no engine and no epoch ticker. A run adds the sandbox ([`super::RunContext`]).
+
+use super::inputs;
+use crate::cache::LocalCache;
+use crate::graph::Graph;
+use crate::key::{Digest, EnvValue, KeyParts, hash_bytes, hash_input};
+use crate::modules::ModuleError;
+use crate::workspace::{ClockSetting, TaskDef, Workspace};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use wask_runtime::view::InputFile;
+
+/// A module's bytes, read once per run.
+pub struct ModuleBytes {
+    pub bytes: Vec<u8>,
+    /// Content hash with the workspace's hash function (CACHE-005).
+    pub key_digest: Digest,
+}
+
+/// Why a task's key could not be derived.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Module(Arc<ModuleError>),
+    /// An input pattern could not be resolved (a literal input missing, a link leading
+    /// outside, a name the path rule refuses).
+    #[error("{0}")]
+    Inputs(String),
+    #[error(transparent)]
+    Input(#[from] crate::key::InputError),
+}
+
+/// What every key of a run shares.
+pub struct KeyContext<'a> {
+    pub ws: &'a Workspace,
+    pub graph: &'a Graph,
+    pub cache: LocalCache,
+    /// The host environment, read once per run (CACHE-008).
+    pub host_env: HashMap<String, String>,
+    /// Never inputs: the `.wask` directory and the cache.
+    pub excluded: Vec<PathBuf>,
+    /// The workspace's `.wask` directory.
+    pub wask_dir: PathBuf,
+    /// This user's key (`wask_runtime::secret`).
+    pub key: wask_runtime::secret::UserKey,
+    modules: Mutex<HashMap<String, Result<Arc<ModuleBytes>, Arc<ModuleError>>>>,
+}
+
+impl<'a> KeyContext<'a> {
+    pub fn new(ws: &'a Workspace, graph: &'a Graph) -> anyhow::Result<Self> {
+        let cache = LocalCache::new(ws.settings.cache_dir.clone(), ws.settings.hash);
+        // A directory that is not wask's is never written to (see `cache::marker`).
+        cache.claim()?;
+        let wask_dir = ws.root.join(".wask");
+        let mut excluded = vec![wask_dir.clone()];
+        if let Ok(c) = ws.settings.cache_dir.canonicalize() {
+            excluded.push(c);
+        }
+        excluded.push(ws.settings.cache_dir.clone());
+        Ok(KeyContext {
+            ws,
+            graph,
+            cache,
+            host_env: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+            excluded,
+            wask_dir,
+            key: wask_runtime::secret::UserKey::load(),
+            modules: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Reads (or builds) a task's module once per run; a failure is remembered too, so
+    /// a crate that does not build is built once.
+    pub fn module(&self, def: &TaskDef) -> Result<Arc<ModuleBytes>, Arc<ModuleError>> {
+        let name = &def.module.value;
+        if let Some(m) = self.modules.lock().unwrap().get(name) {
+            return m.clone();
+        }
+        let got = crate::modules::obtain(self.ws, self.cache.dir(), &def.module_spec)
+            .map(|bytes| {
+                Arc::new(ModuleBytes {
+                    key_digest: hash_bytes(self.ws.settings.hash, &bytes),
+                    bytes,
+                })
+            })
+            .map_err(Arc::new);
+        self.modules
+            .lock()
+            .unwrap()
+            .insert(name.clone(), got.clone());
+        got
+    }
+
+    /// Obtains every module of `run_set` before anything runs, building guest crates,
+    /// so that a missing toolchain target, a failed build or a pinned digest that does
+    /// not match stops the run before it starts. A missing `.wasm` file is left to fail
+    /// its own task. Each failure comes with the task it is for.
+    pub fn prepare_modules(
+        &self,
+        run_set: &[usize],
+    ) -> Result<(), Vec<(String, Arc<ModuleError>)>> {
+        let mut errors = Vec::new();
+        let mut done = std::collections::HashSet::new();
+        for &n in run_set {
+            let def = self.graph.task(self.ws, n);
+            if !done.insert(def.module.value.clone()) {
+                continue;
+            }
+            let needed = matches!(def.module_spec, crate::workspace::ModuleSpec::Crate { .. })
+                || def.module_spec.pin().is_some();
+            if needed && let Err(e) = self.module(def) {
+                errors.push((self.graph.nodes[n].id.to_string(), e));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Everything about a task that is known once its key is derived.
+pub struct Prepared {
+    pub parts: KeyParts,
+    pub key: Digest,
+    pub inputs: Vec<InputFile>,
+    /// The guest's environment (absent variables left out).
+    pub env: Vec<(String, String)>,
+    pub module: Arc<ModuleBytes>,
+}
+
+/// Derives a task's key (PATH-004: inputs are resolved now, after its predecessors).
+pub fn prepare(
+    ctx: &KeyContext<'_>,
+    def: &TaskDef,
+    project_dir: &str,
+    preds: Vec<(Digest, Digest)>,
+) -> Result<Prepared, PrepareError> {
+    let hash = ctx.ws.settings.hash;
+    let module = ctx.module(def).map_err(PrepareError::Module)?;
+    let patterns: Vec<String> = def.inputs.iter().map(|i| i.value.clone()).collect();
+    let resolved =
+        inputs::resolve(&ctx.ws.root, &patterns, &ctx.excluded).map_err(PrepareError::Inputs)?;
+    let mut hashed = Vec::with_capacity(resolved.len());
+    let mut inputs = Vec::with_capacity(resolved.len());
+    for i in resolved {
+        let h = hash_input(hash, &i.host_path, &i.guest_path)?;
+        hashed.push((i.guest_path.clone(), h.digest));
+        inputs.push(InputFile {
+            guest_path: i.guest_path,
+            host_path: i.host_path,
+            identity: h.identity,
+            digest: h.digest.0,
+            recent: h.recent,
+        });
+    }
+    // CACHE-008: declared names only; `env.set` wins over the host value.
+    let mut view: std::collections::BTreeMap<String, EnvValue> = def
+        .env_from_host
+        .iter()
+        .map(|n| {
+            (
+                n.clone(),
+                ctx.host_env
+                    .get(n)
+                    .cloned()
+                    .map(EnvValue::Value)
+                    .unwrap_or(EnvValue::Absent),
+            )
+        })
+        .collect();
+    for (k, v) in &def.env_set {
+        view.insert(k.clone(), EnvValue::Value(v.clone()));
+    }
+    let env = view
+        .iter()
+        .filter_map(|(k, v)| match v {
+            EnvValue::Value(v) => Some((k.clone(), v.clone())),
+            EnvValue::Absent => None,
+        })
+        .collect();
+    let parts = KeyParts {
+        hash,
+        module: module.key_digest,
+        args: def.args.clone(),
+        project_dir: project_dir.to_string(),
+        inputs: hashed,
+        outputs: def.outputs.iter().map(|o| o.value.clone()).collect(),
+        predecessors: preds,
+        env: view.into_iter().collect(),
+        fixed_clock_epoch: match def.clock {
+            ClockSetting::Fixed => Some(ctx.ws.settings.epoch_seconds),
+            ClockSetting::Host => None,
+        },
+    };
+    Ok(Prepared {
+        key: parts.key(),
+        parts,
+        inputs,
+        env,
+        module,
+    })
+}
