@@ -8,6 +8,7 @@ pub mod ledger;
 pub mod observer;
 pub mod place;
 pub mod plan;
+pub mod queue;
 pub mod record;
 pub mod scratch;
 pub mod task;
@@ -17,8 +18,9 @@ use crate::refs::TaskId;
 use crate::workspace::{MutexMode, MutexScope};
 pub use keys::KeyContext;
 use observer::Observer;
+use queue::{Hold, Queue, QueueSpec};
 use record::{TaskRecord, TaskState};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use wask_runtime::Sandbox;
@@ -98,17 +100,45 @@ pub fn compile_in_child() -> wask_runtime::CompileIn {
     }
 }
 
-/// A mutex as the scheduler tracks it: (scope key, mode).
-type MutexClaim = (String, MutexMode);
-
-fn mutex_claim(ctx: &RunContext<'_>, n: usize) -> Option<MutexClaim> {
-    let def = ctx.keys.graph.task(ctx.keys.ws, n);
-    let m = def.mutex.as_ref()?;
-    let key = match m.scope {
-        MutexScope::Workspace => m.name.clone(),
-        MutexScope::Project => format!("{}/{}", ctx.keys.graph.nodes[n].id.project, m.name),
-    };
-    Some((key, m.mode))
+/// The queue's view of a run set: edges, tag caps and mutexes by index.
+fn queue_spec<'r>(ctx: &RunContext<'_>, run_set: &'r [usize], jobs: usize) -> QueueSpec<'r> {
+    let (ws, g) = (ctx.keys.ws, ctx.keys.graph);
+    let caps = &ws.settings.tag_caps;
+    let mut mutex_ids: HashMap<String, usize> = HashMap::new();
+    let mutex = (0..g.nodes.len())
+        .map(|n| {
+            let m = g.task(ws, n).mutex.as_ref()?;
+            let name = match m.scope {
+                MutexScope::Workspace => m.name.clone(),
+                MutexScope::Project => format!("{}/{}", g.nodes[n].id.project, m.name),
+            };
+            let next = mutex_ids.len();
+            let id = *mutex_ids.entry(name).or_insert(next);
+            let hold = match m.mode {
+                MutexMode::Exclusive => Hold::Exclusive,
+                MutexMode::Shared => Hold::Shared,
+            };
+            Some((id, hold))
+        })
+        .collect();
+    QueueSpec {
+        run_set,
+        hard: g.nodes.iter().map(|n| n.hard.clone()).collect(),
+        soft: g.nodes.iter().map(|n| n.soft.clone()).collect(),
+        jobs,
+        capped_by: g
+            .nodes
+            .iter()
+            .map(|n| {
+                let tags = &ws.projects[n.project].tags;
+                (0..caps.len())
+                    .filter(|c| tags.contains(&caps[*c].0))
+                    .collect()
+            })
+            .collect(),
+        caps: caps.iter().map(|(_, cap)| *cap).collect(),
+        mutex,
+    }
 }
 
 /// How a run set is run.
@@ -138,132 +168,60 @@ enum Report {
 /// Runs `run_set` (sorted node indices) under `options`. Returns one record per task of
 /// the run set, in canonical order.
 ///
-/// Ready tasks are admitted in canonical order under the global cap and the per-tag
-/// caps (EXEC-004/005). A task starts by deriving its key and looking it up without its
-/// mutex; only a miss asks for the mutex, and if it is busy the task goes back to the
-/// queue without holding a job slot (EXEC-006, EXEC-007). Bookkeeping is linear in the
-/// size of the run set plus its edges.
+/// What may start when is the [`Queue`]'s; this drives it: each admitted task runs on a
+/// thread of its own (`task::start`, or `task::run_miss` for a miss that now holds its
+/// mutex), reports back, and its record completes it in the queue.
 pub fn run(ctx: &RunContext<'_>, run_set: &[usize], options: &RunOptions<'_>) -> Vec<TaskRecord> {
     let g = ctx.keys.graph;
-    let total = g.nodes.len();
-    let mut in_set = vec![false; total];
-    for &n in run_set {
-        in_set[n] = true;
-    }
-    // Successor lists and counts of unfinished in-set predecessors.
-    let mut hard_succ: Vec<Vec<usize>> = vec![Vec::new(); total];
-    let mut soft_succ: Vec<Vec<usize>> = vec![Vec::new(); total];
-    let mut waiting_on = vec![0usize; total];
-    for &n in run_set {
-        for &p in g.nodes[n].hard.iter().filter(|p| in_set[**p]) {
-            hard_succ[p].push(n);
-            waiting_on[n] += 1;
-        }
-        for &p in g.nodes[n].soft.iter().filter(|p| in_set[**p]) {
-            soft_succ[p].push(n);
-            waiting_on[n] += 1;
-        }
-    }
-    let mut ready: BTreeSet<usize> = run_set
-        .iter()
-        .copied()
-        .filter(|&n| waiting_on[n] == 0)
-        .collect();
-    let claims: Vec<Option<MutexClaim>> = (0..total)
-        .map(|n| if in_set[n] { mutex_claim(ctx, n) } else { None })
-        .collect();
-
-    let mut records: Vec<Option<TaskRecord>> = vec![None; total];
+    let mut queue = Queue::new(queue_spec(ctx, run_set, options.jobs));
+    let mut records: Vec<Option<TaskRecord>> = vec![None; g.nodes.len()];
     let mut misses: HashMap<usize, Box<task::Miss>> = HashMap::new();
-    let mut in_flight = 0usize;
-    let mut per_tag: HashMap<&str, usize> = HashMap::new();
-    let mut holders: HashMap<&str, (usize, usize)> = HashMap::new(); // (exclusive, shared)
-    let mut granted: BTreeSet<usize> = BTreeSet::new();
     let mut halt: Option<Halt> = None;
     let (tx, rx) = mpsc::channel::<Report>();
-    let tags_of = |n: usize| &ctx.keys.ws.projects[g.nodes[n].project].tags;
 
     std::thread::scope(|scope| {
         loop {
             if halt.is_none() && (options.cancelled)() {
                 halt = Some(Halt::Cancelled);
+                queue.halt();
                 ctx.sandbox.cancel();
             }
-            if halt.is_none() {
-                let mut admitted = Vec::new();
-                for &n in &ready {
-                    if in_flight + admitted.len() >= options.jobs.max(1) {
-                        break;
-                    }
-                    let capped = ctx.keys.ws.settings.tag_caps.iter().any(|(tag, cap)| {
-                        tags_of(n).contains(tag)
-                            && per_tag.get(tag.as_str()).copied().unwrap_or(0)
-                                + admitted
-                                    .iter()
-                                    .filter(|m| tags_of(**m).contains(tag))
-                                    .count()
-                                >= *cap
+            for start in queue.admit() {
+                let n = start.task;
+                let tx = tx.clone();
+                let project_dir = ctx.keys.ws.projects[g.nodes[n].project].dir.clone();
+                let def = g.task(ctx.keys.ws, n);
+                let id = &g.nodes[n].id;
+                if start.holds_mutex {
+                    let miss = misses
+                        .remove(&n)
+                        .expect("a task waiting for its mutex missed");
+                    scope.spawn(move || {
+                        let record = task::run_miss(ctx, id, def, &project_dir, *miss);
+                        let _ = tx.send(Report::Finished(n, record));
                     });
-                    if capped {
-                        continue;
-                    }
-                    // Only a missed task waiting for its mutex needs the mutex now.
-                    if misses.contains_key(&n) {
-                        let (name, mode) = claims[n].as_ref().expect("only mutex tasks wait");
-                        let (exclusive, shared) =
-                            holders.get(name.as_str()).copied().unwrap_or((0, 0));
-                        let busy = exclusive > 0 || (*mode == MutexMode::Exclusive && shared > 0);
-                        if busy {
-                            continue;
-                        }
-                        granted.insert(n);
-                        let h = holders.entry(name.as_str()).or_insert((0, 0));
-                        match mode {
-                            MutexMode::Exclusive => h.0 += 1,
-                            MutexMode::Shared => h.1 += 1,
-                        }
-                    }
-                    admitted.push(n);
+                    continue;
                 }
-                for n in admitted {
-                    ready.remove(&n);
-                    in_flight += 1;
-                    for tag in tags_of(n) {
-                        *per_tag.entry(tag.as_str()).or_insert(0) += 1;
-                    }
-                    let tx = tx.clone();
-                    let project_dir = ctx.keys.ws.projects[g.nodes[n].project].dir.clone();
-                    let def = g.task(ctx.keys.ws, n);
-                    let id = &g.nodes[n].id;
-                    if let Some(miss) = misses.remove(&n) {
-                        scope.spawn(move || {
-                            let record = task::run_miss(ctx, id, def, &project_dir, *miss);
-                            let _ = tx.send(Report::Finished(n, record));
-                        });
-                    } else {
-                        let preds: Vec<(Digest, Digest)> = g.nodes[n]
-                            .hard
-                            .iter()
-                            .map(|p| {
-                                records[*p]
-                                    .as_ref()
-                                    .and_then(|r| r.streams)
-                                    .expect("succeeded predecessors have streams")
-                            })
-                            .collect();
-                        let has_mutex = claims[n].is_some();
-                        scope.spawn(move || {
-                            let report =
-                                match task::start(ctx, id, def, &project_dir, preds, has_mutex) {
-                                    task::Started::Finished(r) => Report::Finished(n, r),
-                                    task::Started::NeedsMutex(m) => Report::NeedsMutex(n, m),
-                                };
-                            let _ = tx.send(report);
-                        });
-                    }
-                }
+                let preds: Vec<(Digest, Digest)> = g.nodes[n]
+                    .hard
+                    .iter()
+                    .map(|p| {
+                        records[*p]
+                            .as_ref()
+                            .and_then(|r| r.streams)
+                            .expect("succeeded predecessors have streams")
+                    })
+                    .collect();
+                let has_mutex = def.mutex.is_some();
+                scope.spawn(move || {
+                    let report = match task::start(ctx, id, def, &project_dir, preds, has_mutex) {
+                        task::Started::Finished(r) => Report::Finished(n, r),
+                        task::Started::NeedsMutex(m) => Report::NeedsMutex(n, m),
+                    };
+                    let _ = tx.send(report);
+                });
             }
-            if in_flight == 0 {
+            if queue.running() == 0 {
                 break;
             }
             // Wake up now and then to notice cancellation while tasks run.
@@ -274,53 +232,27 @@ pub fn run(ctx: &RunContext<'_>, run_set: &[usize], options: &RunOptions<'_>) ->
                     unreachable!("the scheduler holds a sender")
                 }
             };
-            let n = match &report {
-                Report::Finished(n, _) | Report::NeedsMutex(n, _) => *n,
-            };
-            in_flight -= 1;
-            for tag in tags_of(n) {
-                *per_tag.get_mut(tag.as_str()).expect("counted at admission") -= 1;
-            }
             match report {
                 Report::NeedsMutex(n, miss) => {
                     // Back to the queue, holding no job slot, until the mutex is free.
                     misses.insert(n, miss);
-                    ready.insert(n);
+                    queue.needs_mutex(n);
                 }
                 Report::Finished(n, record) => {
-                    if granted.remove(&n)
-                        && let Some((name, mode)) = &claims[n]
-                        && let Some(h) = holders.get_mut(name.as_str())
-                    {
-                        match mode {
-                            MutexMode::Exclusive => h.0 -= 1,
-                            MutexMode::Shared => h.1 -= 1,
-                        }
-                    }
                     let succeeded = record.state == TaskState::Succeeded;
                     if !succeeded && options.fail_fast && halt.is_none() {
                         halt = Some(Halt::FailFast(record.id.clone()));
+                        queue.halt();
                     }
                     records[n] = Some(record);
-                    if succeeded {
-                        release(
-                            n,
-                            &hard_succ,
-                            &soft_succ,
-                            &mut waiting_on,
-                            &records,
-                            &mut ready,
-                        );
-                    } else {
-                        skip_dependents(
-                            ctx,
-                            n,
-                            &hard_succ,
-                            &soft_succ,
-                            &mut waiting_on,
-                            &mut records,
-                            &mut ready,
-                        );
+                    // EXEC-010: hard dependents of a failure are skipped, naming it.
+                    let cause = &g.nodes[n].id;
+                    for s in queue.complete(n, succeeded) {
+                        let mut r = TaskRecord::new(g.nodes[s].id.clone());
+                        r.state = TaskState::Skipped;
+                        r.skipped_because = Some(cause.clone());
+                        ctx.observer.on_task_skipped(&r.id, cause);
+                        records[s] = Some(r);
                     }
                 }
             }
@@ -346,57 +278,4 @@ pub fn run(ctx: &RunContext<'_>, run_set: &[usize], options: &RunOptions<'_>) ->
             })
         })
         .collect()
-}
-
-/// A task finished successfully: its successors wait for one task fewer.
-fn release(
-    n: usize,
-    hard_succ: &[Vec<usize>],
-    soft_succ: &[Vec<usize>],
-    waiting_on: &mut [usize],
-    records: &[Option<TaskRecord>],
-    ready: &mut BTreeSet<usize>,
-) {
-    for &s in hard_succ[n].iter().chain(&soft_succ[n]) {
-        waiting_on[s] -= 1;
-        if waiting_on[s] == 0 && records[s].is_none() {
-            ready.insert(s);
-        }
-    }
-}
-
-/// Marks every task that depends on `failed` through hard edges as skipped, naming the
-/// root cause (EXEC-010). Soft successors only stop waiting (DAG-002).
-fn skip_dependents(
-    ctx: &RunContext<'_>,
-    failed: usize,
-    hard_succ: &[Vec<usize>],
-    soft_succ: &[Vec<usize>],
-    waiting_on: &mut [usize],
-    records: &mut [Option<TaskRecord>],
-    ready: &mut BTreeSet<usize>,
-) {
-    let g = ctx.keys.graph;
-    let cause = g.nodes[failed].id.clone();
-    let mut frontier = vec![failed];
-    while let Some(f) = frontier.pop() {
-        for &s in &soft_succ[f] {
-            waiting_on[s] -= 1;
-            if waiting_on[s] == 0 && records[s].is_none() {
-                ready.insert(s);
-            }
-        }
-        for &s in &hard_succ[f] {
-            if records[s].is_some() {
-                continue;
-            }
-            ready.remove(&s);
-            let mut r = TaskRecord::new(g.nodes[s].id.clone());
-            r.state = TaskState::Skipped;
-            r.skipped_because = Some(cause.clone());
-            ctx.observer.on_task_skipped(&r.id, &cause);
-            records[s] = Some(r);
-            frontier.push(s);
-        }
-    }
 }

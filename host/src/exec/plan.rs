@@ -10,8 +10,7 @@ use crate::cache::Entry;
 use crate::graph::Graph;
 use crate::key::Digest;
 use crate::refs::TaskId;
-use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::HashMap;
 
 /// The plan for one task.
 #[allow(clippy::large_enum_variant, reason = "one per task, moved once")]
@@ -66,40 +65,26 @@ pub fn plan(ctx: &KeyContext<'_>, run_set: &[usize]) -> Vec<(usize, Planned)> {
     out
 }
 
-/// Dependency order (hard and in-set soft edges) with canonical tie-breaks.
+/// Dependency order (hard and in-set soft edges) with canonical tie-breaks: the order
+/// the [`super::queue::Queue`] starts tasks in on one job when every task succeeds.
 pub fn topological(graph: &Graph, run_set: &[usize]) -> Vec<usize> {
-    let in_set: BTreeSet<usize> = run_set.iter().copied().collect();
-    let mut successors: HashMap<usize, Vec<usize>> = HashMap::new();
-    let mut waiting: HashMap<usize, usize> = HashMap::new();
-    for &n in run_set {
-        let node = &graph.nodes[n];
-        let preds: Vec<usize> = node
-            .hard
-            .iter()
-            .chain(&node.soft)
-            .copied()
-            .filter(|p| in_set.contains(p))
-            .collect();
-        waiting.insert(n, preds.len());
-        for p in preds {
-            successors.entry(p).or_default().push(n);
-        }
-    }
-    let mut ready: BinaryHeap<Reverse<usize>> = waiting
-        .iter()
-        .filter(|(_, c)| **c == 0)
-        .map(|(n, _)| Reverse(*n))
-        .collect();
+    let n = graph.nodes.len();
+    let mut queue = super::queue::Queue::new(super::queue::QueueSpec {
+        run_set,
+        hard: graph.nodes.iter().map(|node| node.hard.clone()).collect(),
+        soft: graph.nodes.iter().map(|node| node.soft.clone()).collect(),
+        jobs: 1,
+        capped_by: vec![Vec::new(); n],
+        caps: Vec::new(),
+        mutex: vec![None; n],
+    });
     let mut order = Vec::with_capacity(run_set.len());
-    while let Some(Reverse(n)) = ready.pop() {
-        order.push(n);
-        for s in successors.get(&n).map(Vec::as_slice).unwrap_or_default() {
-            let c = waiting.get_mut(s).expect("successors are in the set");
-            *c -= 1;
-            if *c == 0 {
-                ready.push(Reverse(*s));
-            }
-        }
+    loop {
+        let started = queue.admit();
+        let Some(start) = started.first() else {
+            return order;
+        };
+        order.push(start.task);
+        queue.complete(start.task, true);
     }
-    order
 }
