@@ -232,7 +232,31 @@ impl Sandbox {
         if let Some(m) = self.in_memory(&digest) {
             return Ok(m);
         }
-        let (module, source) = match self.compiled.load(&self.engine, &digest) {
+        let (module, source) = self.compile(&digest, wasm, limits, deadline)?;
+        let pre = self.linker.instantiate_pre(&module).map_err(|e| {
+            Failure::Setup(format!(
+                "the module needs imports wask does not provide (only wasi_snapshot_preview1 is available): {e}"
+            ))
+        })?;
+        let loaded = LoadedModule {
+            digest,
+            source,
+            pre,
+        };
+        self.loaded.lock().unwrap().insert(digest, loaded.clone());
+        Ok(loaded)
+    }
+
+    /// The module's compiled code: the verified artifact from the compiled cache, or
+    /// compiled now (and stored) by `deadline`.
+    fn compile(
+        &self,
+        digest: &Digest,
+        wasm: &[u8],
+        limits: &Limits,
+        deadline: Instant,
+    ) -> Result<(Module, CodeSource), Failure> {
+        Ok(match self.compiled.load(&self.engine, digest) {
             Lookup::Hit(m) => (m, CodeSource::Disk),
             lookup => {
                 let code = crate::compile::compile(
@@ -259,26 +283,14 @@ impl Sandbox {
                     Failure::Setup(format!("could not load the compiled module: {e}"))
                 })?;
                 // A failed store only costs a recompile next time.
-                let _ = self.compiled.store(&digest, &code);
+                let _ = self.compiled.store(digest, &code);
                 let source = match lookup {
                     Lookup::Tampered(_) => CodeSource::RecompiledAfterTamper,
                     _ => CodeSource::Compiled,
                 };
                 (m, source)
             }
-        };
-        let pre = self.linker.instantiate_pre(&module).map_err(|e| {
-            Failure::Setup(format!(
-                "the module needs imports wask does not provide (only wasi_snapshot_preview1 is available): {e}"
-            ))
-        })?;
-        let loaded = LoadedModule {
-            digest,
-            source,
-            pre,
-        };
-        self.loaded.lock().unwrap().insert(digest, loaded.clone());
-        Ok(loaded)
+        })
     }
 
     fn in_memory(&self, digest: &Digest) -> Option<LoadedModule> {
@@ -378,6 +390,35 @@ impl Sandbox {
                 return outcome;
             }
         };
+        let mut store = self.store(spec, wasi, virtual_clock, deadline);
+        let result = call_start(module, &mut store);
+
+        let state = store.into_data();
+        outcome.access = state.guard.access.finish();
+        outcome.stdout = stdout.pipe.contents().to_vec();
+        outcome.stderr = stderr.pipe.contents().to_vec();
+        let overflowed = outcome.stdout.len() > cap || outcome.stderr.len() > cap;
+        outcome.stdout.truncate(cap);
+        outcome.stderr.truncate(cap);
+        outcome.result = match result {
+            _ if overflowed => Err(Failure::OutputLimit(cap)),
+            Ok(()) => Ok(()),
+            Err(e) if matches!(e.downcast_ref::<I32Exit>(), Some(I32Exit(0))) => Ok(()),
+            Err(_) if self.cancelled.load(Ordering::Relaxed) => Err(Failure::Cancelled),
+            Err(e) => Err(classify(e, state.limiter.exceeded, spec.limits)),
+        };
+        outcome
+    }
+
+    /// A store for one run: the WASI context, the memory limiter, the policy layer, and
+    /// the epoch callback that stops the guest at `deadline` or on cancel.
+    fn store(
+        &self,
+        spec: &RunSpec<'_>,
+        wasi: WasiP1Ctx,
+        virtual_clock: VirtualClock,
+        deadline: Instant,
+    ) -> Store<TaskState> {
         let time = match spec.clock {
             ClockMode::Fixed { epoch_seconds, .. } => Time::Fixed {
                 wall_ns: epoch_seconds.saturating_mul(1_000_000_000),
@@ -415,23 +456,7 @@ impl Sandbox {
             }
         });
 
-        let result = call_start(module, &mut store);
-
-        let state = store.into_data();
-        outcome.access = state.guard.access.finish();
-        outcome.stdout = stdout.pipe.contents().to_vec();
-        outcome.stderr = stderr.pipe.contents().to_vec();
-        let overflowed = outcome.stdout.len() > cap || outcome.stderr.len() > cap;
-        outcome.stdout.truncate(cap);
-        outcome.stderr.truncate(cap);
-        outcome.result = match result {
-            _ if overflowed => Err(Failure::OutputLimit(cap)),
-            Ok(()) => Ok(()),
-            Err(e) if matches!(e.downcast_ref::<I32Exit>(), Some(I32Exit(0))) => Ok(()),
-            Err(_) if self.cancelled.load(Ordering::Relaxed) => Err(Failure::Cancelled),
-            Err(e) => Err(classify(e, state.limiter.exceeded, spec.limits)),
-        };
-        outcome
+        store
     }
 
     /// Interrupts every guest running in this sandbox within one epoch tick, and every

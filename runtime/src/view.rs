@@ -147,6 +147,17 @@ pub enum Violation {
     OutputsCount(u64, u64),
 }
 
+/// What collecting has found so far.
+#[derive(Default)]
+struct Found {
+    outputs: Vec<CollectedOutput>,
+    violations: Vec<Violation>,
+    seen_inputs: usize,
+    /// Bytes of the outputs, and entries of every kind.
+    total: u64,
+    entries: u64,
+}
+
 /// A staged view; the scratch directory is removed when this is dropped.
 pub struct StagedView {
     scratch: tempfile::TempDir,
@@ -197,6 +208,36 @@ fn copy_verified(input: &InputFile, to: &Path, hash: HashFn<'_>) -> Result<(), S
     Ok(())
 }
 
+/// The output roots of `outputs`, nested ones collapsed into the outermost.
+fn outer_roots(outputs: &[String]) -> Vec<String> {
+    let mut roots: Vec<String> = outputs.iter().map(|p| output_root(p)).collect();
+    roots.sort();
+    roots.dedup();
+    roots
+        .iter()
+        .filter(|r| !roots.iter().any(|o| o != *r && is_under(r, o)))
+        .cloned()
+        .collect()
+}
+
+/// Stages an input of the read-only tree at `target`: a hard link to the very file that
+/// was hashed (`Ok(true)`), or else a verified copy (`Ok(false)`).
+fn stage_read_only(input: &InputFile, target: &Path, hash: HashFn<'_>) -> Result<bool, StageError> {
+    std::fs::create_dir_all(target.parent().unwrap())?;
+    if std::fs::hard_link(&input.host_path, target).is_ok() {
+        // The link must be the very file that was hashed (the fast check), or at least
+        // hold its bytes (it was replaced by a file with the same contents, as another
+        // run restoring it does).
+        let staged = std::fs::symlink_metadata(target)?;
+        if FileIdentity::of(&staged) == input.identity {
+            return Ok(true);
+        }
+        std::fs::remove_file(target)?;
+    }
+    copy_verified(input, target, hash)?;
+    Ok(false)
+}
+
 /// Whether the file at `path` holds exactly the bytes of `digest`.
 fn holds(path: &Path, digest: &[u8; 32], hash: HashFn<'_>) -> bool {
     std::fs::File::open(path)
@@ -214,23 +255,13 @@ impl StagedView {
             .tempdir_in(scratch_parent)?;
         let matcher = glob_set(spec.outputs).map_err(std::io::Error::other)?;
 
-        let mut roots: Vec<String> = spec.outputs.iter().map(|p| output_root(p)).collect();
-        roots.sort();
-        roots.dedup();
-        let outer: Vec<String> = roots
-            .iter()
-            .filter(|r| !roots.iter().any(|o| o != *r && is_under(r, o)))
-            .cloned()
-            .collect();
-
         let read_only = scratch.path().join("ro");
         std::fs::create_dir_all(read_only.join(".wask"))?;
-        let mut mounts = Vec::new();
         let mut writable = Vec::new();
-        for (i, root) in outer.iter().enumerate() {
+        for (i, root) in outer_roots(spec.outputs).into_iter().enumerate() {
             let dir = scratch.path().join(format!("rw{i}"));
             std::fs::create_dir_all(&dir)?;
-            writable.push((root.clone(), dir));
+            writable.push((root, dir));
         }
 
         let task_json_target = match writable.iter().find(|(r, _)| r == "/") {
@@ -243,32 +274,26 @@ impl StagedView {
         let mut copied_inputs = HashMap::new();
         let mut linked_inputs = Vec::new();
         for input in spec.inputs {
-            if let Some((root, dir)) = writable
+            match writable
                 .iter()
                 .find(|(r, _)| is_under(&input.guest_path, r))
             {
-                let target = host_path_in(dir, root, &input.guest_path);
-                std::fs::create_dir_all(target.parent().unwrap())?;
-                copy_verified(input, &target, spec.hash)?;
-                copied_inputs.insert(input.guest_path.clone(), input.digest);
-                continue;
-            }
-            let target = host_path_in(&read_only, "/", &input.guest_path);
-            std::fs::create_dir_all(target.parent().unwrap())?;
-            if std::fs::hard_link(&input.host_path, &target).is_ok() {
-                // The link must be the very file that was hashed (the fast check), or
-                // at least hold its bytes (it was replaced by a file with the same
-                // contents, as another run restoring it does).
-                let staged = std::fs::symlink_metadata(&target)?;
-                if FileIdentity::of(&staged) == input.identity {
-                    linked_inputs.push((input.clone(), target));
-                    continue;
+                Some((root, dir)) => {
+                    let target = host_path_in(dir, root, &input.guest_path);
+                    std::fs::create_dir_all(target.parent().unwrap())?;
+                    copy_verified(input, &target, spec.hash)?;
+                    copied_inputs.insert(input.guest_path.clone(), input.digest);
                 }
-                std::fs::remove_file(&target)?;
+                None => {
+                    let target = host_path_in(&read_only, "/", &input.guest_path);
+                    if stage_read_only(input, &target, spec.hash)? {
+                        linked_inputs.push((input.clone(), target));
+                    }
+                }
             }
-            copy_verified(input, &target, spec.hash)?;
         }
 
+        let mut mounts = Vec::new();
         if !writable.iter().any(|(r, _)| r == "/") {
             mounts.push(Mount {
                 host_dir: read_only,
@@ -332,78 +357,104 @@ impl StagedView {
         limits: &Limits,
         hash: HashFn<'_>,
     ) -> Result<Vec<CollectedOutput>, Vec<Violation>> {
-        let mut outputs = Vec::new();
-        let mut violations = Vec::new();
-        let mut seen_inputs = 0;
-        let (mut total, mut entries) = (0u64, 0u64);
+        let mut found = Found::default();
         for (root, dir) in &self.writable {
-            let mut walk = WalkDir::new(dir)
-                .follow_links(false)
-                .sort_by_file_name()
-                .into_iter();
-            while let Some(entry) = walk.next() {
-                let entry = match entry {
-                    Ok(e) => e,
-                    Err(e) => {
-                        let at = e.path().unwrap_or(dir);
-                        let rel = at.strip_prefix(dir).unwrap_or(at);
-                        violations.push(Violation::Unreadable {
-                            path: shown(&join_lexically(root, &rel.to_string_lossy())),
-                            why: e
-                                .io_error()
-                                .map(|io| io.to_string())
-                                .unwrap_or_else(|| e.to_string()),
-                        });
-                        continue;
-                    }
-                };
-                let rel = entry.path().strip_prefix(dir).unwrap();
-                if rel.as_os_str().is_empty() {
-                    continue;
-                }
-                let Some(guest) = guest_path(root, rel, &mut violations) else {
-                    // Nothing under a name wask cannot keep is looked at.
-                    if entry.file_type().is_dir() {
-                        walk.skip_current_dir();
-                    }
-                    continue;
-                };
-                if root == "/" && guest == "/.wask/task.json" {
-                    continue;
-                }
-                entries += 1;
-                let ft = entry.file_type();
-                if let Some(expected) = self.copied_inputs.get(&guest) {
-                    seen_inputs += 1;
-                    let same = ft.is_file() && holds(entry.path(), expected, hash);
-                    if !same {
-                        violations.push(Violation::ModifiedInput(guest));
-                    }
-                } else if ft.is_dir() {
-                } else if ft.is_symlink() {
-                    violations.push(Violation::SymlinkOutput(guest));
-                } else if !ft.is_file() {
-                    violations.push(Violation::SpecialFile(guest));
-                } else if self.matcher.is_match(&guest) {
-                    let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                    total = total.saturating_add(size);
-                    outputs.push(CollectedOutput {
-                        guest_path: guest,
-                        host_path: entry.path().to_path_buf(),
-                        size,
+            self.walk(root, dir, hash, &mut found);
+        }
+        self.judge(found, limits)
+    }
+
+    /// Walks one writable directory (mounted at `root`) without following links.
+    fn walk(&self, root: &str, dir: &Path, hash: HashFn<'_>, found: &mut Found) {
+        let mut walk = WalkDir::new(dir)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter();
+        while let Some(entry) = walk.next() {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    let at = e.path().unwrap_or(dir);
+                    let rel = at.strip_prefix(dir).unwrap_or(at);
+                    found.violations.push(Violation::Unreadable {
+                        path: shown(&join_lexically(root, &rel.to_string_lossy())),
+                        why: e
+                            .io_error()
+                            .map(|io| io.to_string())
+                            .unwrap_or_else(|| e.to_string()),
                     });
-                } else {
-                    violations.push(Violation::UndeclaredWrite(guest));
+                    continue;
                 }
+            };
+            let rel = entry.path().strip_prefix(dir).unwrap();
+            if rel.as_os_str().is_empty() {
+                continue;
             }
+            let Some(guest) = guest_path(root, rel, &mut found.violations) else {
+                // Nothing under a name wask cannot keep is looked at.
+                if entry.file_type().is_dir() {
+                    walk.skip_current_dir();
+                }
+                continue;
+            };
+            if root == "/" && guest == "/.wask/task.json" {
+                continue;
+            }
+            self.classify(guest, &entry, hash, found);
         }
-        if total > limits.outputs_size {
-            violations.push(Violation::OutputsSize(total, limits.outputs_size));
+    }
+
+    /// What one entry the guest left is: an output, a copied input, or a violation.
+    fn classify(
+        &self,
+        guest: String,
+        entry: &walkdir::DirEntry,
+        hash: HashFn<'_>,
+        found: &mut Found,
+    ) {
+        found.entries += 1;
+        let ft = entry.file_type();
+        if let Some(expected) = self.copied_inputs.get(&guest) {
+            found.seen_inputs += 1;
+            if !(ft.is_file() && holds(entry.path(), expected, hash)) {
+                found.violations.push(Violation::ModifiedInput(guest));
+            }
+        } else if ft.is_dir() {
+        } else if ft.is_symlink() {
+            found.violations.push(Violation::SymlinkOutput(guest));
+        } else if !ft.is_file() {
+            found.violations.push(Violation::SpecialFile(guest));
+        } else if self.matcher.is_match(&guest) {
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            found.total = found.total.saturating_add(size);
+            found.outputs.push(CollectedOutput {
+                guest_path: guest,
+                host_path: entry.path().to_path_buf(),
+                size,
+            });
+        } else {
+            found.violations.push(Violation::UndeclaredWrite(guest));
         }
-        if entries > limits.outputs_count {
-            violations.push(Violation::OutputsCount(entries, limits.outputs_count));
+    }
+
+    /// The verdict on everything found: the limits, copied inputs that went missing,
+    /// literal outputs that were not produced.
+    fn judge(
+        &self,
+        mut found: Found,
+        limits: &Limits,
+    ) -> Result<Vec<CollectedOutput>, Vec<Violation>> {
+        if found.total > limits.outputs_size {
+            found
+                .violations
+                .push(Violation::OutputsSize(found.total, limits.outputs_size));
         }
-        if seen_inputs != self.copied_inputs.len() {
+        if found.entries > limits.outputs_count {
+            found
+                .violations
+                .push(Violation::OutputsCount(found.entries, limits.outputs_count));
+        }
+        if found.seen_inputs != self.copied_inputs.len() {
             let mut missing: Vec<&String> = self
                 .copied_inputs
                 .keys()
@@ -413,21 +464,23 @@ impl StagedView {
                 })
                 .collect();
             missing.sort();
-            violations.extend(
+            found.violations.extend(
                 missing
                     .into_iter()
                     .map(|p| Violation::ModifiedInput(p.clone())),
             );
         }
         for literal in &self.literal_outputs {
-            if !outputs.iter().any(|o| &o.guest_path == literal) {
-                violations.push(Violation::MissingOutput(literal.clone()));
+            if !found.outputs.iter().any(|o| &o.guest_path == literal) {
+                found
+                    .violations
+                    .push(Violation::MissingOutput(literal.clone()));
             }
         }
-        if violations.is_empty() {
-            Ok(outputs)
+        if found.violations.is_empty() {
+            Ok(found.outputs)
         } else {
-            Err(violations)
+            Err(found.violations)
         }
     }
 }

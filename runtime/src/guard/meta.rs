@@ -11,8 +11,15 @@
 //! * link counts are 1, a directory's size is 0;
 //! * listings are sorted by name, `.` and `..` first, with cookies that count entries.
 
+use super::{block, enter, errno_of, path_bytes};
+use crate::sandbox::TaskState;
 use std::collections::HashMap;
-use wasmtime_wasi::p1::types;
+use wasmtime::{Caller, Linker};
+use wasmtime_wasi::p1::types::{self, Errno};
+use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as abi, WasiSnapshotPreview1};
+use wiggle::{GuestMemory, GuestPtr};
+
+const MODULE: &str = super::MODULE;
 
 /// One directory entry as wasmtime-wasi lists it, with its inode already renumbered.
 #[derive(Debug, Clone)]
@@ -151,6 +158,122 @@ pub(crate) fn render(entries: &[DirEntry], cookie: u64, cap: usize) -> Vec<u8> {
         }
     }
     out
+}
+
+// ---- the shadows ----------------------------------------------------------------
+
+pub(super) fn add(linker: &mut Linker<TaskState>) -> anyhow::Result<()> {
+    linker.func_wrap(
+        MODULE,
+        "fd_filestat_get",
+        |mut c: Caller<'_, TaskState>, fd: i32, buf: i32| {
+            enter(&mut c, |mem, st| {
+                let code = block(abi::fd_filestat_get(&mut st.wasi, mem, fd, buf))?;
+                if code == 0 {
+                    patch_filestat(mem, st, buf)?;
+                }
+                Ok(code)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "path_filestat_get",
+        |mut c: Caller<'_, TaskState>, fd: i32, flags: i32, path: i32, len: i32, buf: i32| {
+            enter(&mut c, |mem, st| {
+                let name = path_bytes(mem, path, len);
+                let code = block(abi::path_filestat_get(
+                    &mut st.wasi,
+                    mem,
+                    fd,
+                    flags,
+                    path,
+                    len,
+                    buf,
+                ))?;
+                if code == 0 {
+                    patch_filestat(mem, st, buf)?;
+                } else if let Some(errno) = errno_of(code) {
+                    st.guard.access.refused(fd as u32, &name, errno);
+                }
+                Ok(code)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "fd_readdir",
+        |mut c: Caller<'_, TaskState>, fd: i32, buf: i32, len: i32, cookie: i64, used: i32| {
+            enter(&mut c, |mem, st| {
+                let TaskState { wasi, guard, .. } = st;
+                let listed = guard
+                    .meta
+                    .listing(fd as u32, cookie == 0, || read_whole_dir(wasi, fd as u32));
+                let entries = match listed {
+                    Ok(entries) => entries,
+                    Err(Ok(errno)) => return Ok(errno as i32),
+                    Err(Err(trap)) => return Err(trap),
+                };
+                let bytes = render(entries, cookie as u64, len as u32 as usize);
+                let dest = GuestPtr::<[u8]>::new((buf as u32, bytes.len() as u32));
+                if mem.copy_from_slice(&bytes, dest).is_err() {
+                    return Ok(Errno::Fault as i32);
+                }
+                mem.write(GuestPtr::<u32>::new(used as u32), bytes.len() as u32)?;
+                Ok(Errno::Success as i32)
+            })
+        },
+    )?;
+    Ok(())
+}
+
+/// Rewrites the `filestat` wasmtime-wasi wrote at `buf` into the guest's view.
+fn patch_filestat(mem: &mut GuestMemory<'_>, st: &mut TaskState, buf: i32) -> wasmtime::Result<()> {
+    let ptr = GuestPtr::<types::Filestat>::new(buf as u32);
+    let host = mem.read(ptr)?;
+    mem.write(ptr, st.guard.meta.filestat(host))?;
+    Ok(())
+}
+
+/// Every entry of directory `fd`, as wasmtime-wasi lists them: read into a buffer of the
+/// host's (the trait takes any memory), page by page. `Err(Ok(errno))` is the guest's
+/// error, `Err(Err(trap))` a trap.
+fn read_whole_dir(
+    wasi: &mut wasmtime_wasi::p1::WasiP1Ctx,
+    fd: u32,
+) -> Result<Vec<DirEntry>, Result<Errno, wasmtime::Error>> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut cookie = 0u64;
+    let mut all = Vec::new();
+    loop {
+        let len = buf.len() as u32;
+        let mut scratch = GuestMemory::Unshared(&mut buf);
+        let used = match block(wasi.fd_readdir(
+            &mut scratch,
+            types::Fd::from(fd),
+            GuestPtr::new(0),
+            len,
+            cookie,
+        )) {
+            Ok(n) => n as usize,
+            Err(e) => return Err(e.downcast()),
+        };
+        let page = parse_dirents(&buf[..used]);
+        let full = used == buf.len();
+        match page.last() {
+            Some((next, _)) => cookie = *next,
+            // Not even one entry fits: a name this long cannot be, but double and retry.
+            None if full => {
+                buf.resize(buf.len() * 2, 0);
+                continue;
+            }
+            None => {}
+        }
+        all.extend(page.into_iter().map(|(_, e)| e));
+        if !full {
+            return Ok(all);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,10 +15,15 @@
 //! descriptor is ready at once (files, an empty stdin, captured streams; there are no
 //! sockets), so it never waits on the clock.
 
-use super::Stop;
+use super::{Stop, Time, block, enter};
 use crate::determinism::VirtualClock;
+use crate::sandbox::TaskState;
+use wasmtime::{Caller, Linker};
 use wasmtime_wasi::p1::types;
+use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as abi, WasiSnapshotPreview1};
 use wiggle::{GuestMemory, GuestPtr};
+
+const MODULE: &str = super::MODULE;
 
 /// The most subscriptions one call may name before it is left to wasmtime-wasi.
 const MAX_SUBSCRIPTIONS: u32 = 4096;
@@ -103,4 +108,41 @@ pub(crate) fn sleep(
     }
     mem.write(GuestPtr::<u32>::new(nevents), fired)?;
     Ok(Some(types::Errno::Success as i32))
+}
+
+pub(super) fn add(linker: &mut Linker<TaskState>) -> anyhow::Result<()> {
+    linker.func_wrap(
+        MODULE,
+        "poll_oneoff",
+        |mut c: Caller<'_, TaskState>, subs: i32, events: i32, n: i32, nevents: i32| {
+            enter(&mut c, |mem, st| {
+                let now = match &st.guard.time {
+                    Time::Fixed { wall_ns, clock } => Now::Fixed {
+                        clock: clock.clone(),
+                        wall_ns: *wall_ns,
+                    },
+                    Time::Host => {
+                        let mut read = |id| st.wasi.clock_time_get(mem, id, 1).unwrap_or(0);
+                        Now::Host {
+                            monotonic_ns: read(types::Clockid::Monotonic),
+                            wall_ns: read(types::Clockid::Realtime),
+                        }
+                    }
+                };
+                let (s, e, k, out) = (subs as u32, events as u32, n as u32, nevents as u32);
+                match sleep(mem, now, &st.guard.stop, s, e, k, out)? {
+                    Some(code) => Ok(code),
+                    None => block(abi::poll_oneoff(
+                        &mut st.wasi,
+                        mem,
+                        subs,
+                        events,
+                        n,
+                        nevents,
+                    )),
+                }
+            })
+        },
+    )?;
+    Ok(())
 }
