@@ -1,0 +1,355 @@
+//! Steps 3 and 4 of EXEC-007 for a task whose key missed: compile (or load) its module,
+//! stage its view, run it in the sandbox, check what it did, collect its outputs, store
+//! them and put them in place. Each step is a function; each way it can fail is a
+//! [`FreshError`] variant, turned into the task's message only at the end.
+
+use super::RunContext;
+use super::keys::Prepared;
+use super::place::{PlaceError, Placer};
+use super::record::{Source, TaskRecord};
+use crate::cache::{AccessRecord, ProducedOutput};
+use crate::key::{KeyParts, hash_bytes, hash_file, hash_reader};
+use crate::protect::Refusal;
+use crate::refs::TaskId;
+use crate::workspace::TaskDef;
+use std::collections::{BTreeSet, HashSet};
+use std::time::Instant;
+use wask_runtime::determinism::ClockMode;
+use wask_runtime::view::{
+    CollectedOutput, OUTPUT_MODE, StageError, StagedView, ViewSpec, Violation,
+};
+use wask_runtime::{Failure, LoadedModule, RunOutcome, RunSpec, Stream};
+
+/// Why a fresh run did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum FreshError {
+    #[error("module {module}: {failure}")]
+    Module { module: String, failure: Failure },
+    #[error("{0}")]
+    Scratch(String),
+    #[error("{0}; nothing was run: run again once it is written")]
+    InputChangedBefore(StageError),
+    #[error("could not prepare the sandbox: {0}")]
+    Stage(StageError),
+    #[error("cancelled: the run was interrupted; nothing was stored")]
+    Cancelled,
+    #[error("{failure}{}", undeclared_hint(.undeclared))]
+    Guest {
+        failure: Failure,
+        undeclared: Vec<String>,
+    },
+    #[error(
+        "input {} changed while the task ran, so its result may not match its key; nothing was stored: run again",
+        .0.join(", ")
+    )]
+    InputsChanged(Vec<String>),
+    #[error("the task broke its declarations:\n{}", list(.0.iter().map(|v| format!("the task {v}"))))]
+    Violations(Vec<Violation>),
+    #[error(
+        "the task wrote where no task may write; nothing was stored:\n{}",
+        list(.0.iter().map(|(p, r)| format!("{p} {r}")))
+    )]
+    Refused(Vec<(String, Refusal)>),
+    #[error("cannot read output {path}: {source}")]
+    ReadOutput {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open the workspace: {0}")]
+    Workspace(std::io::Error),
+    #[error("cannot write an output: {0}")]
+    Place(PlaceError),
+}
+
+impl FreshError {
+    /// The run was stopped by wask (EXEC-009): the task is Cancelled, not Failed.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(
+            self,
+            FreshError::Cancelled
+                | FreshError::Module {
+                    failure: Failure::Cancelled,
+                    ..
+                }
+        )
+    }
+}
+
+fn list(items: impl Iterator<Item = String>) -> String {
+    items
+        .map(|i| format!("  - {i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn undeclared_hint(undeclared: &[String]) -> String {
+    if undeclared.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\n  it tried to reach paths it did not declare (they do not exist in its sandbox): {}\n  hint: add them to the task's `inputs` if it needs them",
+        undeclared.join(", ")
+    )
+}
+
+/// Runs a missed task fresh; on success `record` says so and carries its outputs and
+/// stream hashes.
+pub fn run(
+    ctx: &RunContext<'_>,
+    id: &TaskId,
+    def: &TaskDef,
+    project_dir: &str,
+    prepared: &Prepared,
+    record: &mut TaskRecord,
+) -> Result<(), FreshError> {
+    // One timeout covers compiling the module (when its code is not cached) and running it.
+    let deadline = Instant::now() + def.limits.timeout;
+    let module = compile(ctx, id, def, prepared, record, deadline)?;
+    let hash = ctx.keys.ws.settings.hash;
+    let hasher = |r: &mut dyn std::io::Read| hash_reader(hash, r).map(|d| d.0);
+    let view = stage(ctx, project_dir, prepared, &hasher)?;
+    let outcome = run_guest(ctx, id, def, prepared, &module, &view, deadline, record);
+    record.undeclared = undeclared(&outcome, prepared);
+    match &outcome.result {
+        Err(Failure::Cancelled) => return Err(FreshError::Cancelled),
+        Err(failure) => {
+            return Err(FreshError::Guest {
+                failure: failure.clone(),
+                undeclared: record.undeclared.clone(),
+            });
+        }
+        Ok(()) => {}
+    }
+    // The key must describe what the guest read (the inputs' bytes as hashed).
+    let changed = view.changed_inputs(&hasher);
+    if !changed.is_empty() {
+        return Err(FreshError::InputsChanged(changed));
+    }
+    let collected = view
+        .collect(&def.limits, &hasher)
+        .map_err(FreshError::Violations)?;
+    let produced = produced(ctx, id, collected)?;
+    store_and_place(ctx, id, prepared, &produced, &outcome, record)?;
+    record.state = super::record::TaskState::Succeeded;
+    record.source = Some(Source::Fresh);
+    record.outputs = produced.iter().map(|p| p.path.clone()).collect();
+    record.streams = Some((
+        hash_bytes(hash, &outcome.stdout),
+        hash_bytes(hash, &outcome.stderr),
+    ));
+    Ok(())
+}
+
+fn compile(
+    ctx: &RunContext<'_>,
+    id: &TaskId,
+    def: &TaskDef,
+    prepared: &Prepared,
+    record: &mut TaskRecord,
+    deadline: Instant,
+) -> Result<LoadedModule, FreshError> {
+    let module = record
+        .timed("compile", || {
+            ctx.sandbox
+                .load(&prepared.module.bytes, &def.limits, deadline)
+        })
+        .map_err(|failure| FreshError::Module {
+            module: def.module.value.clone(),
+            failure,
+        })?;
+    if module.source == wask_runtime::CodeSource::RecompiledAfterTamper {
+        ctx.observer.on_warning(
+            id,
+            "the cached compiled module failed verification; it was discarded and the module recompiled",
+        );
+    }
+    Ok(module)
+}
+
+fn stage(
+    ctx: &RunContext<'_>,
+    project_dir: &str,
+    prepared: &Prepared,
+    hasher: wask_runtime::view::HashFn<'_>,
+) -> Result<StagedView, FreshError> {
+    let task_json = serde_json::to_vec(&serde_json::json!({
+        "wask_task": 1,
+        "project_dir": project_dir,
+        "inputs": prepared.inputs.iter().map(|i| &i.guest_path).collect::<Vec<_>>(),
+        "outputs": prepared.parts.outputs,
+    }))
+    .expect("task description serialises");
+    let scratch = ctx.scratch_dir().map_err(FreshError::Scratch)?;
+    StagedView::stage(
+        &ViewSpec {
+            inputs: &prepared.inputs,
+            outputs: &prepared.parts.outputs,
+            task_json: &task_json,
+            hash: hasher,
+        },
+        scratch,
+    )
+    .map_err(|e| match e {
+        StageError::InputChanged(_) => FreshError::InputChangedBefore(e),
+        e => FreshError::Stage(e),
+    })
+}
+
+#[allow(clippy::too_many_arguments, reason = "the parts of one run, borrowed")]
+fn run_guest(
+    ctx: &RunContext<'_>,
+    id: &TaskId,
+    def: &TaskDef,
+    prepared: &Prepared,
+    module: &LoadedModule,
+    view: &StagedView,
+    deadline: Instant,
+    record: &mut TaskRecord,
+) -> RunOutcome {
+    let clock = match prepared.parts.fixed_clock_epoch {
+        Some(epoch_seconds) => ClockMode::Fixed {
+            epoch_seconds,
+            seed: KeyParts::seed(&prepared.key),
+        },
+        None => ClockMode::Host,
+    };
+    // EXEC-016: the guest's output reaches the observer as it is written; the outcome
+    // still holds both streams whole, for the cache.
+    let live = |stream: Stream, bytes: &[u8]| match stream {
+        Stream::Stdout => ctx.observer.on_stdout(id, bytes),
+        Stream::Stderr => ctx.observer.on_stderr(id, bytes),
+    };
+    record.timed("run", || {
+        ctx.sandbox.run_with_output(
+            module,
+            &RunSpec {
+                args: &def.args,
+                env: &prepared.env,
+                mounts: view.mounts(),
+                limits: def.limits,
+                clock,
+                deadline: Some(deadline),
+            },
+            &live,
+        )
+    })
+}
+
+/// The paths the guest reached for that it did not declare (SANDBOX-009), sorted.
+fn undeclared(outcome: &RunOutcome, prepared: &Prepared) -> Vec<String> {
+    let declared: HashSet<&str> = prepared
+        .inputs
+        .iter()
+        .map(|i| i.guest_path.as_str())
+        .collect();
+    outcome
+        .access
+        .refused
+        .iter()
+        .filter(|(p, _)| !declared.contains(p.as_str()))
+        .map(|(p, _)| p.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// The collected outputs, once every one is a path this task may write, hashed.
+fn produced(
+    ctx: &RunContext<'_>,
+    id: &TaskId,
+    collected: Vec<CollectedOutput>,
+) -> Result<Vec<ProducedOutput>, FreshError> {
+    // Whatever its patterns match, a task never writes where another program would act
+    // on its bytes, nor where another task writes (`crate::protect`).
+    let node = ctx.keys.graph.find(id).expect("a task of the graph");
+    let refused: Vec<(String, Refusal)> = collected
+        .iter()
+        .filter_map(|c| {
+            Some((
+                c.guest_path.clone(),
+                ctx.rules.refusal(node, &c.guest_path)?,
+            ))
+        })
+        .collect();
+    if !refused.is_empty() {
+        return Err(FreshError::Refused(refused));
+    }
+    let hash = ctx.keys.ws.settings.hash;
+    collected
+        .into_iter()
+        .map(|c| {
+            let digest =
+                hash_file(hash, &c.host_path).map_err(|source| FreshError::ReadOutput {
+                    path: c.guest_path.clone(),
+                    source,
+                })?;
+            Ok(ProducedOutput {
+                path: c.guest_path,
+                file: c.host_path,
+                hash: digest,
+                size: c.size,
+                mode: OUTPUT_MODE,
+            })
+        })
+        .collect()
+}
+
+/// Stores the result (CACHE-018: only successful runs; a failed store costs only a
+/// rerun) and puts the outputs in place.
+fn store_and_place(
+    ctx: &RunContext<'_>,
+    id: &TaskId,
+    prepared: &Prepared,
+    produced: &[ProducedOutput],
+    outcome: &RunOutcome,
+    record: &mut TaskRecord,
+) -> Result<(), FreshError> {
+    // SANDBOX-009: which declared inputs the run really read, and what it reached for
+    // outside its declarations.
+    let declared: HashSet<&str> = prepared
+        .inputs
+        .iter()
+        .map(|i| i.guest_path.as_str())
+        .collect();
+    let access = AccessRecord {
+        opened: outcome
+            .access
+            .opened
+            .iter()
+            .filter(|p| declared.contains(p.as_str()))
+            .cloned()
+            .collect(),
+        refused: record.undeclared.clone(),
+    };
+    record.timed("store", || {
+        let stored = ctx.keys.cache.store(
+            &prepared.key,
+            produced,
+            &outcome.stdout,
+            &outcome.stderr,
+            &id.to_string(),
+            access,
+        );
+        match stored {
+            Err(e) => ctx
+                .observer
+                .on_warning(id, &format!("could not store the result in the cache: {e}")),
+            Ok(()) => {
+                // Only informs `wask why`; losing it costs an explanation, not a result.
+                let explained = crate::explain::Explained::new(&prepared.parts, &ctx.keys.key);
+                let _ =
+                    crate::explain::ExplainStore::new(&ctx.keys.wask_dir).record(id, &explained);
+            }
+        }
+        let hash = ctx.keys.ws.settings.hash;
+        let placer = Placer::new(&ctx.keys.ws.root, &ctx.ledger, id.to_string(), hash)
+            .map_err(FreshError::Workspace)?;
+        let placed = produced
+            .iter()
+            .try_for_each(|p| placer.place(&p.file, &p.path, &p.hash))
+            .map_err(FreshError::Place);
+        // What was placed before a refusal is this task's, refusal or not.
+        placer.finish(&[]);
+        placed
+    })
+}
