@@ -139,30 +139,8 @@ impl LocalCache {
         let stdout = read_stream("stdout", &entry.manifest.stdout).map_err(failed)?;
         let stderr = read_stream("stderr", &entry.manifest.stderr).map_err(failed)?;
 
-        for out in &entry.manifest.outputs {
-            // The one path rule, then the task's own: declared, not an input, not a path
-            // no task may write. An entry that breaks any was not written by a run.
-            let why = match wask_runtime::paths::check_workspace_path(&out.path) {
-                Err(e) => Err(format!("is no path wask accepts ({e})")),
-                Ok(()) if wask_runtime::paths::is_reserved(&out.path) => {
-                    Err("lies in wask's own directory".to_string())
-                }
-                Ok(()) => allowed(&out.path),
-            };
-            if let Err(why) = why {
-                return Err(corrupt(format!(
-                    "it lists the output {:?}, which {why}",
-                    out.path
-                )));
-            }
-            if out.mode != wask_runtime::view::OUTPUT_MODE {
-                return Err(corrupt(format!(
-                    "it records mode {:o} for {}, and every output has mode {:o}",
-                    out.mode,
-                    out.path,
-                    wask_runtime::view::OUTPUT_MODE
-                )));
-            }
+        if let Err(what) = check_listed(entry, allowed) {
+            return Err(corrupt(what));
         }
         // Every blob is copied and verified before anything in the workspace changes,
         // parent directories included.
@@ -189,6 +167,35 @@ impl LocalCache {
         }
         Ok(Restored { stdout, stderr })
     }
+}
+
+/// What makes the outputs an entry lists something no run of the task could have
+/// written, if anything: a path the path rule refuses, one in wask's own directory, one
+/// `allowed` refuses (the task's rules), or a mode other than every output's.
+fn check_listed(entry: &Entry, allowed: &dyn Fn(&str) -> Result<(), String>) -> Result<(), String> {
+    for out in &entry.manifest.outputs {
+        // The one path rule, then the task's own: declared, not an input, not a path
+        // no task may write. An entry that breaks any was not written by a run.
+        let why = match wask_runtime::paths::check_workspace_path(&out.path) {
+            Err(e) => Err(format!("is no path wask accepts ({e})")),
+            Ok(()) if wask_runtime::paths::is_reserved(&out.path) => {
+                Err("lies in wask's own directory".to_string())
+            }
+            Ok(()) => allowed(&out.path),
+        };
+        if let Err(why) = why {
+            return Err(format!("it lists the output {:?}, which {why}", out.path));
+        }
+        if out.mode != wask_runtime::view::OUTPUT_MODE {
+            return Err(format!(
+                "it records mode {:o} for {}, and every output has mode {:o}",
+                out.mode,
+                out.path,
+                wask_runtime::view::OUTPUT_MODE
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The entry's `blobs` directory (opened without following a link), if it has one.

@@ -24,87 +24,114 @@ pub fn resolve(
     let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
     let is_excluded = |p: &Path| excluded.iter().any(|e| p.starts_with(e));
     for pattern in patterns {
-        let host = root.join(pattern.trim_start_matches('/'));
-        if !pattern.split('/').any(is_glob_segment) {
-            match std::fs::symlink_metadata(&host) {
-                Err(_) => return Err(format!("input {pattern} does not exist")),
-                Ok(m) if m.is_dir() => {
-                    return Err(format!(
-                        "input {pattern} is a directory; declare the files in it with a glob such as `{pattern}/**`"
-                    ));
-                }
-                Ok(_) if is_excluded(&host) => {
-                    return Err(format!(
-                        "input {pattern} lies in wask's own directory and cannot be read by tasks"
-                    ));
-                }
-                Ok(_) => {
-                    found.insert(pattern.clone(), host);
-                }
-            }
-            continue;
-        }
-        let matcher = glob_set(std::slice::from_ref(pattern)).map_err(|e| e.to_string())?;
-        let base = root.join(output_root(pattern).trim_start_matches('/'));
-        let walker = walkdir::WalkDir::new(&base)
-            .follow_links(false)
-            .into_iter()
-            .filter_entry(|e| !is_excluded(e.path()));
-        for entry in walker {
-            // A directory that cannot be listed would silently take its files out of the
-            // view and the key.
-            let entry = match entry {
-                // The glob's directory does not exist: it matches nothing (PATH-004).
-                Err(e)
-                    if e.depth() == 0
-                        && e.io_error()
-                            .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) =>
-                {
-                    break;
-                }
-                e => e,
-            };
-            let entry = entry.map_err(|e| {
-                format!(
-                    "cannot list what input `{pattern}` matches: {}",
-                    e.io_error()
-                        .map(|io| io.to_string())
-                        .unwrap_or_else(|| e.to_string())
-                )
-            })?;
-            if entry.file_type().is_dir() {
-                continue;
-            }
-            let Ok(rel) = entry.path().strip_prefix(root) else {
-                continue;
-            };
-            // The one path rule: a name that is not UTF-8 text, or that holds a control
-            // character, is refused, never made lossy (two such names would become one
-            // path and one would drop out of the view and the key).
-            let guest = match rel.to_str() {
-                Some(text) => format!("/{text}"),
-                // Only a name the pattern would take matters.
-                None if !matcher.is_match(format!("/{}", rel.to_string_lossy())) => continue,
-                None => {
-                    return Err(format!(
-                        "input /{} (matched by `{pattern}`) has a name that is not valid UTF-8; wask paths are UTF-8 text: rename it, or narrow the pattern",
-                        rel.to_string_lossy()
-                    ));
-                }
-            };
-            if !matcher.is_match(&guest) {
-                continue;
-            }
-            if let Err(why) = wask_runtime::paths::check_workspace_path(&guest) {
-                return Err(format!(
-                    "input {guest:?} (matched by `{pattern}`) is no path wask accepts: {why}"
-                ));
-            }
-            found.insert(guest, entry.path().to_path_buf());
+        if pattern.split('/').any(is_glob_segment) {
+            glob(root, pattern, &is_excluded, &mut found)?;
+        } else {
+            literal(root, pattern, &is_excluded, &mut found)?;
         }
     }
+    follow_links(root, found, &is_excluded)
+}
 
-    // Anything whose real path is not where it appears went through a link.
+/// A literal input: it must exist, be no directory, and lie outside wask's own.
+fn literal(
+    root: &Path,
+    pattern: &str,
+    is_excluded: &dyn Fn(&Path) -> bool,
+    found: &mut BTreeMap<String, PathBuf>,
+) -> Result<(), String> {
+    let host = root.join(pattern.trim_start_matches('/'));
+    match std::fs::symlink_metadata(&host) {
+        Err(_) => Err(format!("input {pattern} does not exist")),
+        Ok(m) if m.is_dir() => Err(format!(
+            "input {pattern} is a directory; declare the files in it with a glob such as `{pattern}/**`"
+        )),
+        Ok(_) if is_excluded(&host) => Err(format!(
+            "input {pattern} lies in wask's own directory and cannot be read by tasks"
+        )),
+        Ok(_) => {
+            found.insert(pattern.to_string(), host);
+            Ok(())
+        }
+    }
+}
+
+/// Every file a glob input matches, walking from its directory without following
+/// links (PATH-004: a glob that matches nothing contributes nothing).
+fn glob(
+    root: &Path,
+    pattern: &str,
+    is_excluded: &dyn Fn(&Path) -> bool,
+    found: &mut BTreeMap<String, PathBuf>,
+) -> Result<(), String> {
+    let matcher = glob_set(&[pattern.to_string()]).map_err(|e| e.to_string())?;
+    let base = root.join(output_root(pattern).trim_start_matches('/'));
+    let walker = walkdir::WalkDir::new(&base)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| !is_excluded(e.path()));
+    for entry in walker {
+        // A directory that cannot be listed would silently take its files out of the
+        // view and the key.
+        let entry = match entry {
+            // The glob's directory does not exist: it matches nothing (PATH-004).
+            Err(e)
+                if e.depth() == 0
+                    && e.io_error()
+                        .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) =>
+            {
+                break;
+            }
+            e => e,
+        };
+        let entry = entry.map_err(|e| {
+            format!(
+                "cannot list what input `{pattern}` matches: {}",
+                e.io_error()
+                    .map(|io| io.to_string())
+                    .unwrap_or_else(|| e.to_string())
+            )
+        })?;
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        let Ok(rel) = entry.path().strip_prefix(root) else {
+            continue;
+        };
+        // The one path rule: a name that is not UTF-8 text, or that holds a control
+        // character, is refused, never made lossy (two such names would become one
+        // path and one would drop out of the view and the key).
+        let guest = match rel.to_str() {
+            Some(text) => format!("/{text}"),
+            // Only a name the pattern would take matters.
+            None if !matcher.is_match(format!("/{}", rel.to_string_lossy())) => continue,
+            None => {
+                return Err(format!(
+                    "input /{} (matched by `{pattern}`) has a name that is not valid UTF-8; wask paths are UTF-8 text: rename it, or narrow the pattern",
+                    rel.to_string_lossy()
+                ));
+            }
+        };
+        if !matcher.is_match(&guest) {
+            continue;
+        }
+        if let Err(why) = wask_runtime::paths::check_workspace_path(&guest) {
+            return Err(format!(
+                "input {guest:?} (matched by `{pattern}`) is no path wask accepts: {why}"
+            ));
+        }
+        found.insert(guest, entry.path().to_path_buf());
+    }
+    Ok(())
+}
+
+/// Anything whose real path is not where it appears went through a link: followed only
+/// to another declared input inside the workspace (`docs/sandbox.md`).
+fn follow_links(
+    root: &Path,
+    found: BTreeMap<String, PathBuf>,
+    is_excluded: &dyn Fn(&Path) -> bool,
+) -> Result<Vec<Resolved>, String> {
     let mut plain: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut linked: Vec<(String, PathBuf)> = Vec::new();
     for (guest, host) in found {

@@ -166,117 +166,159 @@ enum Report {
     NeedsMutex(usize, Box<task::Miss>),
 }
 
+/// What a worker is given: a task to start, or a miss that now holds its mutex.
+enum Job {
+    Start(Vec<(Digest, Digest)>),
+    Miss(Box<task::Miss>),
+}
+
+/// One task's work on its worker thread.
+fn work(ctx: &RunContext<'_>, n: usize, job: Job) -> Report {
+    let g = ctx.keys.graph;
+    let project_dir = &ctx.keys.ws.projects[g.nodes[n].project].dir;
+    let def = g.task(ctx.keys.ws, n);
+    let id = &g.nodes[n].id;
+    match job {
+        Job::Miss(miss) => Report::Finished(n, task::run_miss(ctx, id, def, project_dir, *miss)),
+        Job::Start(preds) => {
+            match task::start(ctx, id, def, project_dir, preds, def.mutex.is_some()) {
+                task::Started::Finished(r) => Report::Finished(n, r),
+                task::Started::NeedsMutex(m) => Report::NeedsMutex(n, m),
+            }
+        }
+    }
+}
+
+/// The scheduler's records of a run: what each task ended as, the misses waiting for
+/// their mutex, and why admission stopped.
+struct Progress {
+    records: Vec<Option<TaskRecord>>,
+    misses: HashMap<usize, Box<task::Miss>>,
+    halt: Option<Halt>,
+}
+
+impl Progress {
+    /// The job of a task the queue admitted.
+    fn job(&mut self, ctx: &RunContext<'_>, start: queue::Start) -> Job {
+        let n = start.task;
+        if start.holds_mutex {
+            let miss = self
+                .misses
+                .remove(&n)
+                .expect("a task waiting for its mutex missed");
+            return Job::Miss(miss);
+        }
+        let preds = ctx.keys.graph.nodes[n]
+            .hard
+            .iter()
+            .map(|p| {
+                self.records[*p]
+                    .as_ref()
+                    .and_then(|r| r.streams)
+                    .expect("succeeded predecessors have streams")
+            })
+            .collect();
+        Job::Start(preds)
+    }
+
+    fn on_report(
+        &mut self,
+        ctx: &RunContext<'_>,
+        queue: &mut Queue,
+        report: Report,
+        fail_fast: bool,
+    ) {
+        let g = ctx.keys.graph;
+        match report {
+            Report::NeedsMutex(n, miss) => {
+                // Back to the queue, holding no job slot, until the mutex is free.
+                self.misses.insert(n, miss);
+                queue.needs_mutex(n);
+            }
+            Report::Finished(n, record) => {
+                let succeeded = record.state == TaskState::Succeeded;
+                if !succeeded && fail_fast && self.halt.is_none() {
+                    self.halt = Some(Halt::FailFast(record.id.clone()));
+                    queue.halt();
+                }
+                self.records[n] = Some(record);
+                // EXEC-010: hard dependents of a failure are skipped, naming it.
+                let cause = &g.nodes[n].id;
+                for s in queue.complete(n, succeeded) {
+                    let mut r = TaskRecord::new(g.nodes[s].id.clone());
+                    r.state = TaskState::Skipped;
+                    r.skipped_because = Some(cause.clone());
+                    ctx.observer.on_task_skipped(&r.id, cause);
+                    self.records[s] = Some(r);
+                }
+            }
+        }
+    }
+
+    /// One record per task of `run_set`, in canonical order; what never started is
+    /// skipped, saying why.
+    fn into_records(mut self, g: &crate::graph::Graph, run_set: &[usize]) -> Vec<TaskRecord> {
+        let reason = match &self.halt {
+            Some(Halt::FailFast(cause)) => {
+                format!("not started: --fail-fast stopped the run after {cause} failed")
+            }
+            Some(Halt::Cancelled) => "not started: the run was cancelled".to_string(),
+            None => "never became ready".to_string(),
+        };
+        run_set
+            .iter()
+            .map(|&n| {
+                self.records[n].take().unwrap_or_else(|| {
+                    let mut r = TaskRecord::new(g.nodes[n].id.clone());
+                    r.state = TaskState::Skipped;
+                    r.error = Some(reason.clone());
+                    r
+                })
+            })
+            .collect()
+    }
+}
+
 /// Runs `run_set` (sorted node indices) under `options`. Returns one record per task of
 /// the run set, in canonical order.
 ///
 /// What may start when is the [`Queue`]'s; this drives it: each admitted task runs on a
-/// thread of its own (`task::start`, or `task::run_miss` for a miss that now holds its
-/// mutex), reports back, and its record completes it in the queue.
+/// thread of its own ([`work`]), reports back, and its record completes it in the queue.
 pub fn run(ctx: &RunContext<'_>, run_set: &[usize], options: &RunOptions<'_>) -> Vec<TaskRecord> {
     let g = ctx.keys.graph;
     let mut queue = Queue::new(queue_spec(ctx, run_set, options.jobs));
-    let mut records: Vec<Option<TaskRecord>> = vec![None; g.nodes.len()];
-    let mut misses: HashMap<usize, Box<task::Miss>> = HashMap::new();
-    let mut halt: Option<Halt> = None;
+    let mut progress = Progress {
+        records: vec![None; g.nodes.len()],
+        misses: HashMap::new(),
+        halt: None,
+    };
     let (tx, rx) = mpsc::channel::<Report>();
-
     std::thread::scope(|scope| {
         loop {
-            if halt.is_none() && (options.cancelled)() {
-                halt = Some(Halt::Cancelled);
+            if progress.halt.is_none() && (options.cancelled)() {
+                progress.halt = Some(Halt::Cancelled);
                 queue.halt();
                 ctx.sandbox.cancel();
             }
             for start in queue.admit() {
-                let n = start.task;
+                let job = progress.job(ctx, start);
                 let tx = tx.clone();
-                let project_dir = ctx.keys.ws.projects[g.nodes[n].project].dir.clone();
-                let def = g.task(ctx.keys.ws, n);
-                let id = &g.nodes[n].id;
-                if start.holds_mutex {
-                    let miss = misses
-                        .remove(&n)
-                        .expect("a task waiting for its mutex missed");
-                    scope.spawn(move || {
-                        let record = task::run_miss(ctx, id, def, &project_dir, *miss);
-                        let _ = tx.send(Report::Finished(n, record));
-                    });
-                    continue;
-                }
-                let preds: Vec<(Digest, Digest)> = g.nodes[n]
-                    .hard
-                    .iter()
-                    .map(|p| {
-                        records[*p]
-                            .as_ref()
-                            .and_then(|r| r.streams)
-                            .expect("succeeded predecessors have streams")
-                    })
-                    .collect();
-                let has_mutex = def.mutex.is_some();
                 scope.spawn(move || {
-                    let report = match task::start(ctx, id, def, &project_dir, preds, has_mutex) {
-                        task::Started::Finished(r) => Report::Finished(n, r),
-                        task::Started::NeedsMutex(m) => Report::NeedsMutex(n, m),
-                    };
-                    let _ = tx.send(report);
+                    let _ = tx.send(work(ctx, start.task, job));
                 });
             }
             if queue.running() == 0 {
                 break;
             }
             // Wake up now and then to notice cancellation while tasks run.
-            let report = match rx.recv_timeout(std::time::Duration::from_millis(25)) {
-                Ok(r) => r,
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            match rx.recv_timeout(std::time::Duration::from_millis(25)) {
+                Ok(report) => progress.on_report(ctx, &mut queue, report, options.fail_fast),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     unreachable!("the scheduler holds a sender")
-                }
-            };
-            match report {
-                Report::NeedsMutex(n, miss) => {
-                    // Back to the queue, holding no job slot, until the mutex is free.
-                    misses.insert(n, miss);
-                    queue.needs_mutex(n);
-                }
-                Report::Finished(n, record) => {
-                    let succeeded = record.state == TaskState::Succeeded;
-                    if !succeeded && options.fail_fast && halt.is_none() {
-                        halt = Some(Halt::FailFast(record.id.clone()));
-                        queue.halt();
-                    }
-                    records[n] = Some(record);
-                    // EXEC-010: hard dependents of a failure are skipped, naming it.
-                    let cause = &g.nodes[n].id;
-                    for s in queue.complete(n, succeeded) {
-                        let mut r = TaskRecord::new(g.nodes[s].id.clone());
-                        r.state = TaskState::Skipped;
-                        r.skipped_because = Some(cause.clone());
-                        ctx.observer.on_task_skipped(&r.id, cause);
-                        records[s] = Some(r);
-                    }
                 }
             }
         }
     });
-
-    // Whatever never started: the run stopped admitting (fail-fast, cancellation).
-    let reason = match &halt {
-        Some(Halt::FailFast(cause)) => {
-            format!("not started: --fail-fast stopped the run after {cause} failed")
-        }
-        Some(Halt::Cancelled) => "not started: the run was cancelled".to_string(),
-        None => "never became ready".to_string(),
-    };
-    run_set
-        .iter()
-        .map(|&n| {
-            records[n].take().unwrap_or_else(|| {
-                let mut r = TaskRecord::new(g.nodes[n].id.clone());
-                r.state = TaskState::Skipped;
-                r.error = Some(reason.clone());
-                r
-            })
-        })
-        .collect()
+    progress.into_records(g, run_set)
 }
