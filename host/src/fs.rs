@@ -75,6 +75,34 @@ pub fn write_atomic(dir: &Dir, name: &str, bytes: &[u8]) -> io::Result<()> {
     written
 }
 
+pub use wask_runtime::tree::remove_tree;
+
+/// Whether `path` is `dir` or lies below it, as written or with links resolved (as far
+/// as the paths exist).
+pub fn is_within(path: &Path, dir: &Path) -> bool {
+    let resolved = |p: &Path| {
+        // The deepest part that exists, resolved, with the rest put back.
+        let mut base = p.to_path_buf();
+        let mut rest = Vec::new();
+        loop {
+            if let Ok(c) = base.canonicalize() {
+                return rest
+                    .iter()
+                    .rev()
+                    .fold(c, |acc: std::path::PathBuf, n| acc.join(n));
+            }
+            match (base.parent(), base.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name.to_os_string());
+                    base = parent.to_path_buf();
+                }
+                _ => return p.to_path_buf(),
+            }
+        }
+    };
+    path.starts_with(dir) || resolved(path).starts_with(resolved(dir))
+}
+
 /// A name no other writer uses at the same moment: `prefix`, this process's id, a count.
 pub fn unique_name(prefix: &str) -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -191,6 +191,18 @@ impl WriteRules {
         None
     }
 
+    /// The directories no task may write (wask's own, the cache, what cargo reads for
+    /// a guest crate) that lie below `root`, each with its refusal.
+    pub fn dirs_below(&self, root: &str) -> Vec<(String, Refusal)> {
+        let below = |d: &str| d != root && is_under(d, root);
+        let reserved = self.reserved.iter().filter(|r| below(r));
+        let crates = self.crate_dirs.iter().filter(|(d, _)| below(d));
+        reserved
+            .map(|r| (r.clone(), Refusal::Reserved(r.clone())))
+            .chain(crates.map(|(d, c)| (d.clone(), Refusal::CrateBuild(c.clone()))))
+            .collect()
+    }
+
     fn list(&self, tasks: &[usize]) -> String {
         let names: BTreeSet<&str> = tasks.iter().map(|t| self.names[*t].as_str()).collect();
         names.into_iter().collect::<Vec<_>>().join(", ")
@@ -207,7 +219,8 @@ fn parent(path: &str) -> Option<&str> {
     })
 }
 
-/// `/.wask` and, when it lies inside the workspace, the cache directory: the one place
+/// `/.wask` and, when they lie inside the workspace, the cache directory and the user
+/// key's directory (`wask_runtime::secret`): the one place
 /// that says which workspace paths are wask's own.
 pub fn reserved_paths(ws: &Workspace) -> Vec<String> {
     let mut reserved = vec![wask_runtime::paths::RESERVED_DIR.to_string()];
@@ -217,7 +230,15 @@ pub fn reserved_paths(ws: &Workspace) -> Vec<String> {
         .cache_dir
         .canonicalize()
         .unwrap_or_else(|_| ws.settings.cache_dir.clone());
-    for (r, c) in [(&ws.root, &ws.settings.cache_dir), (&root, &cache)] {
+    let key = wask_runtime::secret::key_dir().ok().flatten();
+    let key_resolved = key
+        .as_ref()
+        .map(|k| k.canonicalize().unwrap_or_else(|_| k.clone()));
+    let mut pairs = vec![(&ws.root, &ws.settings.cache_dir), (&root, &cache)];
+    if let (Some(k), Some(kr)) = (&key, &key_resolved) {
+        pairs.extend([(&ws.root, k), (&root, kr)]);
+    }
+    for (r, c) in pairs {
         if let Ok(rel) = c.strip_prefix(r) {
             let rel = rel.to_string_lossy();
             reserved.push(if rel.is_empty() {
@@ -278,6 +299,16 @@ fn glob_refusal(
         return Some(format!(
             "is a glob over {root}, which holds the project directory {p} (its wask.toml and its sources); give the task's outputs a directory of their own, such as `dist/**`"
         ));
+    }
+    // A protected directory below the glob's root: refused when the glob can name a
+    // path in it (`dist/**` over a cache at `dist/c`; `dist/*.js` is fine).
+    for (dir, refusal) in rules.dirs_below(&root) {
+        let inside = format!("{}/**", globset::escape(&dir));
+        if crate::graph::can_meet(pattern, &inside) {
+            return Some(format!(
+                "can name paths in {dir}, and a path there {refusal}"
+            ));
+        }
     }
     let glob = glob_set(&[pattern.to_string()]).ok()?;
     rules.modules.keys().find_map(|m| match rules.refusal(task, m) {

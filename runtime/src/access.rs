@@ -18,7 +18,7 @@ pub const MAX_ENTRIES: usize = 10_000;
 
 /// What a guest tried to do with the paths it named.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct AccessRecord {
+pub struct GuestAccess {
     /// Files and directories the guest opened successfully (workspace-absolute).
     pub opened: BTreeSet<String>,
     /// Paths the guest tried to open, stat or change and was refused or told do not
@@ -34,7 +34,7 @@ pub(crate) struct AccessTracker {
     /// Where each descriptor the guest holds points, workspace-absolute; `None` when the
     /// path was too long to keep.
     fds: HashMap<u32, Option<String>>,
-    record: AccessRecord,
+    record: GuestAccess,
 }
 
 impl AccessTracker {
@@ -48,7 +48,7 @@ impl AccessTracker {
             .collect();
         AccessTracker {
             fds,
-            record: AccessRecord::default(),
+            record: GuestAccess::default(),
         }
     }
 
@@ -116,7 +116,7 @@ impl AccessTracker {
         }
     }
 
-    pub fn finish(self) -> AccessRecord {
+    pub fn finish(self) -> GuestAccess {
         self.record
     }
 }

@@ -34,11 +34,12 @@ mod limits;
 pub mod paths;
 mod sandbox;
 pub mod secret;
+pub mod tree;
 pub mod view;
 
 pub use compile::CompileIn;
 pub use guard::budget::LimitExceeded;
-pub use limits::Limits;
+pub use limits::{Limits, MAX_TIMEOUT};
 pub use sandbox::{
     ARGV0, CodeSource, Failure, LoadedModule, OutputSink, RunOutcome, RunSpec, Sandbox,
     SandboxOptions, Stream,

@@ -22,6 +22,20 @@ pub struct Limits {
     pub module_bytes: u64,
 }
 
+/// The longest timeout a workspace may set: a year is far past any task, and an
+/// `Instant` cannot be pushed past the machine's range of them.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
+
+impl Limits {
+    /// When a run that starts now must end: now plus the timeout, which is at most
+    /// [`MAX_TIMEOUT`] (a larger one, from a caller that did not check, is cut to it).
+    pub fn deadline_from_now(&self) -> std::time::Instant {
+        let now = std::time::Instant::now();
+        now.checked_add(self.timeout.min(MAX_TIMEOUT))
+            .unwrap_or(now)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -62,6 +76,11 @@ impl StoreLimiter {
             used: 0,
             exceeded: false,
         }
+    }
+
+    /// The memory held now, which is the most held: memories and tables never shrink.
+    pub fn held(&self) -> u64 {
+        self.used as u64
     }
 
     fn grow(&mut self, by: usize) -> bool {

@@ -1,4 +1,4 @@
-use crate::access::{AccessRecord, AccessTracker};
+use crate::access::{AccessTracker, GuestAccess};
 use crate::capture::{CaptureStream, ForwardTx};
 use crate::compile::{CompileError, CompileIn};
 use crate::compiled::{CompiledCache, Lookup};
@@ -160,7 +160,11 @@ pub struct RunOutcome {
     pub result: Result<(), Failure>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
-    pub access: AccessRecord,
+    pub access: GuestAccess,
+    /// The most memory the run held, in bytes, as the memory limit counts it. Memory
+    /// only grows, and only as the guest asks, so this is a property of the run, not of
+    /// the host.
+    pub memory: u64,
 }
 
 /// How often a task waiting for another's compilation of the same module looks at its
@@ -372,7 +376,7 @@ impl Sandbox {
     ) -> RunOutcome {
         let deadline = spec
             .deadline
-            .unwrap_or_else(|| Instant::now() + spec.limits.timeout);
+            .unwrap_or_else(|| spec.limits.deadline_from_now());
         let cap = spec.limits.output_bytes;
         let stdout = CaptureStream::new(cap, Stream::Stdout, forward.clone());
         let stderr = CaptureStream::new(cap, Stream::Stderr, forward);
@@ -380,7 +384,8 @@ impl Sandbox {
             result: Ok(()),
             stdout: Vec::new(),
             stderr: Vec::new(),
-            access: AccessRecord::default(),
+            access: GuestAccess::default(),
+            memory: 0,
         };
         let virtual_clock = VirtualClock::default();
         let wasi = match wasi_context(spec, &stdout, &stderr, &virtual_clock) {
@@ -395,6 +400,7 @@ impl Sandbox {
 
         let state = store.into_data();
         outcome.access = state.guard.access.finish();
+        outcome.memory = state.limiter.held();
         outcome.stdout = stdout.pipe.contents().to_vec();
         outcome.stderr = stderr.pipe.contents().to_vec();
         let overflowed = outcome.stdout.len() > cap || outcome.stderr.len() > cap;

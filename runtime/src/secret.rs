@@ -28,7 +28,7 @@ const FILE_NAME: &str = "user-key";
 impl UserKey {
     /// Reads this user's key, creating it on first use (see the module docs).
     pub fn load() -> UserKey {
-        let Some(dir) = state_dir() else {
+        let Ok(Some(dir)) = key_dir() else {
             return UserKey::unkeyed();
         };
         let path = dir.join(FILE_NAME);
@@ -89,11 +89,30 @@ impl UserKey {
     }
 }
 
-fn state_dir() -> Option<PathBuf> {
-    std::env::var_os("WASK_STATE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("wask")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/wask")))
+/// The directory that holds the key: `$WASK_STATE_DIR`, else `$XDG_STATE_HOME/wask`,
+/// else `~/.local/state/wask`; `None` without a home. A relative `XDG_STATE_HOME` or
+/// `HOME` is ignored (as the XDG specification says); a relative `WASK_STATE_DIR` is an
+/// error, since the user asked for it and the key would move with the working
+/// directory.
+pub fn key_dir() -> Result<Option<PathBuf>, String> {
+    let absolute = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    if let Some(dir) = std::env::var_os("WASK_STATE_DIR").filter(|d| !d.is_empty()) {
+        let dir = PathBuf::from(dir);
+        if !dir.is_absolute() {
+            return Err(format!(
+                "WASK_STATE_DIR must be an absolute path, not `{}`",
+                dir.display()
+            ));
+        }
+        return Ok(Some(dir));
+    }
+    Ok(absolute("XDG_STATE_HOME")
+        .map(|d| d.join("wask"))
+        .or_else(|| absolute("HOME").map(|h| h.join(".local/state/wask"))))
 }
 
 #[cfg(test)]

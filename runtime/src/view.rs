@@ -35,7 +35,7 @@ use crate::paths::{
 use globset::GlobSet;
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use walkdir::WalkDir;
 
@@ -156,11 +156,13 @@ struct Found {
     /// Bytes of the outputs, and entries of every kind.
     total: u64,
     entries: u64,
+    /// Outputs with more than one name (the guest made hard links).
+    linked: Vec<PathBuf>,
 }
 
 /// A staged view; the scratch directory is removed when this is dropped.
 pub struct StagedView {
-    scratch: tempfile::TempDir,
+    scratch: crate::tree::ScratchDir,
     mounts: Vec<Mount>,
     /// (output root, host directory) pairs.
     writable: Vec<(String, PathBuf)>,
@@ -250,9 +252,7 @@ impl StagedView {
     /// be on the same filesystem as the workspace so inputs can be hard-linked.
     pub fn stage(spec: &ViewSpec<'_>, scratch_parent: &Path) -> Result<StagedView, StageError> {
         std::fs::create_dir_all(scratch_parent)?;
-        let scratch = tempfile::Builder::new()
-            .prefix("run-")
-            .tempdir_in(scratch_parent)?;
+        let scratch = crate::tree::ScratchDir::new_in(scratch_parent, "run-")?;
         let matcher = glob_set(spec.outputs).map_err(std::io::Error::other)?;
 
         let read_only = scratch.path().join("ro");
@@ -361,7 +361,20 @@ impl StagedView {
         for (root, dir) in &self.writable {
             self.walk(root, dir, hash, &mut found);
         }
-        self.judge(found, limits)
+        let linked = std::mem::take(&mut found.linked);
+        let outputs = self.judge(found, limits)?;
+        // A hit restores each output as a file of its own, so a fresh run must place
+        // them so too: two names of one file in the workspace would be one file there
+        // (a write through one changes the other) only after a fresh run.
+        for path in &linked {
+            if let Err(e) = unshare(path) {
+                return Err(vec![Violation::Unreadable {
+                    path: path.display().to_string(),
+                    why: format!("cannot give the hard-linked output a file of its own: {e}"),
+                }]);
+            }
+        }
+        Ok(outputs)
     }
 
     /// Walks one writable directory (mounted at `root`) without following links.
@@ -376,13 +389,25 @@ impl StagedView {
                 Err(e) => {
                     let at = e.path().unwrap_or(dir);
                     let rel = at.strip_prefix(dir).unwrap_or(at);
-                    found.violations.push(Violation::Unreadable {
-                        path: shown(&join_lexically(root, &rel.to_string_lossy())),
-                        why: e
-                            .io_error()
-                            .map(|io| io.to_string())
-                            .unwrap_or_else(|| e.to_string()),
-                    });
+                    let path = shown(&join_lexically(root, &rel.to_string_lossy()));
+                    let io = e.io_error();
+                    found.violations.push(
+                        if io.and_then(|io| io.raw_os_error()) == Some(libc::ENAMETOOLONG) {
+                            // Reached through descriptors, a path can outgrow what the
+                            // host can name once the scratch directory is put before it.
+                            Violation::BadName {
+                                path,
+                                why: "with wask's scratch directory before it, the path is \
+                                      longer than the host allows (4096 bytes)"
+                                    .to_string(),
+                            }
+                        } else {
+                            Violation::Unreadable {
+                                path,
+                                why: io.map(|io| io.to_string()).unwrap_or_else(|| e.to_string()),
+                            }
+                        },
+                    );
                     continue;
                 }
             };
@@ -425,7 +450,11 @@ impl StagedView {
         } else if !ft.is_file() {
             found.violations.push(Violation::SpecialFile(guest));
         } else if self.matcher.is_match(&guest) {
-            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            let meta = entry.metadata();
+            let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+            if meta.is_ok_and(|m| m.nlink() > 1) {
+                found.linked.push(entry.path().to_path_buf());
+            }
             found.total = found.total.saturating_add(size);
             found.outputs.push(CollectedOutput {
                 guest_path: guest,
@@ -483,6 +512,18 @@ impl StagedView {
             Err(found.violations)
         }
     }
+}
+
+/// Replaces the file at `path` with a copy of its own, leaving its other names alone.
+fn unshare(path: &Path) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut copy = tempfile::Builder::new()
+        .prefix(".wask-unshare-")
+        .permissions(std::fs::Permissions::from_mode(OUTPUT_MODE))
+        .tempfile_in(dir)?;
+    std::io::copy(&mut std::fs::File::open(path)?, copy.as_file_mut())?;
+    copy.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// The guest path of `rel` under `root`, if every name of it meets the path rule; else

@@ -23,4 +23,5 @@ mod overlays;
 mod plugins;
 mod run;
 mod schedule;
+mod second_review;
 mod why;

@@ -9,6 +9,7 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::Config;
+use wask::cache::ResultStore;
 use wask::filter::Filter;
 use wask::refs::TaskRef;
 
@@ -192,6 +193,7 @@ proptest! {
                 stdout: stream.clone(),
                 stderr: stream,
                 access: Default::default(),
+                memory: 0,
                 checksum: String::new(),
             },
             wask::workspace::HashKind::Blake3,
@@ -208,7 +210,7 @@ proptest! {
                     prop_assert_eq!(text, valid.as_bytes());
                 }
                 Ok(None) => {}
-                Err(what) => prop_assert!(!what.is_empty()),
+                Err(what) => prop_assert!(!what.0.is_empty()),
             }
         }
     }

@@ -12,8 +12,10 @@
 //! named in the report. Every step goes through directory handles and never follows a
 //! link, so a shard that is a link to your home directory is not the cache's.
 
+use super::layout::{self, BUILT, COMPILED, names};
 use super::marker::{self, MarkerError};
 use super::{Check, LocalCache, check_entry, remove_entry};
+use crate::fs::remove_tree;
 use cap_fs_ext::DirExt;
 use cap_std::fs::Dir;
 use std::io;
@@ -131,13 +133,6 @@ pub struct ClearReport {
     pub errors: Vec<String>,
 }
 
-fn is_hex(name: &str, len: usize) -> bool {
-    name.len() == len
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-}
-
 /// The total size of the files under `dir` and the newest modification time of
 /// anything in it (the directory included), without following links; a few levels are
 /// all an entry has, and deeper trees are not wask's.
@@ -170,33 +165,6 @@ fn tree_size_and_newest(dir: &Dir, depth: usize) -> (u64, SystemTime) {
     (bytes, newest)
 }
 
-fn names(dir: &Dir) -> Vec<String> {
-    let mut names: Vec<String> = dir
-        .entries()
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-fn count_files(dir: &Dir, sub: &str) -> u64 {
-    let Ok(d) = dir.open_dir_nofollow(sub) else {
-        return 0;
-    };
-    let mut n = 0;
-    for name in names(&d) {
-        match d.symlink_metadata(&name) {
-            Ok(m) if m.is_file() && !name.starts_with('.') => n += 1,
-            Ok(m) if m.is_dir() => n += count_files(&d, &name),
-            _ => {}
-        }
-    }
-    n
-}
-
 impl LocalCache {
     fn open_dir(&self) -> Option<Dir> {
         crate::fs::open_ambient(self.dir()).ok()
@@ -210,27 +178,23 @@ impl LocalCache {
         let Some(cache) = self.open_dir() else {
             return scan;
         };
+        scan.foreign = layout::foreign_names(&cache);
         for shard in names(&cache) {
-            if !is_hex(&shard, 2) {
-                if !marker::is_wask_name(&shard) {
-                    scan.foreign.push(shard);
-                }
+            if !layout::is_shard(&shard) {
                 continue;
             }
             // A shard that is a link is not the cache's: never scanned, so `clean` and
             // `verify` never remove anything it leads to.
             let Ok(shard_dir) = cache.open_dir_nofollow(&shard) else {
-                scan.foreign.push(shard);
                 continue;
             };
             for name in names(&shard_dir) {
                 let Ok(meta) = shard_dir.symlink_metadata(&name) else {
                     continue;
                 };
-                let temporary = name.starts_with('.');
-                let entry = is_hex(&name, 64) && name.starts_with(&shard);
+                let temporary = layout::is_temporary(&name);
+                let entry = layout::is_entry(&shard, &name);
                 if !meta.is_dir() || !(temporary || entry) {
-                    scan.foreign.push(format!("{shard}/{name}"));
                     continue;
                 }
                 let Ok(dir) = shard_dir.open_dir_nofollow(&name) else {
@@ -270,15 +234,8 @@ impl LocalCache {
             entries: scan.entries.len() as u64,
             bytes: scan.entries.iter().map(|e| e.bytes).sum(),
             temporary: scan.temporary.len() as u64,
-            compiled_modules: cache
-                .as_ref()
-                .map(|c| count_files(c, "compiled"))
-                .unwrap_or(0),
-            built_modules: cache
-                .as_ref()
-                .and_then(|c| c.open_dir_nofollow("built").ok())
-                .map(|b| names(&b).iter().filter(|n| n.ends_with(".wasm")).count() as u64)
-                .unwrap_or(0),
+            compiled_modules: cache.as_ref().map(compiled_modules).unwrap_or(0),
+            built_modules: cache.as_ref().map(built_modules).unwrap_or(0),
             tagged: cache.as_ref().is_some_and(marker::is_tagged),
             foreign: scan.foreign,
         }
@@ -332,7 +289,7 @@ impl LocalCache {
                 let (shard, name) = found.split();
                 let result = self.shard(shard).and_then(|s| {
                     if reason == Reason::Orphan {
-                        match s.remove_dir_all(name) {
+                        match remove_tree(&s, name) {
                             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
                             _ => Ok(()),
                         }
@@ -405,15 +362,12 @@ impl LocalCache {
         let Some(cache) = marker::open_tagged(self.dir())? else {
             return Ok(report);
         };
-        let info = self.info();
-        report.compiled_modules = info.compiled_modules;
-        report.built_modules = info.built_modules;
         let scan = self.scan();
         report.left = scan.foreign;
         for found in scan.entries.iter().chain(&scan.temporary) {
             let (shard, name) = found.split();
-            let is_entry = !name.starts_with('.');
-            match self.shard(shard).and_then(|s| s.remove_dir_all(name)) {
+            let is_entry = !layout::is_temporary(name);
+            match self.shard(shard).and_then(|s| remove_tree(&s, name)) {
                 Ok(()) if is_entry => {
                     report.entries += 1;
                     report.bytes += found.bytes;
@@ -425,23 +379,16 @@ impl LocalCache {
                     .push(format!("cannot remove {}: {e}", found.name)),
             }
         }
+        report.compiled_modules = clear_compiled(&cache, &mut report.errors);
+        report.built_modules = clear_built(&cache, &mut report.errors);
         for name in names(&cache) {
-            let Ok(meta) = cache.symlink_metadata(&name) else {
-                continue;
-            };
-            let wask_dir = matches!(name.as_str(), "compiled" | "built" | "explain" | "build");
-            let result = if is_hex(&name, 2) && meta.is_dir() {
+            let result = if layout::is_shard(&name) {
                 // A shard left empty goes; one holding foreign names stays.
-                match cache.remove_dir(&name) {
-                    Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => Ok(()),
-                    r => r,
-                }
-            } else if wask_dir && meta.is_dir() {
-                cache.remove_dir_all(&name)
-            } else if name.starts_with(".tmp-") {
-                cache
-                    .remove_file(&name)
-                    .or_else(|_| cache.remove_dir_all(&name))
+                remove_if_empty(&cache, &name)
+            } else if name.starts_with(".tmp-")
+                && cache.symlink_metadata(&name).is_ok_and(|m| m.is_file())
+            {
+                cache.remove_file(&name)
             } else {
                 Ok(())
             };
@@ -450,5 +397,116 @@ impl LocalCache {
             }
         }
         Ok(report)
+    }
+}
+
+/// The compiled modules under `cache`: files of wask's shape in engine directories.
+fn compiled_modules(cache: &Dir) -> u64 {
+    let Ok(compiled) = cache.open_dir_nofollow(COMPILED) else {
+        return 0;
+    };
+    names(&compiled)
+        .iter()
+        .filter(|e| layout::is_engine_dir(e))
+        .filter_map(|e| compiled.open_dir_nofollow(e).ok())
+        .map(|dir| {
+            names(&dir)
+                .iter()
+                .filter(|n| layout::is_compiled_module(n) && is_file(&dir, n))
+                .count() as u64
+        })
+        .sum()
+}
+
+/// The built modules under `cache`.
+fn built_modules(cache: &Dir) -> u64 {
+    let Ok(built) = cache.open_dir_nofollow(BUILT) else {
+        return 0;
+    };
+    names(&built)
+        .iter()
+        .filter(|n| layout::is_built_module(n) && is_file(&built, n))
+        .count() as u64
+}
+
+fn is_file(dir: &Dir, name: &str) -> bool {
+    dir.symlink_metadata(name).is_ok_and(|m| m.is_file())
+}
+
+/// Removes the files of wask's shape in `dir` (`ours` says which), returning how many
+/// of them `counted` says to count; anything else stays (the scan named it).
+fn remove_files(
+    dir: &Dir,
+    shown: &str,
+    ours: fn(&str) -> bool,
+    counted: fn(&str) -> bool,
+    errors: &mut Vec<String>,
+) -> u64 {
+    let mut removed = 0;
+    for name in names(dir) {
+        if !(ours(&name) && is_file(dir, &name)) {
+            continue;
+        }
+        match dir.remove_file(&name) {
+            Ok(()) => removed += u64::from(counted(&name)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => errors.push(format!("cannot remove {shown}/{name}: {e}")),
+        }
+    }
+    removed
+}
+
+/// Removes every compiled module and wask's temporary files under `compiled/`, then
+/// each directory left empty.
+fn clear_compiled(cache: &Dir, errors: &mut Vec<String>) -> u64 {
+    let Ok(compiled) = cache.open_dir_nofollow(COMPILED) else {
+        return 0;
+    };
+    let mut removed = remove_files(&compiled, COMPILED, layout::is_temporary, |_| false, errors);
+    for engine in names(&compiled) {
+        if !layout::is_engine_dir(&engine) {
+            continue;
+        }
+        let Ok(dir) = compiled.open_dir_nofollow(&engine) else {
+            continue;
+        };
+        let ours = |n: &str| layout::is_compiled_module(n) || layout::is_temporary(n);
+        removed += remove_files(
+            &dir,
+            &format!("{COMPILED}/{engine}"),
+            ours,
+            layout::is_compiled_module,
+            errors,
+        );
+        if let Err(e) = remove_if_empty(&compiled, &engine) {
+            errors.push(format!("cannot remove {COMPILED}/{engine}: {e}"));
+        }
+    }
+    if let Err(e) = remove_if_empty(cache, COMPILED) {
+        errors.push(format!("cannot remove {COMPILED}: {e}"));
+    }
+    removed
+}
+
+/// Removes every built module, build record and temporary file under `built/`, then
+/// the directory if that left it empty.
+fn clear_built(cache: &Dir, errors: &mut Vec<String>) -> u64 {
+    let Ok(built) = cache.open_dir_nofollow(BUILT) else {
+        return 0;
+    };
+    let ours = |n: &str| layout::is_built_file(n) || layout::is_temporary(n);
+    let removed = remove_files(&built, BUILT, ours, layout::is_built_module, errors);
+    if let Err(e) = remove_if_empty(cache, BUILT) {
+        errors.push(format!("cannot remove {BUILT}: {e}"));
+    }
+    removed
+}
+
+/// Removes the directory `name` if it is empty; one still holding something stays.
+fn remove_if_empty(dir: &Dir, name: &str) -> io::Result<()> {
+    match dir.remove_dir(name) {
+        Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
     }
 }

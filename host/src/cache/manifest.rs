@@ -12,8 +12,8 @@ use crate::workspace::HashKind;
 use serde::{Deserialize, Serialize};
 
 /// The manifest format revision; a different revision is a miss (CACHE-003).
-/// Revision 2 added the `checksum`.
-pub const MANIFEST_REVISION: u32 = 2;
+/// Revision 2 added the `checksum`, revision 3 the `memory` the run held.
+pub const MANIFEST_REVISION: u32 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +30,10 @@ pub struct Manifest {
     pub stdout: StreamRecord,
     pub stderr: StreamRecord,
     pub access: AccessRecord,
+    /// The most memory the run held, in bytes (memories and tables, as the memory limit
+    /// counts): a run under a lower limit would have failed, so under one this entry
+    /// is no hit.
+    pub memory: u64,
     /// The hash of this manifest's encoding with this field empty; set by [`encode`].
     pub checksum: String,
 }
@@ -137,6 +141,7 @@ mod tests {
                 size: 0,
             },
             access: AccessRecord::default(),
+            memory: 1 << 20,
             checksum: String::new(),
         }
     }

@@ -39,14 +39,6 @@ pub enum MarkerError {
     Io { dir: String, source: io::Error },
 }
 
-/// Whether a top-level name of a cache directory is one wask makes.
-pub fn is_wask_name(name: &str) -> bool {
-    let shard = name.len() == 2 && name.bytes().all(|b| b.is_ascii_hexdigit());
-    shard
-        || matches!(name, TAG | "compiled" | "built" | "explain" | "build")
-        || name.starts_with(".tmp-")
-}
-
 /// Whether `dir` carries wask's tag.
 pub fn is_tagged(dir: &Dir) -> bool {
     read_at_most(dir, TAG, 4096)
@@ -58,7 +50,7 @@ pub fn is_tagged(dir: &Dir) -> bool {
 }
 
 /// Opens the cache directory at `path` for writing: made and tagged if missing, tagged
-/// if empty or holding only what wask makes, refused otherwise.
+/// if empty or holding only what wask makes ([`super::layout`]), refused otherwise.
 pub fn open_for_writing(path: &Path) -> Result<Dir, MarkerError> {
     let io_err = |source| MarkerError::Io {
         dir: path.display().to_string(),
@@ -69,17 +61,9 @@ pub fn open_for_writing(path: &Path) -> Result<Dir, MarkerError> {
     if is_tagged(&dir) {
         return Ok(dir);
     }
-    let mut foreign = Vec::new();
-    for entry in dir.entries().map_err(io_err)? {
-        let name = entry
-            .map_err(io_err)?
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
-        if !is_wask_name(&name) {
-            foreign.push(name);
-        }
-    }
+    // Only what wask makes, where it makes it: a `compiled/` holding a report is not a
+    // cache to adopt (housekeeping would otherwise be trusted with the report).
+    let mut foreign = super::layout::foreign_names(&dir);
     if !foreign.is_empty() {
         foreign.sort();
         let shown = foreign.len().min(5);

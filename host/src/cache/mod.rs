@@ -17,6 +17,7 @@
 //! what such a writer can and cannot do is in `docs/security.md`.
 
 pub mod housekeeping;
+pub mod layout;
 pub mod manifest;
 pub mod marker;
 mod restore;
@@ -34,6 +35,55 @@ pub use manifest::{AccessRecord, Manifest, OutputRecord, StreamRecord};
 pub use restore::{Destination, RestoreError, Restored};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+
+/// What keeps the results of tasks. The local cache directory is one; the remote cache
+/// will be another, and a store in front of both (local first, then remote) a third.
+/// The scheduler finds, restores and stores results only through this.
+pub trait ResultStore {
+    /// What a lookup finds: its manifest, and what the store needs to restore it.
+    type Entry: FoundEntry;
+
+    /// The entry stored under `key`, if there is one to restore. An entry that is
+    /// there but broken is `Err`: a miss, to report and [`discard`](Self::discard).
+    fn lookup(&self, key: &Digest) -> Result<Option<Self::Entry>, Damaged>;
+
+    /// Puts `entry`'s outputs in place through `dest` (only paths `allowed` accepts),
+    /// every byte verified first, staging in `staging`; returns the recorded streams.
+    fn restore(
+        &self,
+        entry: &Self::Entry,
+        dest: &dyn Destination,
+        staging: &Path,
+        allowed: &dyn Fn(&str) -> Result<(), String>,
+    ) -> Result<Restored, RestoreError>;
+
+    /// Stores a successful run under `key`, whole or not at all.
+    fn store(&self, key: &Digest, new: &NewEntry<'_>) -> io::Result<()>;
+
+    /// Removes what is stored under `key` (found damaged), so a good entry can replace it.
+    fn discard(&self, key: &Digest);
+}
+
+/// An entry a [`ResultStore`] found.
+pub trait FoundEntry {
+    fn manifest(&self) -> &Manifest;
+
+    /// Why this entry is no result a run under `limits` could have given, if it is not:
+    /// a stream over the output cap, outputs over their size or count, more memory than
+    /// the memory limit. Limits are not part of the key (changing one must not discard
+    /// every result), so an entry stored under looser limits is found under tighter
+    /// ones; it is a miss there, and the fresh run fails as it would have. An entry
+    /// forged to be huge is refused here too, before a byte of it is read. (A timeout
+    /// cannot be checked: time is not part of a result.)
+    fn unfit(&self, limits: &wask_runtime::Limits) -> Option<String> {
+        unfit(self.manifest(), limits)
+    }
+}
+
+/// What is wrong with an entry that is there but cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Damaged(pub String);
 
 /// A local cache directory.
 pub struct LocalCache {
@@ -61,6 +111,58 @@ pub struct ProducedOutput {
     pub hash: Digest,
     pub size: u64,
     pub mode: u32,
+}
+
+impl FoundEntry for Entry {
+    fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+}
+
+/// See [`FoundEntry::unfit`].
+fn unfit(m: &Manifest, limits: &wask_runtime::Limits) -> Option<String> {
+    let cap = limits.output_bytes as u64;
+    let total = m.outputs.iter().fold(0u64, |t, o| t.saturating_add(o.size));
+    let count = m.outputs.len() as u64;
+    if m.stdout.size > cap || m.stderr.size > cap {
+        let (name, size) = if m.stdout.size > cap {
+            ("stdout", m.stdout.size)
+        } else {
+            ("stderr", m.stderr.size)
+        };
+        Some(format!(
+            "its {name} is {size} bytes, over the task's output limit of {cap} bytes"
+        ))
+    } else if total > limits.outputs_size {
+        Some(format!(
+            "its outputs are {total} bytes, over the task's outputs size limit of {} bytes",
+            limits.outputs_size
+        ))
+    } else if count > limits.outputs_count {
+        Some(format!(
+            "it has {count} outputs, over the task's outputs count limit of {}",
+            limits.outputs_count
+        ))
+    } else if m.memory > limits.memory_bytes {
+        Some(format!(
+            "its run held {} bytes of memory, over the task's memory limit of {} bytes",
+            m.memory, limits.memory_bytes
+        ))
+    } else {
+        None
+    }
+}
+
+/// What a successful run leaves to store (CACHE-017).
+pub struct NewEntry<'a> {
+    pub outputs: &'a [ProducedOutput],
+    pub stdout: &'a [u8],
+    pub stderr: &'a [u8],
+    /// The task that ran (informational).
+    pub stored_by: &'a str,
+    pub access: AccessRecord,
+    /// The most memory the run held, in bytes.
+    pub memory: u64,
 }
 
 /// Far above any real manifest (a few hundred bytes per output); a cap so a hostile
@@ -104,56 +206,6 @@ impl LocalCache {
         (hex[..2].to_string(), hex)
     }
 
-    /// Looks a key up (CACHE-014): a hit needs a manifest that is intact (its checksum
-    /// holds), matches the revision, hash function and key, and whose files all exist
-    /// at their recorded sizes. No entry, or one of another revision or hash function,
-    /// is `Ok(None)`. An entry that is there but broken is `Err` with what is wrong: a
-    /// miss too, never an error, but one to report and [`discard`](Self::discard_key).
-    pub fn lookup(&self, key: &Digest) -> Result<Option<Entry>, String> {
-        let (shard_name, name) = Self::shard_name(key);
-        // A missing cache, or a shard that is a link (which would take wask outside the
-        // cache): never a hit; `store` refuses it too.
-        let Ok(shard) = open_ambient(&self.dir).and_then(|c| c.open_dir_nofollow(&shard_name))
-        else {
-            return Ok(None);
-        };
-        let meta = match shard.symlink_metadata(&name) {
-            Ok(m) if m.is_dir() => m,
-            Ok(_) => return Err("the entry is not a directory".into()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot read the entry: {e}")),
-        };
-        let identity = (meta.dev(), meta.ino());
-        let dir = match shard.open_dir_nofollow(&name) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot open the entry: {e}")),
-        };
-        let manifest = match check_entry(&dir, &name, false) {
-            Check::Intact(m) => *m,
-            Check::OtherRevision(_) | Check::Gone => return Ok(None),
-            Check::Corrupt(what) => return Err(what),
-        };
-        if manifest.hash != self.hash.name() {
-            return Ok(None);
-        }
-        Ok(Some(Entry {
-            shard,
-            name,
-            dir,
-            manifest,
-            identity,
-        }))
-    }
-
-    /// Removes the entry of `key`, found corrupt, so a fresh run can store a good one.
-    pub fn discard_key(&self, key: &Digest) {
-        let (shard_name, name) = Self::shard_name(key);
-        if let Ok(shard) = open_ambient(&self.dir).and_then(|c| c.open_dir_nofollow(&shard_name)) {
-            discard(&shard, &name);
-        }
-    }
-
     /// Removes `entry` if it is still the directory that was looked up.
     fn discard_entry(&self, entry: &Entry) {
         let same = entry
@@ -165,69 +217,18 @@ impl LocalCache {
         }
     }
 
-    /// Stores a successful run atomically (CACHE-017). Two processes storing the same
-    /// key at once both succeed: the second finds the entry in place and drops its copy.
-    pub fn store(
-        &self,
-        key: &Digest,
-        outputs: &[ProducedOutput],
-        stdout: &[u8],
-        stderr: &[u8],
-        stored_by: &str,
-        access: AccessRecord,
-    ) -> io::Result<()> {
-        let cache = marker::open_for_writing(&self.dir).map_err(io::Error::other)?;
-        let (shard_name, name) = Self::shard_name(key);
-        let shard = open_dirs(&cache, &[&shard_name], true).map_err(|e| {
-            io::Error::other(format!(
-                "{}/{shard_name} is not a directory of the cache (a symbolic link?); nothing is stored through it: {e}",
-                self.dir.display()
-            ))
-        })?;
-        let tmp_name = unique_name(".tmp-");
-        shard.create_dir(&tmp_name)?;
-        let written = self.write_entry(
-            &shard, &tmp_name, key, outputs, stdout, stderr, stored_by, access,
-        );
-        let result = written.and_then(|()| match shard.rename(&tmp_name, &shard, &name) {
-            Err(_) if shard.symlink_metadata(&name).is_ok() => match self.lookup(key) {
-                // Another process stored the same key first (CACHE-017): keep theirs.
-                Ok(Some(_)) => Ok(()),
-                // What is there is broken or of another revision: replace it, or no
-                // later run could ever hit this key.
-                _ => remove_entry(&shard, &name, ".stale-")
-                    .and_then(|()| shard.rename(&tmp_name, &shard, &name))
-                    .or_else(|e| match self.lookup(key) {
-                        Ok(Some(_)) => Ok(()),
-                        _ => Err(e),
-                    }),
-            },
-            r => r,
-        });
-        if result.is_ok() {
-            let _ = sync_dir(&shard);
-        }
-        // Gone if it was renamed into place; otherwise not needed.
-        let _ = shard.remove_dir_all(&tmp_name);
-        result
-    }
-
-    #[allow(clippy::too_many_arguments, reason = "the parts of one entry")]
     fn write_entry(
         &self,
         shard: &Dir,
         tmp_name: &str,
         key: &Digest,
-        outputs: &[ProducedOutput],
-        stdout: &[u8],
-        stderr: &[u8],
-        stored_by: &str,
-        access: AccessRecord,
+        new: &NewEntry<'_>,
     ) -> io::Result<()> {
+        let (stdout, stderr) = (new.stdout, new.stderr);
         let tmp = shard.open_dir_nofollow(tmp_name)?;
         let blobs = open_dirs(&tmp, &["blobs"], true)?;
         let mut records = Vec::new();
-        for out in outputs {
+        for out in new.outputs {
             let blob = out.hash.hex();
             if blobs.symlink_metadata(&blob).is_err() {
                 let mut src = std::fs::File::open(&out.file)?;
@@ -253,7 +254,7 @@ impl LocalCache {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
-            stored_by: stored_by.into(),
+            stored_by: new.stored_by.into(),
             outputs: records,
             stdout: StreamRecord {
                 hash: hash_bytes(self.hash, stdout).hex(),
@@ -263,7 +264,8 @@ impl LocalCache {
                 hash: hash_bytes(self.hash, stderr).hex(),
                 size: stderr.len() as u64,
             },
-            access,
+            access: new.access.clone(),
+            memory: new.memory,
             checksum: String::new(),
         };
         // The manifest is written last: an entry without one is never a hit.
@@ -274,6 +276,107 @@ impl LocalCache {
         )?;
         sync_dir(&blobs)?;
         sync_dir(&tmp)
+    }
+}
+
+impl ResultStore for LocalCache {
+    type Entry = Entry;
+
+    /// Looks a key up (CACHE-014): a hit needs a manifest that is intact (its checksum
+    /// holds), matches the revision, hash function and key, and whose files all exist
+    /// at their recorded sizes. No entry, or one of another revision or hash function,
+    /// is `Ok(None)`. An entry that is there but broken is `Err` with what is wrong: a
+    /// miss too, never an error, but one to report and [`discard`](ResultStore::discard).
+    fn lookup(&self, key: &Digest) -> Result<Option<Entry>, Damaged> {
+        let (shard_name, name) = Self::shard_name(key);
+        // A missing cache, or a shard that is a link (which would take wask outside the
+        // cache): never a hit; `store` refuses it too.
+        let Ok(shard) = open_ambient(&self.dir).and_then(|c| c.open_dir_nofollow(&shard_name))
+        else {
+            return Ok(None);
+        };
+        let meta = match shard.symlink_metadata(&name) {
+            Ok(m) if m.is_dir() => m,
+            Ok(_) => return Err(Damaged("the entry is not a directory".into())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Damaged(format!("cannot read the entry: {e}"))),
+        };
+        let identity = (meta.dev(), meta.ino());
+        let dir = match shard.open_dir_nofollow(&name) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Damaged(format!("cannot open the entry: {e}"))),
+        };
+        let manifest = match check_entry(&dir, &name, false) {
+            Check::Intact(m) => *m,
+            Check::OtherRevision(_) | Check::Gone => return Ok(None),
+            Check::Corrupt(what) => return Err(Damaged(what)),
+        };
+        if manifest.hash != self.hash.name() {
+            return Ok(None);
+        }
+        Ok(Some(Entry {
+            shard,
+            name,
+            dir,
+            manifest,
+            identity,
+        }))
+    }
+
+    fn restore(
+        &self,
+        entry: &Entry,
+        dest: &dyn Destination,
+        staging: &Path,
+        allowed: &dyn Fn(&str) -> Result<(), String>,
+    ) -> Result<Restored, RestoreError> {
+        self.restore_entry(entry, dest, staging, allowed)
+    }
+
+    /// Stores a successful run atomically (CACHE-017). Two processes storing the same
+    /// key at once both succeed: the second finds the entry in place and drops its copy.
+    fn store(&self, key: &Digest, new: &NewEntry<'_>) -> io::Result<()> {
+        let cache = marker::open_for_writing(&self.dir).map_err(io::Error::other)?;
+        let (shard_name, name) = Self::shard_name(key);
+        let shard = open_dirs(&cache, &[&shard_name], true).map_err(|e| {
+            io::Error::other(format!(
+                "{}/{shard_name} is not a directory of the cache (a symbolic link?); nothing is stored through it: {e}",
+                self.dir.display()
+            ))
+        })?;
+        let tmp_name = unique_name(".tmp-");
+        shard.create_dir(&tmp_name)?;
+        let written = self.write_entry(&shard, &tmp_name, key, new);
+        let result = written.and_then(|()| match shard.rename(&tmp_name, &shard, &name) {
+            Err(_) if shard.symlink_metadata(&name).is_ok() => match self.lookup(key) {
+                // Another process stored the same key first (CACHE-017): keep theirs.
+                Ok(Some(_)) => Ok(()),
+                // What is there is broken or of another revision: replace it, or no
+                // later run could ever hit this key.
+                _ => remove_entry(&shard, &name, ".stale-")
+                    .and_then(|()| shard.rename(&tmp_name, &shard, &name))
+                    .or_else(|e| match self.lookup(key) {
+                        Ok(Some(_)) => Ok(()),
+                        _ => Err(e),
+                    }),
+            },
+            r => r,
+        });
+        if result.is_ok() {
+            let _ = sync_dir(&shard);
+        }
+        // Gone if it was renamed into place; otherwise not needed.
+        let _ = crate::fs::remove_tree(&shard, &tmp_name);
+        result
+    }
+
+    /// Removes the entry of `key`, found corrupt, so a fresh run can store a good one.
+    fn discard(&self, key: &Digest) {
+        let (shard_name, name) = Self::shard_name(key);
+        if let Ok(shard) = open_ambient(&self.dir).and_then(|c| c.open_dir_nofollow(&shard_name)) {
+            discard(&shard, &name);
+        }
     }
 }
 
@@ -412,7 +515,7 @@ fn other_revision(text: &[u8]) -> Option<u64> {
 /// Removes an entry found corrupt, atomically if it can, else in place.
 fn discard(shard: &Dir, name: &str) {
     if remove_entry(shard, name, ".corrupt-").is_err() {
-        let _ = shard.remove_dir_all(name);
+        let _ = crate::fs::remove_tree(shard, name);
     }
 }
 
@@ -424,7 +527,7 @@ fn remove_entry(shard: &Dir, name: &str, prefix: &str) -> io::Result<()> {
     let grave = unique_name(prefix);
     shard.create_dir(&grave)?;
     match shard.rename(name, shard, format!("{grave}/entry")) {
-        Ok(()) => shard.remove_dir_all(&grave),
+        Ok(()) => crate::fs::remove_tree(shard, &grave),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let _ = shard.remove_dir(&grave);
             Ok(())

@@ -89,7 +89,7 @@ impl LocalCache {
     /// output path must meet the path rule, lie outside `/.wask`, and be one `allowed`
     /// accepts (the task's own rule: declared, not an input, not a protected path), and
     /// its mode must be the one every output has; or the entry is corrupt.
-    pub fn restore(
+    pub(super) fn restore_entry(
         &self,
         entry: &Entry,
         dest: &dyn Destination,

@@ -27,7 +27,17 @@ fn cache_with(keys: &[(u8, &[u8])]) -> (tempfile::TempDir, LocalCache, Vec<Diges
             mode: 0o644,
         };
         cache
-            .store(&key, &[out], b"so", b"se", "p:t", AccessRecord::default())
+            .store(
+                &key,
+                &NewEntry {
+                    outputs: &[out],
+                    stdout: b"so",
+                    stderr: b"se",
+                    stored_by: "p:t",
+                    access: AccessRecord::default(),
+                    memory: 0,
+                },
+            )
             .unwrap();
         digests.push(key);
     }
@@ -134,14 +144,37 @@ fn housekeeping_removes_only_what_wask_made() {
     fs::write(cache.dir().join("notes.txt"), b"mine").unwrap();
     let shard = cache.entry_dir(&keys[0]).parent().unwrap().to_path_buf();
     fs::write(shard.join("readme"), b"mine too").unwrap();
+    let engine = cache.dir().join("compiled/0123456789abcdef");
+    fs::create_dir_all(&engine).unwrap();
+    fs::write(engine.join(format!("{}.cwasm", "ab".repeat(32))), b"code").unwrap();
+    // Under wask's names, but not of wask's shape: kept and named.
+    fs::write(engine.join("x.cwasm"), b"mine").unwrap();
     fs::create_dir_all(cache.dir().join("compiled/abc")).unwrap();
-    fs::write(cache.dir().join("compiled/abc/x.cwasm"), b"code").unwrap();
+    fs::create_dir_all(cache.dir().join("built/src")).unwrap();
+    fs::write(cache.dir().join("built/src/main.c"), b"mine").unwrap();
     let report = cache.clear().unwrap();
     assert_eq!((report.entries, report.compiled_modules), (1, 1));
     let mut left = report.left.clone();
     left.sort();
-    assert_eq!(left, ["01/readme", "notes.txt"]);
+    assert_eq!(
+        left,
+        [
+            "01/readme",
+            "built/src",
+            "compiled/0123456789abcdef/x.cwasm",
+            "compiled/abc",
+            "notes.txt"
+        ]
+    );
     assert!(cache.dir().join("notes.txt").exists() && shard.join("readme").exists());
+    assert!(engine.join("x.cwasm").exists() && cache.dir().join("built/src/main.c").exists());
+    assert!(!engine.join(format!("{}.cwasm", "ab".repeat(32))).exists());
+    fs::remove_dir_all(cache.dir().join("compiled")).unwrap();
+    fs::remove_dir_all(cache.dir().join("built")).unwrap();
+    // With nothing foreign left, `clear` leaves no directory of its own behind.
+    fs::create_dir_all(&engine).unwrap();
+    fs::write(engine.join(format!("{}.cwasm", "cd".repeat(32))), b"code").unwrap();
+    assert_eq!(cache.clear().unwrap().compiled_modules, 1);
     assert!(!cache.dir().join("compiled").exists());
     assert!(cache.dir().join(marker::TAG).exists(), "the tag stays");
 
@@ -168,11 +201,14 @@ fn housekeeping_removes_only_what_wask_made() {
     assert!(home.path().join("ab").join("ab".repeat(32)).exists());
     let stored = foreign.store(
         &Digest([9; 32]),
-        &[],
-        b"",
-        b"",
-        "p:t",
-        AccessRecord::default(),
+        &NewEntry {
+            outputs: &[],
+            stdout: b"",
+            stderr: b"",
+            stored_by: "p:t",
+            access: AccessRecord::default(),
+            memory: 0,
+        },
     );
     assert!(
         stored

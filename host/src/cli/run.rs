@@ -226,7 +226,9 @@ fn dry_run(ctx: &KeyContext<'_>, run_set: &[usize]) {
                 );
             }
             Planned::Error(e) => println!("miss  {id}  ({e})"),
-            Planned::Known { prepared, entry } => {
+            Planned::Known {
+                prepared, entry, ..
+            } => {
                 let word = if entry.is_some() { "hit " } else { "miss" };
                 println!("{word}  {id}  {}", prepared.key);
             }

@@ -2,10 +2,12 @@
 //! miss what changed since the last entry this task stored.
 
 use super::{CliError, EXIT_OK};
+use crate::cache::AccessRecord;
 use crate::exec::KeyContext;
 use crate::exec::plan::{Planned, plan};
 use crate::explain::{ExplainStore, Explained};
 use clap::Args;
+use serde::Serialize;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -30,56 +32,9 @@ pub fn why(directory: Option<PathBuf>, args: WhyArgs) -> Result<i32, CliError> {
     let history = ExplainStore::new(&ctx.wask_dir);
     let mut reports = Vec::new();
     for (n, planned) in plan(&ctx, &run_set) {
-        if !selected.contains(&n) {
-            continue;
+        if selected.contains(&n) {
+            reports.push(report(&ctx, &history, n, planned));
         }
-        let node = &graph.nodes[n];
-        let def = graph.task(&ws, n);
-        let report = match planned {
-            Planned::AfterRunning(preds) => {
-                let names: Vec<String> = preds.iter().map(ToString::to_string).collect();
-                serde_json::json!({
-                    "id": node.id.to_string(),
-                    "state": "unknown",
-                    "reason": format!(
-                        "the key depends on the output of {}, which is not in the cache and would run first",
-                        names.join(", ")
-                    ),
-                })
-            }
-            Planned::Error(e) => serde_json::json!({
-                "id": node.id.to_string(), "state": "unknown", "reason": e,
-            }),
-            Planned::Known { prepared, entry } => {
-                let now = Explained::new(&prepared.parts, &ctx.key);
-                let last = history.last(&node.id);
-                let changes = match (&entry, &last) {
-                    (Some(_), _) => None,
-                    (None, Some(last)) => Some(now.changes_since(last)),
-                    (None, None) => None,
-                };
-                serde_json::json!({
-                    "id": node.id.to_string(),
-                    "state": if entry.is_some() { "hit" } else { "miss" },
-                    "key": now.key,
-                    "module_path": def.module.value,
-                    "parts": now,
-                    "stored_at": entry.as_ref().map(|e| humantime::format_rfc3339_seconds(
-                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(e.manifest.created_at),
-                    ).to_string()),
-                    "stored_by": entry.as_ref().map(|e| e.manifest.stored_by.clone()),
-                    "has_history": last.is_some(),
-                    // SANDBOX-009: what the stored run opened and was refused.
-                    "access": entry.as_ref().map(|e| serde_json::json!({
-                        "opened": e.manifest.access.opened,
-                        "refused": e.manifest.access.refused,
-                    })),
-                    "changes": changes,
-                    "predecessors": node.hard.iter().map(|p| graph.nodes[*p].id.to_string()).collect::<Vec<_>>(),
-                })
-            }
-        };
-        reports.push(report);
     }
     if args.json {
         let text = serde_json::to_string_pretty(&serde_json::json!({ "tasks": reports }))
@@ -90,111 +45,201 @@ pub fn why(directory: Option<PathBuf>, args: WhyArgs) -> Result<i32, CliError> {
             if i > 0 {
                 println!();
             }
-            print_report(r);
+            r.print();
         }
     }
     Ok(EXIT_OK)
 }
 
-fn print_report(r: &serde_json::Value) {
-    let id = r["id"].as_str().unwrap_or_default();
-    let state = r["state"].as_str().unwrap_or_default();
-    if state == "unknown" {
-        println!("{id}: key not known yet");
-        println!("  {}", r["reason"].as_str().unwrap_or_default());
-        return;
+/// What `wask why` says of one task; `--json` prints it as it is.
+#[derive(Serialize)]
+struct Report {
+    id: String,
+    state: State,
+    #[serde(flatten)]
+    detail: Detail,
+}
+
+#[derive(Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum State {
+    Hit,
+    Miss,
+    Unknown,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Detail {
+    /// The key cannot be known before running something.
+    Unknown {
+        reason: String,
+    },
+    Known(Box<Known>),
+}
+
+/// A task whose key is known: the key's parts, and the entry it finds or why it misses.
+#[derive(Serialize)]
+struct Known {
+    key: String,
+    /// The module as the workspace names it (the parts hold its hash).
+    module_path: String,
+    parts: Explained,
+    /// The hit's entry: when and by which task it was stored.
+    stored_at: Option<String>,
+    stored_by: Option<String>,
+    /// Whether this task has stored an entry before (so a miss can say what changed).
+    has_history: bool,
+    /// SANDBOX-009: what the stored run opened and was refused.
+    access: Option<AccessRecord>,
+    /// What changed since the task's last entry, for a miss.
+    changes: Option<Vec<String>>,
+    /// The hard predecessors whose streams are part of the key.
+    predecessors: Vec<String>,
+    /// An entry exists but does not fit the task's limits: why.
+    unfit: Option<String>,
+}
+
+fn report(ctx: &KeyContext<'_>, history: &ExplainStore, n: usize, planned: Planned) -> Report {
+    let node = &ctx.graph.nodes[n];
+    let id = node.id.to_string();
+    let unknown = |reason: String| Report {
+        id: id.clone(),
+        state: State::Unknown,
+        detail: Detail::Unknown { reason },
+    };
+    let (prepared, entry, unfit) = match planned {
+        Planned::AfterRunning(preds) => {
+            let names: Vec<String> = preds.iter().map(ToString::to_string).collect();
+            return unknown(format!(
+                "the key depends on the output of {}, which is not in the cache and would run first",
+                names.join(", ")
+            ));
+        }
+        Planned::Error(e) => return unknown(e),
+        Planned::Known {
+            prepared,
+            entry,
+            unfit,
+        } => (prepared, entry, unfit),
+    };
+    let now = Explained::new(&prepared.parts, &ctx.key);
+    let last = history.last(&node.id);
+    let changes = match (&entry, &last) {
+        (None, Some(last)) => Some(now.changes_since(last)),
+        _ => None,
+    };
+    let stored_at = |created_at: u64| {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(created_at);
+        humantime::format_rfc3339_seconds(at).to_string()
+    };
+    Report {
+        id,
+        state: if entry.is_some() {
+            State::Hit
+        } else {
+            State::Miss
+        },
+        detail: Detail::Known(Box::new(Known {
+            key: now.key.clone(),
+            module_path: ctx.graph.task(ctx.ws, n).module.value.clone(),
+            stored_at: entry.as_ref().map(|e| stored_at(e.manifest.created_at)),
+            stored_by: entry.as_ref().map(|e| e.manifest.stored_by.clone()),
+            has_history: last.is_some(),
+            access: entry.as_ref().map(|e| e.manifest.access.clone()),
+            changes,
+            predecessors: node
+                .hard
+                .iter()
+                .map(|p| ctx.graph.nodes[*p].id.to_string())
+                .collect(),
+            unfit,
+            parts: now,
+        })),
     }
-    let p = &r["parts"];
-    println!("{id}: {state}");
-    println!(
-        "  key          {} ({})",
-        r["key"].as_str().unwrap_or_default(),
-        p["hash"].as_str().unwrap_or_default()
-    );
-    println!(
-        "  module       {}  {}",
-        r["module_path"].as_str().unwrap_or_default(),
-        p["module"].as_str().unwrap_or_default()
-    );
-    println!("  args         {}", p["args"]);
-    println!(
-        "  project dir  {}",
-        p["project_dir"].as_str().unwrap_or_default()
-    );
-    let inputs = p["inputs"].as_object().cloned().unwrap_or_default();
-    println!(
-        "  inputs       {} file{}",
-        inputs.len(),
-        if inputs.len() == 1 { "" } else { "s" }
-    );
-    for (path, hash) in &inputs {
-        println!("    {path}  {}", hash.as_str().unwrap_or_default());
+}
+
+impl Report {
+    fn print(&self) {
+        let known = match &self.detail {
+            Detail::Unknown { reason } => {
+                println!("{}: key not known yet", self.id);
+                println!("  {reason}");
+                return;
+            }
+            Detail::Known(k) => k,
+        };
+        let state = if self.state == State::Hit {
+            "hit"
+        } else {
+            "miss"
+        };
+        println!("{}: {state}", self.id);
+        known.print_parts();
+        known.print_verdict(self.state);
     }
-    println!("  outputs      {}", p["outputs"]);
-    let preds = r["predecessors"].as_array().cloned().unwrap_or_default();
-    let streams = p["predecessors"].as_array().cloned().unwrap_or_default();
-    if preds.is_empty() {
-        println!("  after        (no hard predecessors)");
+}
+
+impl Known {
+    /// The key and each of its parts.
+    fn print_parts(&self) {
+        let p = &self.parts;
+        println!("  key          {} ({})", self.key, p.hash);
+        println!("  module       {}  {}", self.module_path, p.module);
+        println!("  args         {:?}", p.args);
+        println!("  project dir  {}", p.project_dir);
+        let s = if p.inputs.len() == 1 { "" } else { "s" };
+        println!("  inputs       {} file{s}", p.inputs.len());
+        for (path, hash) in &p.inputs {
+            println!("    {path}  {hash}");
+        }
+        println!("  outputs      {:?}", p.outputs);
+        if self.predecessors.is_empty() {
+            println!("  after        (no hard predecessors)");
+        }
+        for (pred, (stdout, stderr)) in self.predecessors.iter().zip(&p.predecessors) {
+            println!("  after        {pred}  stdout {stdout}  stderr {stderr}");
+        }
+        if p.env.is_empty() {
+            println!("  env          (none declared)");
+        }
+        for (name, v) in &p.env {
+            println!("  env          {name}: {v}");
+        }
+        println!("  sandbox      clock {}", p.clock);
     }
-    for (pred, s) in preds.iter().zip(&streams) {
-        println!(
-            "  after        {}  stdout {}  stderr {}",
-            pred.as_str().unwrap_or_default(),
-            s[0].as_str().unwrap_or_default(),
-            s[1].as_str().unwrap_or_default()
-        );
-    }
-    let env = p["env"].as_object().cloned().unwrap_or_default();
-    if env.is_empty() {
-        println!("  env          (none declared)");
-    }
-    for (name, v) in &env {
-        println!("  env          {name}: {}", v.as_str().unwrap_or_default());
-    }
-    println!(
-        "  sandbox      clock {}",
-        p["clock"].as_str().unwrap_or_default()
-    );
-    match state {
-        "hit" => {
+
+    /// Hit or miss, and why.
+    fn print_verdict(&self, state: State) {
+        if state == State::Hit {
             println!(
                 "  hit: the entry stored by {} at {} is restored",
-                r["stored_by"].as_str().unwrap_or_default(),
-                r["stored_at"].as_str().unwrap_or_default()
+                self.stored_by.as_deref().unwrap_or_default(),
+                self.stored_at.as_deref().unwrap_or_default()
             );
-            let list = |k: &str| {
-                r["access"][k]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .unwrap_or_default()
-            };
-            let (opened, refused) = (list("opened"), list("refused"));
+            let access = self.access.clone().unwrap_or_default();
+            let opened = access.opened.join(", ");
             println!(
                 "  inputs it read: {}",
                 if opened.is_empty() { "(none)" } else { &opened }
             );
-            if !refused.is_empty() {
-                println!("  it tried undeclared paths: {refused}");
+            if !access.refused.is_empty() {
+                println!("  it tried undeclared paths: {}", access.refused.join(", "));
             }
-        }
-        _ if !r["has_history"].as_bool().unwrap_or(false) => {
-            println!("  miss: this task has stored no entry in this cache yet")
-        }
-        _ => {
-            let changes = r["changes"].as_array().cloned().unwrap_or_default();
-            if changes.is_empty() {
-                println!(
+        } else if let Some(why) = &self.unfit {
+            println!("  miss: an entry has this key, but {why}, so a run now would not give it");
+        } else if !self.has_history {
+            println!("  miss: this task has stored no entry in this cache yet");
+        } else {
+            match self.changes.as_deref().unwrap_or_default() {
+                [] => println!(
                     "  miss: the parts equal those of its last entry, which is no longer in the cache"
-                );
-            } else {
-                println!("  miss: since its last entry");
-                for c in changes {
-                    println!("    - {}", c.as_str().unwrap_or_default());
+                ),
+                changes => {
+                    println!("  miss: since its last entry");
+                    for c in changes {
+                        println!("    - {c}");
+                    }
                 }
             }
         }

@@ -7,7 +7,7 @@ use super::RunContext;
 use super::keys::Prepared;
 use super::place::{PlaceError, Placer};
 use super::record::{Source, TaskRecord};
-use crate::cache::{AccessRecord, ProducedOutput};
+use crate::cache::{AccessRecord, NewEntry, ProducedOutput, ResultStore};
 use crate::key::{KeyParts, hash_bytes, hash_file, hash_reader};
 use crate::protect::Refusal;
 use crate::refs::TaskId;
@@ -103,7 +103,7 @@ pub fn run(
     record: &mut TaskRecord,
 ) -> Result<(), FreshError> {
     // One timeout covers compiling the module (when its code is not cached) and running it.
-    let deadline = Instant::now() + def.limits.timeout;
+    let deadline = def.limits.deadline_from_now();
     let module = compile(ctx, id, def, prepared, record, deadline)?;
     let hash = ctx.keys.ws.settings.hash;
     let hasher = |r: &mut dyn std::io::Read| hash_reader(hash, r).map(|d| d.0);
@@ -324,11 +324,14 @@ fn store_and_place(
     record.timed("store", || {
         let stored = ctx.keys.cache.store(
             &prepared.key,
-            produced,
-            &outcome.stdout,
-            &outcome.stderr,
-            &id.to_string(),
-            access,
+            &NewEntry {
+                outputs: produced,
+                stdout: &outcome.stdout,
+                stderr: &outcome.stderr,
+                stored_by: &id.to_string(),
+                access,
+                memory: outcome.memory,
+            },
         );
         match stored {
             Err(e) => ctx

@@ -61,6 +61,19 @@ impl<'a> KeyContext<'a> {
             excluded.push(c);
         }
         excluded.push(ws.settings.cache_dir.clone());
+        // The key that authenticates what wask runs from the cache: never an input, and
+        // never inside the cache, which others may read.
+        if let Some(key_dir) = wask_runtime::secret::key_dir().map_err(anyhow::Error::msg)? {
+            if crate::fs::is_within(&key_dir, &ws.settings.cache_dir) {
+                anyhow::bail!(
+                    "the user key's directory {} lies inside the cache directory {}: whoever can read the cache could forge the compiled code wask runs\n  hint: set WASK_STATE_DIR to a directory of your own outside the cache",
+                    key_dir.display(),
+                    ws.settings.cache_dir.display()
+                );
+            }
+            excluded.extend(key_dir.canonicalize());
+            excluded.push(key_dir);
+        }
         Ok(KeyContext {
             ws,
             graph,

@@ -189,6 +189,27 @@ fn work(ctx: &RunContext<'_>, n: usize, job: Job) -> Report {
     }
 }
 
+/// [`work`], with a panic turned into the failure of its task: a bug in wask fails the
+/// task that met it, and the run ends as usual (a thread that died without reporting
+/// would leave the scheduler waiting for it forever, deaf even to Ctrl-C).
+fn work_or_bug(ctx: &RunContext<'_>, n: usize, job: Job) -> Report {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(ctx, n, job))).unwrap_or_else(
+        |panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_string());
+            let mut record = TaskRecord::new(ctx.keys.graph.nodes[n].id.clone());
+            record.error = Some(format!(
+                "wask hit a bug running this task ({what}); nothing was stored. \
+                 Please report it with the task's definition"
+            ));
+            Report::Finished(n, record)
+        },
+    )
+}
+
 /// The scheduler's records of a run: what each task ended as, the misses waiting for
 /// their mutex, and why admission stopped.
 struct Progress {
@@ -304,7 +325,7 @@ pub fn run(ctx: &RunContext<'_>, run_set: &[usize], options: &RunOptions<'_>) ->
                 let job = progress.job(ctx, start);
                 let tx = tx.clone();
                 scope.spawn(move || {
-                    let _ = tx.send(work(ctx, start.task, job));
+                    let _ = tx.send(work_or_bug(ctx, start.task, job));
                 });
             }
             if queue.running() == 0 {

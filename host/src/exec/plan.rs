@@ -7,6 +7,7 @@
 
 use super::keys::{KeyContext, Prepared, prepare};
 use crate::cache::Entry;
+use crate::cache::{FoundEntry, ResultStore};
 use crate::graph::Graph;
 use crate::key::Digest;
 use crate::refs::TaskId;
@@ -15,10 +16,12 @@ use std::collections::HashMap;
 /// The plan for one task.
 #[allow(clippy::large_enum_variant, reason = "one per task, moved once")]
 pub enum Planned {
-    /// The key is known; `entry` is the cache entry it would restore, if any.
+    /// The key is known; `entry` is the cache entry it would restore, if any, and
+    /// `unfit` why an entry with the key is no hit under the task's limits.
     Known {
         prepared: Box<Prepared>,
         entry: Option<Entry>,
+        unfit: Option<String>,
     },
     /// Hard predecessors that would run first, so the key cannot be known yet.
     AfterRunning(Vec<TaskId>),
@@ -45,11 +48,16 @@ pub fn plan(ctx: &KeyContext<'_>, run_set: &[usize]) -> Vec<(usize, Planned)> {
         }
         let preds = node.hard.iter().map(|p| streams[p]).collect();
         let project_dir = &ctx.ws.projects[node.project].dir;
-        let planned = match prepare(ctx, g.task(ctx.ws, n), project_dir, preds) {
+        let def = g.task(ctx.ws, n);
+        let planned = match prepare(ctx, def, project_dir, preds) {
             Err(e) => Planned::Error(e.to_string()),
             Ok(prepared) => {
                 // A corrupt entry is a miss here; the run reports and removes it.
-                let entry = ctx.cache.lookup(&prepared.key).ok().flatten();
+                let mut entry = ctx.cache.lookup(&prepared.key).ok().flatten();
+                let unfit = entry.as_ref().and_then(|e| e.unfit(&def.limits));
+                if unfit.is_some() {
+                    entry = None;
+                }
                 if let Some(e) = &entry {
                     let d = |h: &str| Digest::from_hex(h).unwrap_or(Digest([0; 32]));
                     streams.insert(n, (d(&e.manifest.stdout.hash), d(&e.manifest.stderr.hash)));
@@ -57,6 +65,7 @@ pub fn plan(ctx: &KeyContext<'_>, run_set: &[usize]) -> Vec<(usize, Planned)> {
                 Planned::Known {
                     prepared: Box::new(prepared),
                     entry,
+                    unfit,
                 }
             }
         };

@@ -74,7 +74,7 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
+        let _ = remove(&self.dir);
         let _ = fs::remove_file(&self.lock_path);
     }
 }
@@ -126,12 +126,16 @@ pub fn sweep(tmp_root: &Path) {
     }
 }
 
+/// Removes `path` and what is under it, however deep (a guest decides how deep its
+/// scratch is): through its parent's handle, without recursion.
 fn remove(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+    else {
+        return Ok(());
+    };
+    match crate::fs::remove_tree(&File::open(parent)?, name) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+        r => r,
     }
 }
 

@@ -6,6 +6,7 @@ use super::keys::{Prepared, prepare};
 use super::place::Placer;
 use super::record::{Source, TaskRecord, TaskState};
 use crate::cache::RestoreError;
+use crate::cache::{Damaged, FoundEntry, ResultStore};
 use crate::key::{Digest, hash_bytes};
 use crate::refs::TaskId;
 use crate::workspace::TaskDef;
@@ -44,7 +45,7 @@ pub fn start(
         Err(e) => return Started::Finished(finish(ctx, record, Err(e.to_string()))),
     };
     record.key = Some(prepared.key);
-    match restore_hit(ctx, id, &prepared, &mut record) {
+    match restore_hit(ctx, id, def, &prepared, &mut record) {
         Ok(true) => return Started::Finished(finish(ctx, record, Ok(()))),
         Ok(false) => {}
         Err(message) => return Started::Finished(finish(ctx, record, Err(message))),
@@ -94,6 +95,7 @@ fn finish(ctx: &RunContext<'_>, mut record: TaskRecord, result: Result<(), Strin
 fn restore_hit(
     ctx: &RunContext<'_>,
     id: &TaskId,
+    def: &TaskDef,
     prepared: &Prepared,
     record: &mut TaskRecord,
 ) -> Result<bool, String> {
@@ -101,10 +103,10 @@ fn restore_hit(
     let entry = match record.timed("lookup", || ctx.keys.cache.lookup(&prepared.key)) {
         Ok(Some(entry)) => entry,
         Ok(None) => return Ok(false),
-        Err(what) => {
+        Err(Damaged(what)) => {
             // CACHE-019: a broken entry is a miss with a report, and goes, so the
             // fresh run can store a good one.
-            ctx.keys.cache.discard_key(&prepared.key);
+            ctx.keys.cache.discard(&prepared.key);
             let e = RestoreError::Corrupt {
                 entry: prepared.key.hex(),
                 what,
@@ -113,6 +115,15 @@ fn restore_hit(
             return Ok(false);
         }
     };
+    if let Some(why) = entry.unfit(&def.limits) {
+        ctx.observer.on_warning(
+            id,
+            &format!(
+                "the cached result does not fit this task's limits: {why}; the task runs fresh"
+            ),
+        );
+        return Ok(false);
+    }
     // Only what the task declares may be restored, whatever the entry says.
     let declared = wask_runtime::paths::glob_set(&prepared.parts.outputs)
         .map_err(|e| format!("invalid output pattern: {e}"))?;

@@ -6,15 +6,15 @@
 //! * literal and literal: the same path;
 //! * literal and glob: the glob matches the literal;
 //! * glob and glob: the literal directory before the first glob segment of one lies
-//!   within the other's (or they are equal), and a representative path of one (each
-//!   `*`, `**` and `?` replaced by `x`, `{a,b}` by `a`, `[ab]` by `a`) matches the other.
-//!   This is a decision, not a proof: two globs that could only meet on unusual names
-//!   (for example `*.md` against `x*.txt`) are treated as disjoint; an explicit `deps`
-//!   entry always works.
+//!   within the other's (or they are equal), and some path matches both. A
+//!   representative path of one (each `*`, `**` and `?` replaced by `x`, `{a,b}` by `a`,
+//!   `[ab]` by `a`) matching the other settles most pairs at once; the rest are decided
+//!   exactly by [`super::meet`] (`*.txt` and `a.*` meet on `a.txt`).
 //!
 //! Outputs are indexed by their literal directory, so each input looks only at the
 //! outputs along its own path: linear in the number of patterns for typical workspaces.
 
+use super::meet::{PathGlob, meet};
 use globset::{Glob, GlobMatcher};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use wask_runtime::paths::{is_glob_segment, output_root};
@@ -24,6 +24,8 @@ struct Output {
     task: usize,
     pattern: String,
     glob: Option<GlobMatcher>,
+    /// Compiled for the exact check when a pair first needs it.
+    exact: std::cell::OnceCell<Option<PathGlob>>,
 }
 
 /// For each task (by index), the tasks whose outputs its inputs can read, sorted.
@@ -38,6 +40,7 @@ pub fn implied_producers(inputs: &[Vec<String>], outputs: &[Vec<String>]) -> Vec
                     task,
                     pattern: p.clone(),
                     glob: matcher(p),
+                    exact: std::cell::OnceCell::new(),
                 });
             } else {
                 literal.entry(p.as_str()).or_default().push(task);
@@ -82,9 +85,14 @@ pub fn implied_producers(inputs: &[Vec<String>], outputs: &[Vec<String>]) -> Vec
             }
             // Glob outputs whose root is the input's root, above it, or below it.
             let example_in = representative(input);
+            let exact_in = std::cell::OnceCell::new();
             let mut check = |o: &Output| {
                 let hit = input_glob.is_match(representative(&o.pattern))
-                    || o.glob.as_ref().is_some_and(|g| g.is_match(&example_in));
+                    || o.glob.as_ref().is_some_and(|g| g.is_match(&example_in))
+                    || exact_meet(
+                        exact_in.get_or_init(|| PathGlob::new(input)),
+                        o.exact.get_or_init(|| PathGlob::new(&o.pattern)),
+                    );
                 if hit {
                     found.insert(o.task);
                 }
@@ -120,8 +128,18 @@ pub fn can_meet(a: &str, b: &str) -> bool {
                 wask_runtime::paths::is_under(&ra, &rb) || wask_runtime::paths::is_under(&rb, &ra);
             nested
                 && (matcher(a).is_some_and(|g| g.is_match(representative(b)))
-                    || matcher(b).is_some_and(|g| g.is_match(representative(a))))
+                    || matcher(b).is_some_and(|g| g.is_match(representative(a)))
+                    || exact_meet(&PathGlob::new(a), &PathGlob::new(b)))
         }
+    }
+}
+
+/// Whether the exact search finds a path both globs match (a glob too large to decide
+/// is judged by the representative checks alone).
+fn exact_meet(a: &Option<PathGlob>, b: &Option<PathGlob>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => meet(a, b).unwrap_or(false),
+        _ => false,
     }
 }
 

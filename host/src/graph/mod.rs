@@ -3,6 +3,8 @@
 //! and the checks of DAG-004, all reported together.
 
 mod implied;
+pub use implied::can_meet;
+mod meet;
 
 use crate::protect::{self, WriteRules};
 use crate::refs::{TaskId, TaskRef};

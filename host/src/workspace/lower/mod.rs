@@ -43,7 +43,17 @@ impl Loader {
             l.memory_bytes = m;
         }
         if let Some(t) = self.amount_duration(file, &raw.timeout) {
-            l.timeout = t;
+            if t > wask_runtime::MAX_TIMEOUT {
+                let span = raw.timeout.as_ref().map(|v| v.span()).unwrap_or_default();
+                self.err(
+                    file,
+                    span,
+                    "a timeout is at most a year (`366d`)".into(),
+                    "here",
+                );
+            } else {
+                l.timeout = t;
+            }
         }
         if let Some(o) = self.amount_size(file, &raw.output) {
             l.output_bytes = usize::try_from(o).unwrap_or(usize::MAX);

@@ -1596,17 +1596,19 @@ fn attack(name: &str, params: &str, pre: &[Preopen]) -> Report {
             r.note(format!("odd-name: {:?}", std::fs::write(&path, b"x").map_err(|e| e.to_string())));
         }
         "deep-path" => {
-            // DIR|DEPTH: DEPTH nested directories of 200-byte names, each made from a
-            // descriptor on the one above (so no call ever names a long path), and a
-            // file at the bottom.
+            // DIR|DEPTH[|LEN]: DEPTH nested directories of LEN-byte names (200 unless
+            // given), each made from a descriptor on the one above (so no call ever
+            // names a long path), and a file at the bottom.
             if let Some((dir, n)) = params.split_once('|') {
+                let (n, len) = n.split_once('|').unwrap_or((n, "200"));
                 let n: usize = n.parse().unwrap_or(0);
+                let len: usize = len.parse().unwrap_or(200);
                 let _ = std::fs::create_dir_all(dir);
                 let Some((p, rel)) = owner(pre, dir) else {
                     return r;
                 };
                 let rights = wasi::RIGHTS_ALL & !(wasi::RIGHT_FD_READ | wasi::RIGHT_FD_WRITE);
-                let seg = "d".repeat(200);
+                let seg = "d".repeat(len);
                 let mut fd = match open_raw(p.fd, &rel, wasi::O_DIRECTORY, rights, 0, true) {
                     Ok(fd) => fd,
                     Err(e) => {
