@@ -8,7 +8,11 @@
 # Run from anywhere; safe to rerun (cargo and zig only rebuild what changed).
 #
 #   bash scripts/build-guests.sh            # everything
+#   bash scripts/build-guests.sh rust       # only the Rust guests (the tests call this)
 #   bash scripts/build-guests.sh c-guest    # only the C guest (the e2e tests use this)
+#
+# This is the one place the repository's guests are built: the tests run it too (once
+# per test binary), so a guest edited since the last build is rebuilt before it runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +28,16 @@ zig() {
     python3 -m ziglang "$@"
   else
     PYTHONPATH="$PWD/$zig_dir${PYTHONPATH:+:$PYTHONPATH}" python3 -m ziglang "$@"
+  fi
+}
+
+# Copies a module into examples/docs-site/tools/ only if it changed, by rename, so a
+# test reading the old one meanwhile never sees half a file.
+install_module() {
+  local dest=examples/docs-site/tools/$(basename "$1")
+  if ! cmp -s "$1" "$dest"; then
+    cp "$1" "$dest.tmp.$$"
+    mv -f "$dest.tmp.$$" "$dest"
   fi
 }
 
@@ -46,33 +60,37 @@ build_c_guest() {
     -o examples/c-guest/target/wordcount.wasm examples/c-guest/wordcount.c
 }
 
-if [ "${1:-}" = c-guest ]; then
-  build_c_guest
-  exit 0
-elif [ $# -gt 0 ]; then
-  echo "usage: $0 [c-guest]" >&2
-  exit 2
-fi
-
 target=wasm32-wasip1
-if ! rustup target list --installed | grep -qx "$target"; then
-  echo "== installing the $target target"
-  rustup target add "$target"
-fi
 
-echo "== building test guests (tests/guests)"
-cargo build --locked --release --target "$target" --manifest-path tests/guests/Cargo.toml
-
-if [ -f examples/plugins/Cargo.toml ]; then
+build_rust_guests() {
+  if ! rustup target list --installed | grep -qx "$target"; then
+    echo "== installing the $target target"
+    rustup target add "$target"
+  fi
+  # Explicit target directories: a CARGO_TARGET_DIR set for the host build must not
+  # move the guests away from where the tests look for them.
+  echo "== building test guests (tests/guests)"
+  cargo build --locked --release --target "$target" --manifest-path tests/guests/Cargo.toml \
+    --target-dir tests/guests/target
   echo "== building example plugins (examples/plugins)"
-  cargo build --locked --release --target "$target" --manifest-path examples/plugins/Cargo.toml
+  cargo build --locked --release --target "$target" --manifest-path examples/plugins/Cargo.toml \
+    --target-dir examples/plugins/target
   mkdir -p examples/docs-site/tools
   for wasm in examples/plugins/target/"$target"/release/*.wasm; do
-    cp "$wasm" examples/docs-site/tools/
+    install_module "$wasm"
   done
-fi
+}
+
+case "${1:-}" in
+  c-guest) build_c_guest; exit 0 ;;
+  rust) build_rust_guests; exit 0 ;;
+  "") ;;
+  *) echo "usage: $0 [rust|c-guest]" >&2; exit 2 ;;
+esac
+
+build_rust_guests
 
 build_c_guest
 mkdir -p examples/docs-site/tools
-cp examples/c-guest/target/wordcount.wasm examples/docs-site/tools/
+install_module examples/c-guest/target/wordcount.wasm
 echo "   modules in examples/docs-site/tools: $(cd examples/docs-site/tools && echo *.wasm)"

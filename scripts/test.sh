@@ -5,6 +5,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build-guests.sh
-cargo test --release --workspace "$@"
+# Style and lints first: they fail in seconds where the tests take minutes. A minimal
+# toolchain profile lacks the two components; install them if so.
+for component in rustfmt clippy; do
+  if ! rustup component list --installed | grep -q "^$component"; then
+    rustup component add "$component"
+  fi
+done
+cargo fmt --all --check
+cargo clippy --locked --release --workspace --all-targets -- -D warnings
+# The end-to-end tests drive the binary wask ships, built here.
+cargo build --locked --release -p wask --bin wask
+target_dir=$(cargo metadata --locked --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+WASK_TEST_BINARY="$target_dir/release/wask" cargo test --locked --release --workspace "$@"
+# The two crates that would be published package without reaching outside themselves.
+cargo package --locked --no-verify --allow-dirty -p wask-runtime -p wask >/dev/null
 # The example plugins are a workspace of their own; their logic is tested natively.
 cargo test --locked --release --manifest-path examples/plugins/Cargo.toml

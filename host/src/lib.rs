@@ -24,3 +24,13 @@ pub mod modules;
 pub mod protect;
 pub mod refs;
 pub mod workspace;
+
+/// The `wask` program: what `main` runs, as an exit code. A child that compiles one
+/// module for a parent `wask` (see `wask_runtime::compile`) is not a command anyone
+/// types, so clap never sees it.
+pub fn entry() -> i32 {
+    if std::env::args_os().nth(1).as_deref() == Some(exec::COMPILE_SUBCOMMAND.as_ref()) {
+        return wask_runtime::compile::serve();
+    }
+    cli::main()
+}

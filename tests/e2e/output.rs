@@ -103,7 +103,7 @@ fn live_output_reaches_the_console_while_the_task_runs() {
         "p/wask.toml",
         "[project]\nname = \"p\"\n\n[tasks.slow]\nmodule = \"/tools/probe.wasm\"\nargs = [\"print:early\", \"loop\"]\nlimits = { timeout = \"60s\" }\n",
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wask"))
+    let mut child = Command::new(crate::support::wask_binary())
         .current_dir(&ws.root)
         .args(["run", "p:slow", "--output-mode", "live"])
         .env_remove("WASK_CACHE_DIR")
@@ -233,10 +233,10 @@ fn no_escape_codes_off_a_terminal_or_under_no_color() {
 /// Runs `wask ARGS` under a pseudo-terminal (util-linux `script`), outside CI; `None`
 /// when `script` is not installed.
 fn on_terminal(ws: &Ws, args: &str, no_color: &str) -> Option<String> {
-    let wask = env!("CARGO_BIN_EXE_wask");
+    let wask = crate::support::wask_binary();
     let out = Command::new("script")
         .current_dir(&ws.root)
-        .args(["-qec", &format!("{wask} {args}"), "/dev/null"])
+        .args(["-qec", &format!("{} {args}", wask.display()), "/dev/null"])
         .env_remove("CI")
         .env_remove("WASK_CACHE_DIR")
         .env("NO_COLOR", no_color)

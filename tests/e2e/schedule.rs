@@ -233,7 +233,7 @@ fn sigint_and_sigterm_cancel_a_run() {
             )],
         );
         let summary = ws.path("summary.json");
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wask"))
+        let mut child = std::process::Command::new(crate::support::wask_binary())
             .current_dir(&ws.root)
             .args(["run", "p:spin", "--summary", summary.to_str().unwrap()])
             .env("NO_COLOR", "1")

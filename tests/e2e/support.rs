@@ -85,7 +85,7 @@ impl Ws {
 pub fn wask_binary() -> std::path::PathBuf {
     std::env::var_os("WASK_TEST_BINARY")
         .map(Into::into)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_wask").into())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_wask-under-test").into())
 }
 
 /// The output of one `wask` invocation.
@@ -129,31 +129,21 @@ fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
 
-/// Builds the guest workspace at `dir` (relative to the repository) for wasm32-wasip1
-/// and returns its release output directory.
+/// The release output directory of the guest workspace at `dir` (relative to the
+/// repository), after `scripts/build-guests.sh rust` (the one place guests are built)
+/// has brought every Rust guest up to date, once per test binary.
 fn build_guests(dir: &str) -> PathBuf {
-    let manifest = repo_root().join(dir).join("Cargo.toml");
-    // An explicit target dir: a CARGO_TARGET_DIR set for the host build must not move
-    // the guests away from where this looks for them.
-    let target = repo_root().join(dir).join("target");
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip1",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(&target)
-        .status()
-        .expect("cargo runs");
-    assert!(
-        status.success(),
-        "building {dir} failed; is the target installed? run `bash scripts/build-guests.sh`"
-    );
-    target.join("wasm32-wasip1/release")
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new("bash")
+            .arg(repo_root().join("scripts/build-guests.sh"))
+            .arg("rust")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("bash runs");
+        assert!(status.success(), "scripts/build-guests.sh rust failed");
+    });
+    repo_root().join(dir).join("target/wasm32-wasip1/release")
 }
 
 /// The probe guest (`tests/guests/probe`), built once per test binary.

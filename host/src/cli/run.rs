@@ -89,38 +89,11 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
             cancelled: &|| interrupts.signal().is_some(),
         },
     );
-    let elapsed = started.elapsed();
-
-    let count = |f: &dyn Fn(&TaskRecord) -> bool| records.iter().filter(|r| f(r)).count();
-    let completed = count(&|r| r.state == TaskState::Succeeded);
-    let cached = count(&|r| r.source == Some(Source::Cache));
-    let failed = count(&|r| r.state == TaskState::Failed);
-    let skipped = count(&|r| r.state == TaskState::Skipped);
-    let cancelled = count(&|r| r.state == TaskState::Cancelled);
-    eprintln!(
-        "Tasks: {completed} completed ({cached} cached), {failed} failed, {skipped} skipped{} in {:.2}s",
-        if cancelled > 0 {
-            format!(", {cancelled} cancelled")
-        } else {
-            String::new()
-        },
-        elapsed.as_secs_f64()
-    );
+    let tally = Tally::of(&records, started.elapsed());
+    eprintln!("{}", tally.line());
     if let Some(path) = &args.summary {
-        let summary = serde_json::json!({
-            "tasks": records.iter().map(TaskRecord::to_json).collect::<Vec<_>>(),
-            "completed": completed,
-            "cached": cached,
-            "failed": failed,
-            "skipped": skipped,
-            "cancelled": cancelled,
-            "duration_ms": elapsed.as_secs_f64() * 1000.0,
-        });
-        std::fs::write(
-            path,
-            serde_json::to_vec_pretty(&summary).expect("summary serialises"),
-        )
-        .map_err(|e| anyhow::anyhow!("cannot write the summary to {}: {e}", path.display()))?;
+        std::fs::write(path, tally.summary(&records))
+            .map_err(|e| anyhow::anyhow!("cannot write the summary to {}: {e}", path.display()))?;
     }
     if let Some(path) = &args.profile {
         std::fs::write(path, super::profile::chrome_trace(&records))
@@ -128,11 +101,66 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
     }
     Ok(if let Some(signal) = interrupts.signal() {
         128 + signal
-    } else if completed == records.len() {
+    } else if tally.completed == records.len() {
         EXIT_OK
     } else {
         EXIT_TASK_FAILED
     })
+}
+
+/// How a run's tasks ended: the closing line and the `--summary` file.
+struct Tally {
+    completed: usize,
+    cached: usize,
+    failed: usize,
+    skipped: usize,
+    cancelled: usize,
+    elapsed: std::time::Duration,
+}
+
+impl Tally {
+    fn of(records: &[TaskRecord], elapsed: std::time::Duration) -> Tally {
+        let count = |f: &dyn Fn(&TaskRecord) -> bool| records.iter().filter(|r| f(r)).count();
+        Tally {
+            completed: count(&|r| r.state == TaskState::Succeeded),
+            cached: count(&|r| r.source == Some(Source::Cache)),
+            failed: count(&|r| r.state == TaskState::Failed),
+            skipped: count(&|r| r.state == TaskState::Skipped),
+            cancelled: count(&|r| r.state == TaskState::Cancelled),
+            elapsed,
+        }
+    }
+
+    /// `Tasks: N completed (M cached), F failed, S skipped in T`.
+    fn line(&self) -> String {
+        let cancelled = if self.cancelled > 0 {
+            format!(", {} cancelled", self.cancelled)
+        } else {
+            String::new()
+        };
+        format!(
+            "Tasks: {} completed ({} cached), {} failed, {} skipped{cancelled} in {:.2}s",
+            self.completed,
+            self.cached,
+            self.failed,
+            self.skipped,
+            self.elapsed.as_secs_f64()
+        )
+    }
+
+    /// The `--summary` JSON: one record per task and the counts.
+    fn summary(&self, records: &[TaskRecord]) -> Vec<u8> {
+        let summary = serde_json::json!({
+            "tasks": records.iter().map(TaskRecord::to_json).collect::<Vec<_>>(),
+            "completed": self.completed,
+            "cached": self.cached,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "cancelled": self.cancelled,
+            "duration_ms": self.elapsed.as_secs_f64() * 1000.0,
+        });
+        serde_json::to_vec_pretty(&summary).expect("summary serialises")
+    }
 }
 
 /// Ctrl-C and SIGTERM during a run (EXEC-012): the first stops admitting tasks and

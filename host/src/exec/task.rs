@@ -6,7 +6,7 @@ use super::keys::{Prepared, prepare};
 use super::place::Placer;
 use super::record::{Source, TaskRecord, TaskState};
 use crate::cache::RestoreError;
-use crate::cache::{Damaged, FoundEntry, ResultStore};
+use crate::cache::{Damaged, Entry, FoundEntry, ResultStore};
 use crate::key::{Digest, hash_bytes};
 use crate::refs::TaskId;
 use crate::workspace::TaskDef;
@@ -100,55 +100,14 @@ fn restore_hit(
     record: &mut TaskRecord,
 ) -> Result<bool, String> {
     let hash = ctx.keys.ws.settings.hash;
-    let entry = match record.timed("lookup", || ctx.keys.cache.lookup(&prepared.key)) {
-        Ok(Some(entry)) => entry,
-        Ok(None) => return Ok(false),
-        Err(Damaged(what)) => {
-            // CACHE-019: a broken entry is a miss with a report, and goes, so the
-            // fresh run can store a good one.
-            ctx.keys.cache.discard(&prepared.key);
-            let e = RestoreError::Corrupt {
-                entry: prepared.key.hex(),
-                what,
-            };
-            ctx.observer.on_warning(id, &e.to_string());
-            return Ok(false);
-        }
-    };
-    if let Some(why) = entry.unfit(&def.limits) {
-        ctx.observer.on_warning(
-            id,
-            &format!(
-                "the cached result does not fit this task's limits: {why}; the task runs fresh"
-            ),
-        );
+    let Some(entry) = find_hit(ctx, id, def, prepared, record) else {
         return Ok(false);
-    }
-    // Only what the task declares may be restored, whatever the entry says.
-    let declared = wask_runtime::paths::glob_set(&prepared.parts.outputs)
-        .map_err(|e| format!("invalid output pattern: {e}"))?;
-    // A restore writes only what a fresh run of this task could have written.
-    let node = ctx.keys.graph.find(id).expect("a task of the graph");
-    let inputs: std::collections::HashSet<&str> = prepared
-        .inputs
-        .iter()
-        .map(|i| i.guest_path.as_str())
-        .collect();
-    let allowed = |p: &str| -> Result<(), String> {
-        if !declared.is_match(p) {
-            Err("the task does not declare".into())
-        } else if inputs.contains(p) {
-            Err("is a declared input of the task".into())
-        } else if let Some(r) = ctx.rules.refusal(node, p) {
-            Err(r.to_string())
-        } else {
-            Ok(())
-        }
     };
+    let allowed = restore_rule(ctx, id, prepared)?;
     let staging = ctx.scratch_dir()?;
     let placer = Placer::new(&ctx.keys.ws.root, &ctx.ledger, id.to_string(), hash)
         .map_err(|e| format!("cannot open the workspace: {e}"))?;
-    let restore = || ctx.keys.cache.restore(&entry, &placer, staging, &allowed);
+    let restore = || ctx.keys.cache.restore(&entry, &placer, staging, &*allowed);
     match record.timed("restore", restore) {
         Ok(restored) => {
             let all: Vec<String> = entry
@@ -161,12 +120,7 @@ fn restore_hit(
             emit_streams(ctx, id, &restored.stdout, &restored.stderr);
             record.state = TaskState::Succeeded;
             record.source = Some(Source::Cache);
-            record.outputs = entry
-                .manifest
-                .outputs
-                .iter()
-                .map(|o| o.path.clone())
-                .collect();
+            record.outputs = all;
             record.streams = Some((
                 hash_bytes(hash, &restored.stdout),
                 hash_bytes(hash, &restored.stderr),
@@ -180,6 +134,71 @@ fn restore_hit(
         Err(RestoreError::Vanished { .. }) => Ok(false),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// The entry to restore for `prepared`'s key, if there is one that fits the task; a
+/// broken one is reported and discarded, one that does not fit is reported.
+fn find_hit(
+    ctx: &RunContext<'_>,
+    id: &TaskId,
+    def: &TaskDef,
+    prepared: &Prepared,
+    record: &mut TaskRecord,
+) -> Option<Entry> {
+    let entry = match record.timed("lookup", || ctx.keys.cache.lookup(&prepared.key)) {
+        Ok(found) => found?,
+        Err(Damaged(what)) => {
+            // CACHE-019: a broken entry is a miss with a report, and goes, so the
+            // fresh run can store a good one.
+            ctx.keys.cache.discard(&prepared.key);
+            let e = RestoreError::Corrupt {
+                entry: prepared.key.hex(),
+                what,
+            };
+            ctx.observer.on_warning(id, &e.to_string());
+            return None;
+        }
+    };
+    if let Some(why) = entry.unfit(&def.limits) {
+        let note = format!(
+            "the cached result does not fit this task's limits: {why}; the task runs fresh"
+        );
+        ctx.observer.on_warning(id, &note);
+        return None;
+    }
+    Some(entry)
+}
+
+/// Accepts a path a restore may write, or says why not.
+type RestoreRule<'c> = Box<dyn Fn(&str) -> Result<(), String> + 'c>;
+
+/// Which paths a restore of the task may write, whatever the entry says: only what a
+/// fresh run of it could have written (declared, not one of its inputs, not a path the
+/// write rules refuse).
+fn restore_rule<'c>(
+    ctx: &'c RunContext<'_>,
+    id: &TaskId,
+    prepared: &'c Prepared,
+) -> Result<RestoreRule<'c>, String> {
+    let declared = wask_runtime::paths::glob_set(&prepared.parts.outputs)
+        .map_err(|e| format!("invalid output pattern: {e}"))?;
+    let node = ctx.keys.graph.find(id).expect("a task of the graph");
+    let inputs: std::collections::HashSet<&str> = prepared
+        .inputs
+        .iter()
+        .map(|i| i.guest_path.as_str())
+        .collect();
+    Ok(Box::new(move |p: &str| {
+        if !declared.is_match(p) {
+            Err("the task does not declare".into())
+        } else if inputs.contains(p) {
+            Err("is a declared input of the task".into())
+        } else if let Some(r) = ctx.rules.refusal(node, p) {
+            Err(r.to_string())
+        } else {
+            Ok(())
+        }
+    }))
 }
 
 /// Replays stored streams (a cache hit), the same calls a fresh run makes as it goes.

@@ -16,7 +16,7 @@
 
 use super::meet::{PathGlob, meet};
 use globset::{Glob, GlobMatcher};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use wask_runtime::paths::{is_glob_segment, output_root};
 
 /// One output pattern of one task.
@@ -30,86 +30,110 @@ struct Output {
 
 /// For each task (by index), the tasks whose outputs its inputs can read, sorted.
 pub fn implied_producers(inputs: &[Vec<String>], outputs: &[Vec<String>]) -> Vec<BTreeSet<usize>> {
-    let mut literal: HashMap<&str, Vec<usize>> = HashMap::new();
-    // Glob outputs by their literal root directory.
-    let mut globs: BTreeMap<String, Vec<Output>> = BTreeMap::new();
-    for (task, patterns) in outputs.iter().enumerate() {
-        for p in patterns {
-            if is_glob(p) {
-                globs.entry(output_root(p)).or_default().push(Output {
-                    task,
-                    pattern: p.clone(),
-                    glob: matcher(p),
-                    exact: std::cell::OnceCell::new(),
-                });
-            } else {
-                literal.entry(p.as_str()).or_default().push(task);
-            }
-        }
-    }
-    let literal_sorted: BTreeMap<&str, &Vec<usize>> =
-        literal.iter().map(|(k, v)| (*k, v)).collect();
-
+    let index = OutputIndex::new(outputs);
     let mut implied = vec![BTreeSet::new(); inputs.len()];
     for (consumer, patterns) in inputs.iter().enumerate() {
         let found = &mut implied[consumer];
         for input in patterns {
-            if !is_glob(input) {
-                found.extend(literal.get(input.as_str()).into_iter().flatten());
-                for dir in ancestors(input) {
-                    for o in globs.get(dir).into_iter().flatten() {
-                        if o.glob.as_ref().is_some_and(|g| g.is_match(input)) {
-                            found.insert(o.task);
-                        }
-                    }
-                }
-                continue;
-            }
-            let root = output_root(input);
-            let Some(input_glob) = matcher(input) else {
-                continue;
-            };
-            // Literal outputs under the input's root.
-            let prefix = if root == "/" {
-                "/".to_string()
+            if is_glob(input) {
+                index.writers_of_glob(input, found);
             } else {
-                format!("{root}/")
-            };
-            for (path, tasks) in literal_sorted.range(prefix.as_str()..) {
-                if !path.starts_with(&prefix) {
-                    break;
-                }
-                if input_glob.is_match(path) {
-                    found.extend(tasks.iter().copied());
-                }
-            }
-            // Glob outputs whose root is the input's root, above it, or below it.
-            let example_in = representative(input);
-            let exact_in = std::cell::OnceCell::new();
-            let mut check = |o: &Output| {
-                let hit = input_glob.is_match(representative(&o.pattern))
-                    || o.glob.as_ref().is_some_and(|g| g.is_match(&example_in))
-                    || exact_meet(
-                        exact_in.get_or_init(|| PathGlob::new(input)),
-                        o.exact.get_or_init(|| PathGlob::new(&o.pattern)),
-                    );
-                if hit {
-                    found.insert(o.task);
-                }
-            };
-            for dir in ancestors(&root).chain(std::iter::once(root.as_str())) {
-                globs.get(dir).into_iter().flatten().for_each(&mut check);
-            }
-            for (dir, outs) in globs.range(prefix.clone()..) {
-                if !dir.starts_with(&prefix) {
-                    break;
-                }
-                outs.iter().for_each(&mut check);
+                index.writers_of_literal(input, found);
             }
         }
         found.remove(&consumer);
     }
     implied
+}
+
+/// Every output pattern, literal ones by path and glob ones by their literal root.
+struct OutputIndex<'a> {
+    literal: BTreeMap<&'a str, Vec<usize>>,
+    globs: BTreeMap<String, Vec<Output>>,
+}
+
+impl<'a> OutputIndex<'a> {
+    fn new(outputs: &'a [Vec<String>]) -> Self {
+        let mut literal: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        let mut globs: BTreeMap<String, Vec<Output>> = BTreeMap::new();
+        for (task, patterns) in outputs.iter().enumerate() {
+            for p in patterns {
+                if is_glob(p) {
+                    globs.entry(output_root(p)).or_default().push(Output {
+                        task,
+                        pattern: p.clone(),
+                        glob: matcher(p),
+                        exact: std::cell::OnceCell::new(),
+                    });
+                } else {
+                    literal.entry(p.as_str()).or_default().push(task);
+                }
+            }
+        }
+        OutputIndex { literal, globs }
+    }
+
+    /// The tasks that write the literal path `input`: its literal outputs, and globs
+    /// rooted along its path that match it.
+    fn writers_of_literal(&self, input: &str, found: &mut BTreeSet<usize>) {
+        found.extend(self.literal.get(input).into_iter().flatten());
+        for dir in ancestors(input) {
+            for o in self.globs.get(dir).into_iter().flatten() {
+                if o.glob.as_ref().is_some_and(|g| g.is_match(input)) {
+                    found.insert(o.task);
+                }
+            }
+        }
+    }
+
+    /// The tasks that can write a path the glob `input` matches: literal outputs under
+    /// its root it matches, and glob outputs rooted at, above or below its root that can
+    /// meet it.
+    fn writers_of_glob(&self, input: &str, found: &mut BTreeSet<usize>) {
+        let root = output_root(input);
+        let Some(input_glob) = matcher(input) else {
+            return;
+        };
+        let prefix = if root == "/" {
+            "/".to_string()
+        } else {
+            format!("{root}/")
+        };
+        for (path, tasks) in self.literal.range(prefix.as_str()..) {
+            if !path.starts_with(&prefix) {
+                break;
+            }
+            if input_glob.is_match(path) {
+                found.extend(tasks.iter().copied());
+            }
+        }
+        let example_in = representative(input);
+        let exact_in = std::cell::OnceCell::new();
+        let mut check = |o: &Output| {
+            let hit = input_glob.is_match(representative(&o.pattern))
+                || o.glob.as_ref().is_some_and(|g| g.is_match(&example_in))
+                || exact_meet(
+                    exact_in.get_or_init(|| PathGlob::new(input)),
+                    o.exact.get_or_init(|| PathGlob::new(&o.pattern)),
+                );
+            if hit {
+                found.insert(o.task);
+            }
+        };
+        for dir in ancestors(&root).chain(std::iter::once(root.as_str())) {
+            self.globs
+                .get(dir)
+                .into_iter()
+                .flatten()
+                .for_each(&mut check);
+        }
+        for (dir, outs) in self.globs.range(prefix.clone()..) {
+            if !dir.starts_with(&prefix) {
+                break;
+            }
+            outs.iter().for_each(&mut check);
+        }
+    }
 }
 
 fn is_glob(pattern: &str) -> bool {

@@ -55,88 +55,12 @@ impl Graph {
             .map(|(i, n)| (n.id.clone(), i))
             .collect();
         let mut errors = Vec::new();
-
         for i in 0..nodes.len() {
-            let project = &ws.projects[nodes[i].project];
-            let def = &project.tasks[&nodes[i].id.task];
-            let mut resolve = |refs: &[crate::workspace::Located<TaskRef>], kind: &str| {
-                let mut out = BTreeSet::new();
-                for r in refs {
-                    let targets = r.value.resolve(ws, Some(&project.name));
-                    if targets.is_empty() && r.value.is_direct() {
-                        errors.push(LoadError::at(
-                            r.span.clone(),
-                            format!(
-                                "unresolved reference `{}` in {} of {}",
-                                r.value, kind, nodes[i].id
-                            ),
-                            "no such task",
-                        ));
-                    }
-                    for t in targets {
-                        let j = index[&t];
-                        if j == i {
-                            errors.push(LoadError::at(
-                                r.span.clone(),
-                                format!(
-                                    "task {} depends on itself through `{}`",
-                                    nodes[i].id, r.value
-                                ),
-                                "self reference",
-                            ));
-                        } else {
-                            out.insert(j);
-                        }
-                    }
-                }
-                out
-            };
-            let hard = resolve(&def.deps, "deps");
-            let soft = resolve(&def.weak_deps, "weak_deps");
-            for both in hard.intersection(&soft) {
-                errors.push(
-                    LoadError::at(
-                        def.span.clone(),
-                        format!(
-                            "{} appears in both `deps` and `weak_deps` of {}",
-                            nodes[*both].id, nodes[i].id
-                        ),
-                        "declared here",
-                    )
-                    .note("a predecessor is either hard (`deps`) or soft (`weak_deps`), not both"),
-                );
-            }
-            nodes[i].hard = hard.into_iter().collect();
-            nodes[i].soft = soft
-                .difference(&BTreeSet::from_iter(nodes[i].hard.iter().copied()))
-                .copied()
-                .collect();
+            let (hard, soft) = declared_edges(ws, &nodes, &index, i, &mut errors);
+            nodes[i].hard = hard;
+            nodes[i].soft = soft;
         }
-
-        // DAG-003: reading another task's outputs makes it a hard predecessor.
-        let patterns = |f: fn(&TaskDef) -> &Vec<crate::workspace::Located<String>>| {
-            nodes
-                .iter()
-                .map(|n| {
-                    let def = &ws.projects[n.project].tasks[&n.id.task];
-                    f(def).iter().map(|l| l.value.clone()).collect()
-                })
-                .collect::<Vec<Vec<String>>>()
-        };
-        let producers =
-            implied::implied_producers(&patterns(|d| &d.inputs), &patterns(|d| &d.outputs));
-        for (node, producers) in nodes.iter_mut().zip(producers) {
-            node.implied = producers
-                .into_iter()
-                .filter(|p| node.hard.binary_search(p).is_err())
-                .collect();
-            if !node.implied.is_empty() {
-                node.hard.extend(&node.implied);
-                node.hard.sort_unstable();
-                node.soft.retain(|s| node.implied.binary_search(s).is_err());
-            }
-        }
-
+        add_implied_edges(ws, &mut nodes);
         let graph = Graph { nodes, index };
         errors.extend(graph.cycles(ws));
         errors.extend(overlapping_outputs(ws, &graph));
@@ -244,6 +168,88 @@ impl Graph {
             }
         }
         errors
+    }
+}
+
+/// Task `i`'s declared predecessors, hard and soft (a task in both is reported), with
+/// every reference that names no task or the task itself reported.
+fn declared_edges(
+    ws: &Workspace,
+    nodes: &[Node],
+    index: &HashMap<TaskId, usize>,
+    i: usize,
+    errors: &mut Vec<LoadError>,
+) -> (Vec<usize>, Vec<usize>) {
+    let project = &ws.projects[nodes[i].project];
+    let def = &project.tasks[&nodes[i].id.task];
+    let mut resolve = |refs: &[crate::workspace::Located<TaskRef>], kind: &str| {
+        let mut out = BTreeSet::new();
+        for r in refs {
+            let targets = r.value.resolve(ws, Some(&project.name));
+            if targets.is_empty() && r.value.is_direct() {
+                let what = format!(
+                    "unresolved reference `{}` in {kind} of {}",
+                    r.value, nodes[i].id
+                );
+                errors.push(LoadError::at(r.span.clone(), what, "no such task"));
+            }
+            for t in targets {
+                let j = index[&t];
+                if j == i {
+                    let what = format!(
+                        "task {} depends on itself through `{}`",
+                        nodes[i].id, r.value
+                    );
+                    errors.push(LoadError::at(r.span.clone(), what, "self reference"));
+                } else {
+                    out.insert(j);
+                }
+            }
+        }
+        out
+    };
+    let hard = resolve(&def.deps, "deps");
+    let soft = resolve(&def.weak_deps, "weak_deps");
+    for both in hard.intersection(&soft) {
+        let what = format!(
+            "{} appears in both `deps` and `weak_deps` of {}",
+            nodes[*both].id, nodes[i].id
+        );
+        errors.push(
+            LoadError::at(def.span.clone(), what, "declared here")
+                .note("a predecessor is either hard (`deps`) or soft (`weak_deps`), not both"),
+        );
+    }
+    let soft = soft.difference(&hard).copied().collect();
+    (hard.into_iter().collect(), soft)
+}
+
+/// DAG-003: reading another task's outputs makes it a hard predecessor (and no longer
+/// a soft one).
+fn add_implied_edges(ws: &Workspace, nodes: &mut [Node]) {
+    let patterns = |nodes: &[Node], f: fn(&TaskDef) -> &Vec<crate::workspace::Located<String>>| {
+        nodes
+            .iter()
+            .map(|n| {
+                let def = &ws.projects[n.project].tasks[&n.id.task];
+                f(def).iter().map(|l| l.value.clone()).collect()
+            })
+            .collect::<Vec<Vec<String>>>()
+    };
+    let producers = implied::implied_producers(
+        &patterns(nodes, |d| &d.inputs),
+        &patterns(nodes, |d| &d.outputs),
+    );
+    for (node, producers) in nodes.iter_mut().zip(producers) {
+        node.implied = producers
+            .into_iter()
+            .filter(|p| node.hard.binary_search(p).is_err())
+            .collect();
+        if !node.implied.is_empty() {
+            node.hard.extend(&node.implied);
+            node.hard.sort_unstable();
+            node.soft.retain(|s| node.implied.binary_search(s).is_err());
+        }
     }
 }
 

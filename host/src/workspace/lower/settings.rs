@@ -3,7 +3,7 @@
 use crate::workspace::diag::FileId;
 use crate::workspace::load::Loader;
 use crate::workspace::names::check_name;
-use crate::workspace::raw::{Amount, RawFile};
+use crate::workspace::raw::{Amount, RawCache, RawConcurrency, RawFile};
 use crate::workspace::settings::{ClockSetting, HashKind, OutputMode, Settings};
 use wask_runtime::Limits;
 
@@ -26,18 +26,7 @@ impl Loader {
             cache_max_size: None,
         };
         if let Some(cache) = &raw.cache {
-            let cache = cache.get_ref();
-            if let Some(h) = &cache.hash
-                && let Some(kind) =
-                    self.keyword(file, h.get_ref(), h.span(), "hash", HashKind::NAMES)
-            {
-                s.hash = kind;
-            }
-            if let Some(d) = &cache.dir {
-                s.cache_dir = self.root.join(d.get_ref());
-            }
-            s.cache_max_size = self.amount_size(file, &cache.max_size);
-            s.cache_max_age = self.amount_duration(file, &cache.max_age);
+            self.cache_settings(file, cache.get_ref(), &mut s);
         }
         if let Ok(dir) = std::env::var("WASK_CACHE_DIR")
             && !dir.is_empty()
@@ -47,40 +36,7 @@ impl Loader {
                 .unwrap_or(dir.into());
         }
         if let Some(c) = &raw.concurrency {
-            let c = c.get_ref();
-            if let Some(d) = &c.default {
-                match d.get_ref() {
-                    Amount::Number(0) => self.err(
-                        file,
-                        d.span(),
-                        "concurrency must be at least 1".into(),
-                        "here",
-                    ),
-                    Amount::Number(n) => s.jobs = Some(*n as usize),
-                    Amount::Text(t) if t == "auto" => {}
-                    Amount::Text(t) => self.err(
-                        file,
-                        d.span(),
-                        format!("expected \"auto\" or a number, found `{t}`"),
-                        "here",
-                    ),
-                }
-            }
-            for (tag, cap) in &c.tags {
-                if let Err(why) = check_name(tag.get_ref()) {
-                    self.err(file, tag.span(), format!("invalid tag name: {why}"), "here");
-                }
-                if *cap.get_ref() == 0 {
-                    self.err(
-                        file,
-                        cap.span(),
-                        "a tag cap must be at least 1".into(),
-                        "here",
-                    );
-                }
-                s.tag_caps
-                    .push((tag.get_ref().clone(), *cap.get_ref() as usize));
-            }
+            self.concurrency(file, c.get_ref(), &mut s);
         }
         if let Some(o) = &raw.output
             && let Some(m) = &o.get_ref().mode
@@ -103,5 +59,52 @@ impl Loader {
             }
         }
         Some(s)
+    }
+
+    /// `[cache]`: the hash function, the directory, and `clean`'s defaults.
+    fn cache_settings(&mut self, file: FileId, cache: &RawCache, s: &mut Settings) {
+        if let Some(h) = &cache.hash
+            && let Some(kind) = self.keyword(file, h.get_ref(), h.span(), "hash", HashKind::NAMES)
+        {
+            s.hash = kind;
+        }
+        if let Some(d) = &cache.dir {
+            s.cache_dir = self.root.join(d.get_ref());
+        }
+        s.cache_max_size = self.amount_size(file, &cache.max_size);
+        s.cache_max_age = self.amount_duration(file, &cache.max_age);
+    }
+
+    /// `[concurrency]`: the default number of jobs and the per-tag caps.
+    fn concurrency(&mut self, file: FileId, c: &RawConcurrency, s: &mut Settings) {
+        if let Some(d) = &c.default {
+            match d.get_ref() {
+                Amount::Number(0) => self.err(
+                    file,
+                    d.span(),
+                    "concurrency must be at least 1".into(),
+                    "here",
+                ),
+                Amount::Number(n) => s.jobs = Some(*n as usize),
+                Amount::Text(t) if t == "auto" => {}
+                Amount::Text(t) => self.err(
+                    file,
+                    d.span(),
+                    format!("expected \"auto\" or a number, found `{t}`"),
+                    "here",
+                ),
+            }
+        }
+        for (tag, cap) in &c.tags {
+            if let Err(why) = check_name(tag.get_ref()) {
+                self.err(file, tag.span(), format!("invalid tag name: {why}"), "here");
+            }
+            if *cap.get_ref() == 0 {
+                let what = "a tag cap must be at least 1".into();
+                self.err(file, cap.span(), what, "here");
+            }
+            s.tag_caps
+                .push((tag.get_ref().clone(), *cap.get_ref() as usize));
+        }
     }
 }

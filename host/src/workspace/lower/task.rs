@@ -5,7 +5,7 @@ use crate::refs::TaskRef;
 use crate::workspace::diag::{FileId, Span};
 use crate::workspace::load::{Loader, span};
 use crate::workspace::names::{check_name, check_path};
-use crate::workspace::raw::{RawModule, RawMutex, RawTask};
+use crate::workspace::raw::{RawEnv, RawModule, RawMutex, RawTask};
 use crate::workspace::settings::{MutexMode, MutexScope};
 use crate::workspace::{Located, ModuleSpec, MutexDecl, TaskDef, absolutize};
 use std::collections::BTreeMap;
@@ -165,58 +165,8 @@ impl Loader {
         let deps = self.refs(file, raw.deps);
         let weak_deps = self.refs(file, raw.weak_deps);
 
-        let mutex = raw.mutex.map(|m| {
-            let range = m.span();
-            let (name, scope, mode) = match m.into_inner() {
-                RawMutex::Name(n) => (n, None, None),
-                RawMutex::Table { name, scope, mode } => (name, scope, mode),
-            };
-            let (scope, name) = match (name.strip_prefix("~:"), scope) {
-                (Some(n), _) => (MutexScope::Project, n.to_string()),
-                (None, None) => (MutexScope::Workspace, name),
-                (None, Some(scope)) => {
-                    let found = self.keyword(
-                        file,
-                        &scope,
-                        range.clone(),
-                        "mutex scope",
-                        MutexScope::NAMES,
-                    );
-                    (found.unwrap_or(MutexScope::Workspace), name)
-                }
-            };
-            if let Err(why) = check_name(&name) {
-                self.err(
-                    file,
-                    range.clone(),
-                    format!("invalid mutex name: {why}"),
-                    "here",
-                );
-            }
-            let mode = mode
-                .and_then(|m| self.keyword(file, &m, range, "mutex mode", MutexMode::NAMES))
-                .unwrap_or(MutexMode::Exclusive);
-            MutexDecl { name, scope, mode }
-        });
-
-        let mut env_from_host = Vec::new();
-        let mut env_set = BTreeMap::new();
-        if let Some(env) = raw.env {
-            for n in env.from_host {
-                if let Err(why) = check_env_name(n.get_ref()) {
-                    self.err(file, n.span(), why, "here");
-                }
-                env_from_host.push(n.into_inner());
-            }
-            for (k, v) in env.set {
-                if let Err(why) = check_env_name(k.get_ref()) {
-                    self.err(file, k.span(), why, "here");
-                }
-                env_set.insert(k.into_inner(), v);
-            }
-        }
-        env_from_host.sort();
-        env_from_host.dedup();
+        let mutex = raw.mutex.map(|m| self.mutex(file, m));
+        let (env_from_host, env_set) = self.env(file, raw.env);
 
         let task_limits = self.limits(file, self.default_limits, &raw.limits.unwrap_or_default());
         let clock = self.clock(file, &raw.clock, self.default_clock);
@@ -237,6 +187,66 @@ impl Loader {
             limits: task_limits,
             clock,
         })
+    }
+
+    /// A task's `mutex`: a name (`~:name` for one per project) or a table with a
+    /// scope and a mode.
+    fn mutex(&mut self, file: FileId, m: Spanned<RawMutex>) -> MutexDecl {
+        let range = m.span();
+        let (name, scope, mode) = match m.into_inner() {
+            RawMutex::Name(n) => (n, None, None),
+            RawMutex::Table { name, scope, mode } => (name, scope, mode),
+        };
+        let (scope, name) = match (name.strip_prefix("~:"), scope) {
+            (Some(n), _) => (MutexScope::Project, n.to_string()),
+            (None, None) => (MutexScope::Workspace, name),
+            (None, Some(scope)) => {
+                let found = self.keyword(
+                    file,
+                    &scope,
+                    range.clone(),
+                    "mutex scope",
+                    MutexScope::NAMES,
+                );
+                (found.unwrap_or(MutexScope::Workspace), name)
+            }
+        };
+        if let Err(why) = check_name(&name) {
+            let what = format!("invalid mutex name: {why}");
+            self.err(file, range.clone(), what, "here");
+        }
+        let mode = mode
+            .and_then(|m| self.keyword(file, &m, range, "mutex mode", MutexMode::NAMES))
+            .unwrap_or(MutexMode::Exclusive);
+        MutexDecl { name, scope, mode }
+    }
+
+    /// A task's `env`: the host variables it may see (sorted, once each) and the ones
+    /// it sets.
+    fn env(
+        &mut self,
+        file: FileId,
+        env: Option<RawEnv>,
+    ) -> (Vec<String>, BTreeMap<String, String>) {
+        let mut from_host = Vec::new();
+        let mut set = BTreeMap::new();
+        if let Some(env) = env {
+            for n in env.from_host {
+                if let Err(why) = check_env_name(n.get_ref()) {
+                    self.err(file, n.span(), why, "here");
+                }
+                from_host.push(n.into_inner());
+            }
+            for (k, v) in env.set {
+                if let Err(why) = check_env_name(k.get_ref()) {
+                    self.err(file, k.span(), why, "here");
+                }
+                set.insert(k.into_inner(), v);
+            }
+        }
+        from_host.sort();
+        from_host.dedup();
+        (from_host, set)
     }
 }
 
