@@ -49,7 +49,7 @@ fn run_all(root: &Path, expect: Source) -> Duration {
     let ws = wask::workspace::load(root).expect("bench workspace loads");
     let graph = wask::graph::Graph::build(&ws).expect("bench graph builds");
     let ctx = wask::exec::RunContext::new(
-        wask::exec::KeyContext::new(&ws, &graph).unwrap(),
+        wask::exec::KeyContext::new(&ws, &graph, wask::cancel::Cancel::never()).unwrap(),
         &Quiet,
         wask_runtime::CompileIn::Thread,
     )
@@ -95,7 +95,8 @@ fn main() {
         let warm_ws = wask::workspace::load(&root).unwrap();
         let warm_graph = wask::graph::Graph::build(&warm_ws).unwrap();
         let warm = wask::exec::RunContext::new(
-            wask::exec::KeyContext::new(&warm_ws, &warm_graph).unwrap(),
+            wask::exec::KeyContext::new(&warm_ws, &warm_graph, wask::cancel::Cancel::never())
+                .unwrap(),
             &Quiet,
             wask_runtime::CompileIn::Thread,
         )

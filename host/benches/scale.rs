@@ -81,7 +81,7 @@ fn run(root: &Path, tasks: usize, expect: Source) -> f64 {
     let ws = wask::workspace::load(root).expect("bench workspace loads");
     let graph = wask::graph::Graph::build(&ws).expect("bench graph builds");
     let ctx = wask::exec::RunContext::new(
-        wask::exec::KeyContext::new(&ws, &graph).unwrap(),
+        wask::exec::KeyContext::new(&ws, &graph, wask::cancel::Cancel::never()).unwrap(),
         &Quiet,
         wask_runtime::CompileIn::Thread,
     )
@@ -121,7 +121,7 @@ fn measure(tasks: usize) -> Figures {
     assert_eq!(graph.nodes.len(), tasks);
 
     let ctx = wask::exec::RunContext::new(
-        wask::exec::KeyContext::new(&ws, &graph).unwrap(),
+        wask::exec::KeyContext::new(&ws, &graph, wask::cancel::Cancel::never()).unwrap(),
         &Quiet,
         wask_runtime::CompileIn::Thread,
     )

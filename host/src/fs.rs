@@ -15,17 +15,39 @@ pub fn open_ambient(path: &Path) -> io::Result<Dir> {
 }
 
 /// Opens the directory `names` under `base`, one name at a time without following a
-/// link; with `create`, makes each one that is missing.
+/// link; with `create`, makes each one that is missing (its mode as the umask says).
 pub fn open_dirs(base: &Dir, names: &[&str], create: bool) -> io::Result<Dir> {
+    walk_dirs(base, names, create, None)
+}
+
+/// [`open_dirs`], making each missing directory with exactly `mode` whatever the umask:
+/// directories of outputs are `0755` as every output file is `0644`, after a fresh run
+/// and a restore alike (a umask of 0 would make them writable by everyone).
+pub fn open_dirs_with_mode(base: &Dir, names: &[&str], mode: u32) -> io::Result<Dir> {
+    walk_dirs(base, names, true, Some(mode))
+}
+
+fn walk_dirs(base: &Dir, names: &[&str], create: bool, mode: Option<u32>) -> io::Result<Dir> {
     let mut dir = base.try_clone()?;
     for name in names {
-        if create {
-            match dir.create_dir(name) {
-                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-                _ => {}
-            }
-        }
+        let made = create
+            && match dir.create_dir(name) {
+                Ok(()) => true,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+                Err(e) => return Err(e),
+            };
         dir = dir.open_dir_nofollow(name)?;
+        if let (true, Some(mode)) = (made, mode) {
+            // On the directory opened without following a link, so a link swapped in
+            // since it was made is never what changes mode.
+            let fd = rustix::fs::openat(
+                &dir,
+                ".",
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+                rustix::fs::Mode::empty(),
+            )?;
+            rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(mode))?;
+        }
     }
     Ok(dir)
 }

@@ -101,20 +101,6 @@ pub fn hash_file(kind: HashKind, path: &std::path::Path) -> std::io::Result<Dige
     hash_reader(kind, &mut std::fs::File::open(path)?)
 }
 
-/// An input file hashed for a key, with what it was when it was hashed (see
-/// [`wask_runtime::view::FileIdentity`]).
-pub struct HashedInput {
-    pub digest: Digest,
-    pub identity: wask_runtime::view::FileIdentity,
-    /// Modified within [`RECENT`] of being hashed: its bytes are checked again after the
-    /// run, as a second edit could keep the same time stamp.
-    pub recent: bool,
-}
-
-/// How close to its hashing a change makes an input's time stamp untrustworthy: well
-/// above the coarsest file-system time stamps in use (ext4's jiffy, FAT's 2 s).
-pub const RECENT: std::time::Duration = std::time::Duration::from_secs(3);
-
 /// Why an input could not be hashed.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
@@ -136,7 +122,7 @@ pub fn hash_input(
     kind: HashKind,
     path: &std::path::Path,
     shown: &str,
-) -> Result<HashedInput, InputError> {
+) -> Result<Digest, InputError> {
     use std::os::unix::fs::OpenOptionsExt;
     use wask_runtime::view::FileIdentity;
     let read = |source| InputError::Read {
@@ -153,21 +139,12 @@ pub fn hash_input(
     if !before.is_file() {
         return Err(InputError::NotAFile(shown.to_string()));
     }
-    let started = std::time::SystemTime::now();
     let digest = hash_reader(kind, &mut file).map_err(read)?;
     let identity = FileIdentity::of(&before);
     if FileIdentity::of(&file.metadata().map_err(read)?) != identity {
         return Err(InputError::Changed(shown.to_string()));
     }
-    let recent = before
-        .modified()
-        .map(|m| m + RECENT > started)
-        .unwrap_or(true);
-    Ok(HashedInput {
-        digest,
-        identity,
-        recent,
-    })
+    Ok(digest)
 }
 
 /// An environment variable as the task sees it (CACHE-008).

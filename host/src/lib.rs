@@ -10,9 +10,11 @@
 //! * [`protect`] says where no output may land, and [`fs`] reaches the cache and the
 //!   workspace through directory handles that never follow a link;
 //! * [`exec`] runs a run set: the lifecycle of one task and the scheduler (EXEC rules);
-//! * [`cli`] is the `wask` command line, and the one place errors become messages.
+//! * [`cli`] is the `wask` command line, and the one place errors become messages;
+//!   [`cancel`] carries Ctrl-C and SIGTERM to whatever is running.
 
 pub mod cache;
+pub mod cancel;
 pub mod cli;
 pub mod exec;
 pub mod explain;

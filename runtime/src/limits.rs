@@ -1,3 +1,6 @@
+//! The limits of one task run (SANDBOX-006) and the wasmtime resource limiter that
+//! holds every memory and table of the task to one budget.
+
 use std::time::Duration;
 
 /// Resource limits of one task run (SANDBOX-006).
@@ -60,9 +63,11 @@ pub(crate) const MAX_INSTANCES: usize = 4;
 const TABLE_ELEMENT_BYTES: usize = 16;
 
 /// Enforces the memory limit over the whole task: every memory and table it grows draws
-/// on one budget, so sixteen memories cannot each take the limit. It remembers that it
-/// refused a growth, so a trap that follows (Rust guests abort on allocation failure)
-/// is reported as the limit.
+/// on one budget, so sixteen memories cannot each take the limit. A growth past the
+/// limit traps rather than returning -1 to the guest: the limit is not part of the key,
+/// so a guest that could see where it lies (grow until refused, print how far it got)
+/// would give a result that depends on it. A task either fits its limit, and runs the
+/// same under any limit it fits, or fails.
 pub(crate) struct StoreLimiter {
     max_bytes: usize,
     used: usize,
@@ -97,6 +102,16 @@ impl StoreLimiter {
     }
 }
 
+impl StoreLimiter {
+    fn grow_or_trap(&mut self, by: usize) -> wasmtime::Result<bool> {
+        if self.grow(by) {
+            Ok(true)
+        } else {
+            Err(wasmtime::format_err!("the task's memory limit was reached"))
+        }
+    }
+}
+
 impl wasmtime::ResourceLimiter for StoreLimiter {
     fn memory_growing(
         &mut self,
@@ -104,7 +119,7 @@ impl wasmtime::ResourceLimiter for StoreLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(self.grow(desired.saturating_sub(current)))
+        self.grow_or_trap(desired.saturating_sub(current))
     }
 
     fn table_growing(
@@ -114,7 +129,7 @@ impl wasmtime::ResourceLimiter for StoreLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let elements = desired.saturating_sub(current);
-        Ok(self.grow(elements.saturating_mul(TABLE_ELEMENT_BYTES)))
+        self.grow_or_trap(elements.saturating_mul(TABLE_ELEMENT_BYTES))
     }
 
     fn instances(&self) -> usize {
@@ -142,13 +157,14 @@ mod tests {
             assert!(l.memory_growing(0, 16 << 20, None).unwrap());
         }
         assert!(!l.exceeded);
-        // A fourth memory of 16 MiB fits exactly; any more does not.
+        // A fourth memory of 16 MiB fits exactly; any more traps (the guest never
+        // learns where the limit lies).
         assert!(l.memory_growing(0, 16 << 20, None).unwrap());
-        assert!(!l.memory_growing(0, 1, None).unwrap());
+        assert!(l.memory_growing(0, 1, None).is_err());
         assert!(l.exceeded);
         let mut t = StoreLimiter::new(1 << 20);
         assert!(
-            !t.table_growing(0, 1 << 20, None).unwrap(),
+            t.table_growing(0, 1 << 20, None).is_err(),
             "1M elements cost 16 MiB"
         );
     }

@@ -1,3 +1,7 @@
+//! [`Sandbox`]: loading a module (compiled once, kept authenticated) and running it
+//! against a [`RunSpec`] in a store of its own, with its WASI context, limits, clocks
+//! and access record, and turning how it ended into a [`RunOutcome`].
+
 use crate::access::{AccessTracker, GuestAccess};
 use crate::capture::{CaptureStream, ForwardTx};
 use crate::compile::{CompileError, CompileIn};
@@ -177,7 +181,7 @@ impl Sandbox {
         Sandbox::with_options(SandboxOptions {
             compiled_dir: compiled_dir.to_path_buf(),
             compile_in: CompileIn::Thread,
-            key: UserKey::load(),
+            key: UserKey::load()?,
         })
     }
 

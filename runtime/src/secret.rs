@@ -26,37 +26,33 @@ impl std::fmt::Debug for UserKey {
 const FILE_NAME: &str = "user-key";
 
 impl UserKey {
-    /// Reads this user's key, creating it on first use (see the module docs).
-    pub fn load() -> UserKey {
-        let Ok(Some(dir)) = key_dir() else {
-            return UserKey::unkeyed();
+    /// Reads this user's key, creating it on first use (see the module docs). A key
+    /// file that is anything but a regular file of 32 bytes that only its owner (this
+    /// user) can read is an error naming it: wask never blocks on it, reads past 32
+    /// bytes of it, or goes on with a key others may know.
+    pub fn load() -> Result<UserKey, KeyError> {
+        let Some(dir) = key_dir().map_err(KeyError::Setting)? else {
+            return Ok(UserKey::unkeyed());
         };
         let path = dir.join(FILE_NAME);
-        let read = || {
-            std::fs::read(&path)
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        };
-        if let Some(key) = read() {
-            return UserKey(key);
+        if std::fs::metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+            let why = format!("{} is not a directory", dir.display());
+            return Err(KeyError::Create { path, why });
         }
-        let created = (|| -> std::io::Result<()> {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut fresh = [0u8; 32];
-            std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut fresh)?;
-            std::fs::create_dir_all(&dir)?;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)?;
-            f.write_all(&fresh)?;
-            f.sync_all()
-        })();
+        match read_key(&path) {
+            Ok(key) => return Ok(UserKey(key)),
+            Err(Unusable::Missing) => {}
+            Err(Unusable::Bad(why)) => return Err(KeyError::Bad { path, why }),
+        }
+        let created = create_key(&dir, &path);
         // Another process may have created it first: read whichever key won.
-        match (created, read()) {
-            (_, Some(key)) => UserKey(key),
-            _ => UserKey::unkeyed(),
+        match read_key(&path) {
+            Ok(key) => Ok(UserKey(key)),
+            Err(Unusable::Bad(why)) => Err(KeyError::Bad { path, why }),
+            Err(Unusable::Missing) => Err(KeyError::Create {
+                path,
+                why: created.err().map(|e| e.to_string()).unwrap_or_default(),
+            }),
         }
     }
 
@@ -87,6 +83,106 @@ impl UserKey {
         };
         blake3::Hash::from(self.mac(purpose, parts)) == blake3::Hash::from(tag)
     }
+}
+
+/// Why the user key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{0}")]
+    Setting(String),
+    #[error(
+        "the user key {} {why}\n  hint: remove it and wask makes a new one (compiled and built modules are then made again)",
+        .path.display()
+    )]
+    Bad { path: PathBuf, why: String },
+    #[error("cannot create the user key {}: {why}\n  hint: set WASK_STATE_DIR to a directory of your own", .path.display())]
+    Create { path: PathBuf, why: String },
+}
+
+enum Unusable {
+    Missing,
+    Bad(String),
+}
+
+/// The key at `path`: opened without following a link or blocking, checked on the open
+/// file, read to exactly 32 bytes.
+fn read_key(path: &std::path::Path) -> Result<[u8; 32], Unusable> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let bad = |why: &str| Unusable::Bad(why.to_string());
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Unusable::Missing),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(bad("is a symbolic link")),
+        Err(e) => return Err(Unusable::Bad(format!("cannot be read: {e}"))),
+    };
+    let meta = file.metadata().map_err(|e| Unusable::Bad(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(bad("is not a regular file"));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if meta.uid() != unsafe { libc::geteuid() } {
+        return Err(bad("belongs to another user"));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(Unusable::Bad(format!(
+            "can be read or written by others (mode {:o}; it must be 600)",
+            meta.mode() & 0o777
+        )));
+    }
+    if meta.len() != 32 {
+        return Err(Unusable::Bad(format!("is {} bytes, not 32", meta.len())));
+    }
+    let mut key = [0u8; 32];
+    file.read_exact(&mut key)
+        .map_err(|e| Unusable::Bad(e.to_string()))?;
+    Ok(key)
+}
+
+/// Makes a new random key at `path` (mode 600, in a directory only this user enters).
+/// The key is written whole under a name of its own and then linked into place, so a
+/// wask starting at the same moment reads either no key or all 32 bytes of one.
+fn create_key(dir: &std::path::Path, path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let mut fresh = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut fresh)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    if !std::fs::metadata(dir)?.is_dir() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    let draft = dir.join(format!(
+        ".{FILE_NAME}.{}.{}",
+        std::process::id(),
+        blake3::hash(&fresh)
+            .to_hex()
+            .as_str()
+            .get(..8)
+            .unwrap_or("0")
+    ));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&draft)?;
+        f.write_all(&fresh)?;
+        f.sync_all()?;
+        // Fails if a key is already there: whichever process linked first wins.
+        std::fs::hard_link(&draft, path)
+    })();
+    let _ = std::fs::remove_file(&draft);
+    written
 }
 
 /// The directory that holds the key: `$WASK_STATE_DIR`, else `$XDG_STATE_HOME/wask`,

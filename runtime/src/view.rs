@@ -3,23 +3,21 @@
 //! The guest sees the workspace at `/`, but only through a staged tree made for this
 //! run in a scratch directory:
 //!
-//! * every declared input is hard-linked (or copied, where a link is impossible) at its
-//!   workspace path into a tree that is opened read-only, together with the task's
-//!   description at `/.wask/task.json`;
+//! * every declared input is copied at its workspace path into a tree that is opened
+//!   read-only, together with the task's description at `/.wask/task.json`;
 //! * every *output root* (the directory part of an output pattern before its first glob
 //!   character, or the parent of a literal output) is a separate, empty, writable
 //!   directory opened at its workspace path. An input that lies under an output root is
 //!   copied there, never linked, so writing to it cannot reach the workspace.
 //!
 //! Inputs are staged as the bytes their key was derived from, or not at all: each
-//! [`InputFile`] carries the identity (device, inode, size, modification time) and the
-//! digest it had when the host hashed it. A link is checked to be that same file; a copy
-//! is hashed as it is made and must give that digest. After the run,
-//! [`StagedView::changed_inputs`] checks the links again (an edit in place moves the
-//! modification time) and re-hashes those changed so recently that a second edit could
-//! share the time stamp. A mismatch anywhere means the key does not describe what the
-//! guest read, and nothing may be stored under it. (The change time would be harder to
-//! fake, but making a hard link moves it, so every staging would look like an edit.)
+//! [`InputFile`] carries the digest it had when the host hashed it, and its copy is
+//! hashed as it is made and must give that digest. The copy is the run's own: an edit
+//! of the workspace file while the task runs (in place, with its time stamp put back)
+//! cannot reach what the guest reads, and two inputs that are links of one file on the
+//! host are two files in the view, as they are in the key. Hard links were cheaper,
+//! but a link is the live file: what the guest read could differ from what was hashed
+//! with nothing on the file to show it.
 //!
 //! After a successful run, [`StagedView::collect`] walks the writable directories: files
 //! that match an output pattern are outputs, anything else the guest created or changed
@@ -73,13 +71,8 @@ pub struct InputFile {
     pub guest_path: String,
     /// The regular file on the host holding its contents (symlinks already resolved).
     pub host_path: PathBuf,
-    /// What the file was when it was hashed.
-    pub identity: FileIdentity,
     /// Its content digest, with the hash function of [`ViewSpec::hash`].
     pub digest: [u8; 32],
-    /// It changed so shortly before it was hashed that an edit right after could keep
-    /// its time stamps: its bytes are checked again after the run.
-    pub recent: bool,
 }
 
 /// A directory given to the guest.
@@ -168,8 +161,6 @@ pub struct StagedView {
     writable: Vec<(String, PathBuf)>,
     /// Inputs copied into writable directories, with their digest.
     copied_inputs: HashMap<String, [u8; 32]>,
-    /// Inputs staged as hard links: (input, the link).
-    linked_inputs: Vec<(InputFile, PathBuf)>,
     matcher: GlobSet,
     literal_outputs: Vec<String>,
 }
@@ -222,24 +213,6 @@ fn outer_roots(outputs: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Stages an input of the read-only tree at `target`: a hard link to the very file that
-/// was hashed (`Ok(true)`), or else a verified copy (`Ok(false)`).
-fn stage_read_only(input: &InputFile, target: &Path, hash: HashFn<'_>) -> Result<bool, StageError> {
-    std::fs::create_dir_all(target.parent().unwrap())?;
-    if std::fs::hard_link(&input.host_path, target).is_ok() {
-        // The link must be the very file that was hashed (the fast check), or at least
-        // hold its bytes (it was replaced by a file with the same contents, as another
-        // run restoring it does).
-        let staged = std::fs::symlink_metadata(target)?;
-        if FileIdentity::of(&staged) == input.identity {
-            return Ok(true);
-        }
-        std::fs::remove_file(target)?;
-    }
-    copy_verified(input, target, hash)?;
-    Ok(false)
-}
-
 /// Whether the file at `path` holds exactly the bytes of `digest`.
 fn holds(path: &Path, digest: &[u8; 32], hash: HashFn<'_>) -> bool {
     std::fs::File::open(path)
@@ -272,7 +245,6 @@ impl StagedView {
         std::fs::write(&task_json_target, spec.task_json)?;
 
         let mut copied_inputs = HashMap::new();
-        let mut linked_inputs = Vec::new();
         for input in spec.inputs {
             match writable
                 .iter()
@@ -286,9 +258,8 @@ impl StagedView {
                 }
                 None => {
                     let target = host_path_in(&read_only, "/", &input.guest_path);
-                    if stage_read_only(input, &target, spec.hash)? {
-                        linked_inputs.push((input.clone(), target));
-                    }
+                    std::fs::create_dir_all(target.parent().unwrap())?;
+                    copy_verified(input, &target, spec.hash)?;
                 }
             }
         }
@@ -319,7 +290,6 @@ impl StagedView {
             mounts,
             writable,
             copied_inputs,
-            linked_inputs,
             matcher,
             literal_outputs,
         })
@@ -333,21 +303,6 @@ impl StagedView {
     /// The scratch directory of this run.
     pub fn scratch(&self) -> &Path {
         self.scratch.path()
-    }
-
-    /// Inputs staged as links whose file changed since it was hashed (an edit in the
-    /// workspace while the task ran): the guest may have read other bytes than the key
-    /// says, so the result must not be stored.
-    pub fn changed_inputs(&self, hash: HashFn<'_>) -> Vec<String> {
-        let mut changed = Vec::new();
-        for (input, link) in &self.linked_inputs {
-            let same = std::fs::symlink_metadata(link)
-                .is_ok_and(|m| FileIdentity::of(&m) == input.identity);
-            if (!same || input.recent) && !holds(link, &input.digest, hash) {
-                changed.push(input.guest_path.clone());
-            }
-        }
-        changed
     }
 
     /// Collects the outputs of a successful run, or every violation found. `hash` is the

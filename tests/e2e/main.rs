@@ -24,4 +24,5 @@ mod plugins;
 mod run;
 mod schedule;
 mod second_review;
+mod third_review;
 mod why;

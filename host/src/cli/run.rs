@@ -11,8 +11,6 @@ use crate::workspace::{OutputMode, Workspace};
 use clap::{Args, ValueEnum};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 #[derive(Args)]
@@ -71,22 +69,30 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
             .unwrap_or(1),
     };
     let observer = ConsoleObserver::for_run(mode, run_set.len());
-    let keys = KeyContext::new(&ws, &graph)?;
+    // Before anything that may take long: a guest crate build is interrupted too.
+    let cancel = crate::cancel::Cancel::on_signals()
+        .map_err(|e| anyhow::anyhow!("cannot install the signal handlers: {e}"))?;
+    let keys = KeyContext::new(&ws, &graph, cancel.clone())?;
     if args.dry_run {
         // Keys only: no engine is started.
         dry_run(&keys, &run_set);
         return Ok(EXIT_OK);
     }
-    keys.prepare_modules(&run_set).map_err(CliError::Modules)?;
+    if let Err(e) = keys.prepare_modules(&run_set) {
+        if let Some(signal) = cancel.signal() {
+            eprintln!("interrupted while building guest crates; nothing was run");
+            return Ok(128 + signal);
+        }
+        return Err(CliError::Modules(e));
+    }
     let ctx = RunContext::new(keys, &observer, crate::exec::compile_in_child())?;
-    let interrupts = Interrupts::install()?;
     let records = exec::run(
         &ctx,
         &run_set,
         &exec::RunOptions {
             jobs,
             fail_fast: args.fail_fast,
-            cancelled: &|| interrupts.signal().is_some(),
+            cancelled: &|| cancel.is_set(),
         },
     );
     let tally = Tally::of(&records, started.elapsed());
@@ -99,7 +105,7 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
         std::fs::write(path, super::profile::chrome_trace(&records))
             .map_err(|e| anyhow::anyhow!("cannot write the profile to {}: {e}", path.display()))?;
     }
-    Ok(if let Some(signal) = interrupts.signal() {
+    Ok(if let Some(signal) = cancel.signal() {
         128 + signal
     } else if tally.completed == records.len() {
         EXIT_OK
@@ -160,37 +166,6 @@ impl Tally {
             "duration_ms": self.elapsed.as_secs_f64() * 1000.0,
         });
         serde_json::to_vec_pretty(&summary).expect("summary serialises")
-    }
-}
-
-/// Ctrl-C and SIGTERM during a run (EXEC-012): the first stops admitting tasks and
-/// interrupts running modules; a second one exits at once.
-struct Interrupts {
-    signal: Arc<AtomicUsize>,
-}
-
-impl Interrupts {
-    fn install() -> Result<Interrupts, CliError> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        use signal_hook::flag;
-        let signal = Arc::new(AtomicUsize::new(0));
-        let armed = Arc::new(AtomicBool::new(false));
-        for sig in [SIGINT, SIGTERM] {
-            // Order matters: the shutdown checks `armed` before this signal arms it.
-            flag::register_conditional_shutdown(sig, 128 + sig, armed.clone())
-                .and_then(|_| flag::register_usize(sig, signal.clone(), sig as usize))
-                .and_then(|_| flag::register(sig, armed.clone()))
-                .map_err(|e| anyhow::anyhow!("cannot install the signal handlers: {e}"))?;
-        }
-        Ok(Interrupts { signal })
-    }
-
-    /// The signal that arrived first, if any.
-    fn signal(&self) -> Option<i32> {
-        match self.signal.load(Ordering::SeqCst) {
-            0 => None,
-            s => Some(s as i32),
-        }
     }
 }
 

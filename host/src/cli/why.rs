@@ -28,7 +28,9 @@ pub fn why(directory: Option<PathBuf>, args: WhyArgs) -> Result<i32, CliError> {
     let selected = super::run::resolve_refs(&ws, &graph, &dir, &args.refs)?;
     let run_set = graph.run_set(&selected);
     // Keys only: `why` starts no engine.
-    let ctx = KeyContext::new(&ws, &graph)?;
+    let cancel = crate::cancel::Cancel::on_signals()
+        .map_err(|e| anyhow::anyhow!("cannot install the signal handlers: {e}"))?;
+    let ctx = KeyContext::new(&ws, &graph, cancel.clone())?;
     let history = ExplainStore::new(&ctx.wask_dir);
     let mut reports = Vec::new();
     for (n, planned) in plan(&ctx, &run_set) {
@@ -48,7 +50,8 @@ pub fn why(directory: Option<PathBuf>, args: WhyArgs) -> Result<i32, CliError> {
             r.print();
         }
     }
-    Ok(EXIT_OK)
+    // A guest crate's build interrupted: the reports above say so; the exit code too.
+    Ok(cancel.signal().map_or(EXIT_OK, |signal| 128 + signal))
 }
 
 /// What `wask why` says of one task; `--json` prints it as it is.

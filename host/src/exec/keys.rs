@@ -5,6 +5,7 @@
 
 use super::inputs;
 use crate::cache::LocalCache;
+use crate::cancel::Cancel;
 use crate::graph::Graph;
 use crate::key::{Digest, EnvValue, KeyParts, hash_bytes, hash_input};
 use crate::modules::ModuleError;
@@ -32,6 +33,12 @@ pub enum PrepareError {
     Inputs(String),
     #[error(transparent)]
     Input(#[from] crate::key::InputError),
+    /// Checked with the key, so a hit is no way past it (a fresh run would refuse the
+    /// module before compiling it).
+    #[error(
+        "its module is {size} bytes, over the module size limit of {limit} bytes (`limits.module_size`)"
+    )]
+    ModuleTooLarge { size: u64, limit: u64 },
 }
 
 /// What every key of a run shares.
@@ -47,11 +54,16 @@ pub struct KeyContext<'a> {
     pub wask_dir: PathBuf,
     /// This user's key (`wask_runtime::secret`).
     pub key: wask_runtime::secret::UserKey,
-    modules: Mutex<HashMap<String, Result<Arc<ModuleBytes>, Arc<ModuleError>>>>,
+    /// Set when the user asks to stop: a guest crate's build is interrupted too.
+    pub cancel: Cancel,
+    modules: Mutex<HashMap<String, Obtained>>,
 }
 
+/// A module read or built once per run, or why it could not be.
+type Obtained = Result<Arc<ModuleBytes>, Arc<ModuleError>>;
+
 impl<'a> KeyContext<'a> {
-    pub fn new(ws: &'a Workspace, graph: &'a Graph) -> anyhow::Result<Self> {
+    pub fn new(ws: &'a Workspace, graph: &'a Graph, cancel: Cancel) -> anyhow::Result<Self> {
         let cache = LocalCache::new(ws.settings.cache_dir.clone(), ws.settings.hash);
         // A directory that is not wask's is never written to (see `cache::marker`).
         cache.claim()?;
@@ -83,7 +95,8 @@ impl<'a> KeyContext<'a> {
                 .collect(),
             excluded,
             wask_dir,
-            key: wask_runtime::secret::UserKey::load(),
+            key: wask_runtime::secret::UserKey::load()?,
+            cancel,
             modules: Mutex::new(HashMap::new()),
         })
     }
@@ -95,7 +108,13 @@ impl<'a> KeyContext<'a> {
         if let Some(m) = self.modules.lock().unwrap().get(name) {
             return m.clone();
         }
-        let got = crate::modules::obtain(self.ws, self.cache.dir(), &def.module_spec)
+        let from = crate::modules::Obtain {
+            ws: self.ws,
+            cache_dir: self.cache.dir(),
+            key: &self.key,
+            cancel: &self.cancel,
+        };
+        let got = crate::modules::obtain(&from, &def.module_spec)
             .map(|bytes| {
                 Arc::new(ModuleBytes {
                     key_digest: hash_bytes(self.ws.settings.hash, &bytes),
@@ -158,20 +177,23 @@ pub fn prepare(
 ) -> Result<Prepared, PrepareError> {
     let hash = ctx.ws.settings.hash;
     let module = ctx.module(def).map_err(PrepareError::Module)?;
+    let size = module.bytes.len() as u64;
+    if size > def.limits.module_bytes {
+        let limit = def.limits.module_bytes;
+        return Err(PrepareError::ModuleTooLarge { size, limit });
+    }
     let patterns: Vec<String> = def.inputs.iter().map(|i| i.value.clone()).collect();
     let resolved =
         inputs::resolve(&ctx.ws.root, &patterns, &ctx.excluded).map_err(PrepareError::Inputs)?;
     let mut hashed = Vec::with_capacity(resolved.len());
     let mut inputs = Vec::with_capacity(resolved.len());
     for i in resolved {
-        let h = hash_input(hash, &i.host_path, &i.guest_path)?;
-        hashed.push((i.guest_path.clone(), h.digest));
+        let digest = hash_input(hash, &i.host_path, &i.guest_path)?;
+        hashed.push((i.guest_path.clone(), digest));
         inputs.push(InputFile {
             guest_path: i.guest_path,
             host_path: i.host_path,
-            identity: h.identity,
-            digest: h.digest.0,
-            recent: h.recent,
+            digest: digest.0,
         });
     }
     // CACHE-008: declared names only; `env.set` wins over the host value.

@@ -9,13 +9,16 @@
 //! [`Ledger`] says so) or it already holds the same bytes.
 
 use super::ledger::Ledger;
-use crate::fs::{open_ambient, open_dirs, open_regular};
+use crate::fs::{open_ambient, open_dirs, open_dirs_with_mode, open_regular};
 use crate::key::{Digest, hash_reader};
 use crate::workspace::HashKind;
 use cap_std::fs::Dir;
 use std::io;
 use std::path::Path;
 use std::sync::Mutex;
+
+/// The mode of every directory wask makes for outputs (files are `0644`).
+const OUTPUT_DIR_MODE: u32 = 0o755;
 
 /// Why an output could not be put in place.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +81,12 @@ impl<'a> Placer<'a> {
             source,
         })?;
         for (i, d) in dirs.iter().enumerate() {
-            dir = open_dirs(&dir, &[d], create).map_err(|e| match e.kind() {
+            let opened = if create {
+                open_dirs_with_mode(&dir, &[d], OUTPUT_DIR_MODE)
+            } else {
+                open_dirs(&dir, &[d], false)
+            };
+            dir = opened.map_err(|e| match e.kind() {
                 io::ErrorKind::NotFound => PlaceError::Io {
                     path: path.to_string(),
                     source: e,

@@ -68,10 +68,10 @@ pub struct BuiltStore {
 }
 
 impl BuiltStore {
-    pub fn new(cache_dir: &Path) -> BuiltStore {
+    pub fn new(cache_dir: &Path, key: UserKey) -> BuiltStore {
         BuiltStore {
             cache_dir: cache_dir.to_path_buf(),
-            key: UserKey::load(),
+            key,
         }
     }
 

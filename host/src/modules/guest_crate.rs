@@ -22,7 +22,8 @@
 //! Task outputs can never land on anything the build reads (see [`crate::protect`]).
 
 use super::built::{BuildRecord, BuiltStore};
-use super::{ModuleError, TARGET};
+use super::{ModuleError, Obtain, TARGET};
+use crate::cancel::Cancel;
 use crate::workspace::Workspace;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -119,7 +120,12 @@ fn target_installed(dir: &Path) -> bool {
 
 /// Builds the guest crate at workspace path `dir` (or takes the verified build of the
 /// same inputs) and returns the module's bytes.
-pub fn build(ws: &Workspace, cache_dir: &Path, dir: &str) -> Result<Vec<u8>, ModuleError> {
+///
+/// A build is kept under the key of its sources only if they held still while it ran:
+/// sources that changed during the build (an editor saving; the first build writing
+/// `Cargo.lock`) are built again, up to [`BUILD_ATTEMPTS`] times.
+pub fn build(from: &Obtain<'_>, dir: &str) -> Result<Vec<u8>, ModuleError> {
+    let ws = from.ws;
     let crate_dir = ws.host_path(dir);
     let manifest = crate_dir.join("Cargo.toml");
     if !manifest.is_file() {
@@ -128,9 +134,9 @@ pub fn build(ws: &Workspace, cache_dir: &Path, dir: &str) -> Result<Vec<u8>, Mod
             message: format!("{} has no Cargo.toml", crate_dir.display()),
         });
     }
-    let store = BuiltStore::new(cache_dir);
+    let store = BuiltStore::new(from.cache_dir, from.key.clone());
     let tools = toolchain(&crate_dir);
-    let before = source_key(&crate_dir, &ws.root, &tools);
+    let mut before = source_key(&crate_dir, &ws.root, &tools);
     if let Some(bytes) = store.find(&before) {
         return Ok(bytes);
     }
@@ -142,52 +148,129 @@ pub fn build(ws: &Workspace, cache_dir: &Path, dir: &str) -> Result<Vec<u8>, Mod
         .root
         .join(".wask/build")
         .join(&blake3::hash(dir.as_bytes()).to_hex()[..16]);
-    let output = clean_command(&cargo_program(), &crate_dir)
-        .args([
+    let build = Build {
+        dir,
+        crate_dir: &crate_dir,
+        manifest: &manifest,
+        target_dir: &target_dir,
+        cancel: from.cancel,
+    };
+    for _ in 0..BUILD_ATTEMPTS {
+        build.forget_own_packages()?;
+        let (bytes, extra) = build.run()?;
+        let after = source_key(&crate_dir, &ws.root, &tools);
+        if after == before {
+            // A failed store only costs a rebuild next time.
+            let _ = store.keep(&after, &BuildRecord::new(&bytes, extra), &bytes);
+            return Ok(bytes);
+        }
+        before = after;
+    }
+    Err(ModuleError::SourcesChanging(dir.to_string()))
+}
+
+/// How many builds a crate whose sources keep changing gets before wask gives up.
+const BUILD_ATTEMPTS: usize = 3;
+
+/// Files outside the crate a build read, each with the hash of its contents.
+type FilesRead = Vec<(PathBuf, [u8; 32])>;
+
+/// One guest crate's build, as cargo runs it.
+struct Build<'a> {
+    dir: &'a str,
+    crate_dir: &'a Path,
+    manifest: &'a Path,
+    target_dir: &'a Path,
+    cancel: &'a Cancel,
+}
+
+impl Build<'_> {
+    /// Runs cargo with `args` in the build's clean environment.
+    fn cargo(&self, args: &[&str]) -> Result<std::process::Output, ModuleError> {
+        let mut cmd = clean_command(&cargo_program(), self.crate_dir);
+        cmd.args(args)
+            .arg("--manifest-path")
+            .arg(self.manifest)
+            .arg("--target-dir")
+            .arg(self.target_dir);
+        super::cargo::run(cmd, self.cancel).map_err(|stopped| match stopped {
+            super::cargo::Stopped::Cancelled => ModuleError::Cancelled(self.dir.to_string()),
+            super::cargo::Stopped::Io(e) => ModuleError::Cargo {
+                dir: self.dir.to_string(),
+                message: e.to_string(),
+            },
+        })
+    }
+
+    /// Makes cargo rebuild the crate and its path dependencies from what their files
+    /// hold now. Cargo decides what is fresh by modification times and wask by
+    /// contents: a file whose contents changed under an old time stamp (restored from
+    /// an archive, or put back by a tool) would otherwise leave the old build in place
+    /// under the new key. Registry dependencies are fixed by `Cargo.lock` and stay.
+    fn forget_own_packages(&self) -> Result<(), ModuleError> {
+        if !self.target_dir.exists() {
+            return Ok(());
+        }
+        let names = local_package_names(self.crate_dir);
+        let mut args = vec!["clean", "--release", "--target", TARGET];
+        for name in &names {
+            args.extend(["-p", name.as_str()]);
+        }
+        let output = self.cargo(&args)?;
+        if !output.status.success() {
+            return Err(ModuleError::BuildFailed {
+                dir: self.dir.to_string(),
+                output: String::from_utf8_lossy(&output.stderr)
+                    .trim_end()
+                    .to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Builds, returning the module and the files outside the crate its build read.
+    fn run(&self) -> Result<(Vec<u8>, FilesRead), ModuleError> {
+        let output = self.cargo(&[
             "build",
             "--release",
             "--target",
             TARGET,
             "--message-format=json-render-diagnostics",
-        ])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .output()
-        .map_err(|e| ModuleError::Cargo {
-            dir: dir.to_string(),
-            message: e.to_string(),
+        ])?;
+        if !output.status.success() {
+            return Err(ModuleError::BuildFailed {
+                dir: self.dir.to_string(),
+                output: String::from_utf8_lossy(&output.stderr)
+                    .trim_end()
+                    .to_string(),
+            });
+        }
+        let wasm =
+            built_artifact(&output.stdout, self.manifest).ok_or_else(|| ModuleError::Cargo {
+                dir: self.dir.to_string(),
+                message: "the build produced no .wasm binary: a guest crate must have exactly one binary target".into(),
+            })?;
+        let bytes = std::fs::read(&wasm).map_err(|source| ModuleError::Read {
+            path: wasm.display().to_string(),
+            source,
         })?;
-    if !output.status.success() {
-        return Err(ModuleError::BuildFailed {
-            dir: dir.to_string(),
-            output: String::from_utf8_lossy(&output.stderr)
-                .trim_end()
-                .to_string(),
-        });
+        let covered = crate_dirs(self.crate_dir);
+        let extra = read_by_the_build(&wasm.with_extension("d"), &covered);
+        Ok((bytes, extra))
     }
-    let wasm = built_artifact(&output.stdout, &manifest).ok_or_else(|| ModuleError::Cargo {
-        dir: dir.to_string(),
-        message:
-            "the build produced no .wasm binary: a guest crate must have exactly one binary target"
-                .into(),
-    })?;
-    let bytes = std::fs::read(&wasm).map_err(|source| ModuleError::Read {
-        path: wasm.display().to_string(),
-        source,
-    })?;
-    let covered = crate_dirs(&crate_dir);
-    let extra = read_by_the_build(&wasm.with_extension("d"), &covered);
-    // Keep it under the key of the sources before and after the build: the first
-    // build of a crate writes its `Cargo.lock`, which is one of those sources.
-    let after = source_key(&crate_dir, &ws.root, &tools);
-    let record = BuildRecord::new(&bytes, extra);
-    for key in BTreeSet::from([before, after]) {
-        // A failed store only costs a rebuild next time.
-        let _ = store.keep(&key, &record, &bytes);
-    }
-    Ok(bytes)
+}
+
+/// The package names of the crate at `dir` and of its path dependencies.
+fn local_package_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = crate_dirs(dir)
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(d.join("Cargo.toml")).ok())
+        .filter_map(|text| text.parse::<toml::Table>().ok())
+        .filter_map(|t| t.get("package")?.get("name")?.as_str().map(String::from))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The `.wasm` executable cargo reported for the crate at `manifest`.
@@ -214,7 +297,7 @@ fn built_artifact(messages: &[u8], manifest: &Path) -> Option<PathBuf> {
 
 /// Every file cargo's dep-info at `dep_info` lists that the source key does not already
 /// cover (it lies outside `covered`), with the hash of its contents now.
-fn read_by_the_build(dep_info: &Path, covered: &[PathBuf]) -> Vec<(PathBuf, [u8; 32])> {
+fn read_by_the_build(dep_info: &Path, covered: &[PathBuf]) -> FilesRead {
     let Ok(text) = std::fs::read_to_string(dep_info) else {
         return Vec::new();
     };

@@ -5,12 +5,15 @@
 //! changes nothing downstream.
 
 mod built;
+mod cargo;
 mod guest_crate;
 
 pub use guest_crate::crate_source_dirs;
 
+use crate::cancel::Cancel;
 use crate::workspace::{ModuleSpec, Workspace};
 use std::path::Path;
+use wask_runtime::secret::UserKey;
 
 /// The target guest crates are built for.
 pub const TARGET: &str = "wasm32-wasip1";
@@ -35,6 +38,12 @@ pub enum ModuleError {
     Cargo { dir: String, message: String },
     #[error("building the guest crate {dir} failed:\n{output}")]
     BuildFailed { dir: String, output: String },
+    #[error("the build of the guest crate {0} was interrupted")]
+    Cancelled(String),
+    #[error(
+        "the sources of the guest crate {0} kept changing while it was built, so no build of them can be named\n  hint: build again once they are saved"
+    )]
+    SourcesChanging(String),
     #[error(
         "module {what} does not match its pinned digest\n  pinned:   blake3 = \"{pinned}\"\n  actual:   blake3 = \"{actual}\"\n  if the new module is trusted, update the pin in wask.toml"
     )]
@@ -45,14 +54,24 @@ pub enum ModuleError {
     },
 }
 
+/// What reading or building a module needs besides its spec.
+pub struct Obtain<'a> {
+    pub ws: &'a Workspace,
+    /// Where built modules are kept (`<cache>/built/`).
+    pub cache_dir: &'a Path,
+    /// Authenticates the built modules kept there.
+    pub key: &'a UserKey,
+    /// Interrupts a build.
+    pub cancel: &'a Cancel,
+}
+
 /// Reads or builds the module `spec` names and checks its pin. Returns its bytes.
-pub fn obtain(ws: &Workspace, cache_dir: &Path, spec: &ModuleSpec) -> Result<Vec<u8>, ModuleError> {
+pub fn obtain(from: &Obtain<'_>, spec: &ModuleSpec) -> Result<Vec<u8>, ModuleError> {
     let (what, bytes) = match spec {
-        ModuleSpec::File { path, .. } => (path.clone(), read_file(ws, path)?),
-        ModuleSpec::Crate { dir, .. } => (
-            format!("built from {dir}"),
-            guest_crate::build(ws, cache_dir, dir)?,
-        ),
+        ModuleSpec::File { path, .. } => (path.clone(), read_file(from.ws, path)?),
+        ModuleSpec::Crate { dir, .. } => {
+            (format!("built from {dir}"), guest_crate::build(from, dir)?)
+        }
     };
     if let Some(pinned) = spec.pin() {
         let actual = blake3::hash(&bytes).to_hex().to_string();

@@ -52,7 +52,20 @@ impl Loader {
                 continue;
             }
             if !pattern.split('/').any(wask_runtime::paths::is_glob_segment) {
-                if self.root.join(&pattern).join(FILE_NAME).is_file() {
+                let dir = self.root.join(&pattern);
+                let resolved = dir.canonicalize().ok();
+                if resolved.is_some() && resolved.as_deref() != Some(dir.as_path()) {
+                    // A link would make another directory (outside the workspace, even)
+                    // a project: its wask.toml and modules read from there.
+                    self.err(
+                        file,
+                        entry.span(),
+                        format!(
+                            "project directory `{pattern}` is a symbolic link or lies under one; list the directory itself"
+                        ),
+                        "listed here",
+                    );
+                } else if is_regular(&dir.join(FILE_NAME)) {
                     dirs.push(format!("/{pattern}"));
                 } else {
                     self.err(
@@ -85,7 +98,7 @@ impl Loader {
                     .unwrap()
                     .to_string_lossy()
                     .to_string();
-                if matcher.is_match(&rel) && entry.path().join(FILE_NAME).is_file() {
+                if matcher.is_match(&rel) && is_regular(&entry.path().join(FILE_NAME)) {
                     dirs.push(format!("/{rel}"));
                 }
             }
@@ -94,4 +107,9 @@ impl Loader {
         dirs.dedup();
         dirs
     }
+}
+
+/// A regular file, not a link to one.
+fn is_regular(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
 }

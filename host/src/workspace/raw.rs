@@ -102,11 +102,35 @@ pub(super) struct RawEnv {
     pub(super) set: BTreeMap<Spanned<String>, String>,
 }
 
-#[derive(Deserialize, Clone)]
-#[serde(untagged)]
+/// A size, count or duration: a whole number, or text with a unit (`"512MiB"`, `"30s"`).
+#[derive(Clone)]
 pub(super) enum Amount {
     Number(u64),
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Amount, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Amount;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a whole number, or a string with a unit such as \"512MiB\" or \"30s\"")
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Amount, E> {
+                Ok(Amount::Number(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Amount, E> {
+                u64::try_from(n).map(Amount::Number).map_err(|_| {
+                    E::invalid_value(serde::de::Unexpected::Signed(n), &"a number of at least 0")
+                })
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Amount, E> {
+                Ok(Amount::Text(text.to_string()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// Per-task `limits = { ... }`; `[sandbox]` takes the same keys as defaults.

@@ -2,7 +2,7 @@
 //! references, mutex, environment and limits.
 
 use crate::refs::TaskRef;
-use crate::workspace::diag::{FileId, Span};
+use crate::workspace::diag::{FileId, LoadError, Span};
 use crate::workspace::load::{Loader, span};
 use crate::workspace::names::{check_name, check_path};
 use crate::workspace::raw::{RawEnv, RawModule, RawMutex, RawTask};
@@ -165,6 +165,18 @@ impl Loader {
         let deps = self.refs(file, raw.deps);
         let weak_deps = self.refs(file, raw.weak_deps);
 
+        // WASI hands arguments and environment values to the guest as C strings: a NUL
+        // would cut one short, and the task would see less than its key says.
+        for (i, arg) in raw.args.iter().enumerate() {
+            if arg.contains('\0') {
+                let what = format!(
+                    "argument {} of task `{name}` contains a NUL character, which a WASI program cannot receive",
+                    i + 1
+                );
+                self.errors
+                    .push(LoadError::at(task_span.clone(), what, "in this task"));
+            }
+        }
         let mutex = raw.mutex.map(|m| self.mutex(file, m));
         let (env_from_host, env_set) = self.env(file, raw.env);
 
@@ -240,6 +252,13 @@ impl Loader {
             for (k, v) in env.set {
                 if let Err(why) = check_env_name(k.get_ref()) {
                     self.err(file, k.span(), why, "here");
+                }
+                if v.contains('\0') {
+                    let what = format!(
+                        "the value of `{}` contains a NUL character, which a WASI program cannot receive",
+                        k.get_ref()
+                    );
+                    self.err(file, k.span(), what, "here");
                 }
                 set.insert(k.into_inner(), v);
             }

@@ -1378,6 +1378,24 @@ fn attack(name: &str, params: &str, pre: &[Preopen]) -> Report {
                 Err(e) => r.note(format!("task.json: {e}")),
             }
         }
+        "grow-all" => {
+            // Grows memory a page at a time until refused, and says how far it got:
+            // what a task could learn of its memory limit if a refusal came back.
+            let mut pages = 0u64;
+            while pages < 1 << 16 && core::arch::wasm32::memory_grow(0, 1) != usize::MAX {
+                pages += 1;
+            }
+            r.note(format!("grew {pages} pages"));
+        }
+        "copy" => {
+            // SRC|DST: what the task read, kept as an output (to see which bytes it saw).
+            if let Some((src, dst)) = params.split_once('|') {
+                match std::fs::copy(src, dst) {
+                    Ok(n) => r.note(format!("copied {n} bytes of {src}")),
+                    Err(e) => r.note(format!("{src}: {e}")),
+                }
+            }
+        }
         "write" => {
             // A legitimate output, so tasks that attack can also produce something.
             let paths = list(params);
