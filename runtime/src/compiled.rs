@@ -150,7 +150,10 @@ impl CompiledCache {
     }
 }
 
-/// A name no other writer uses at the same time: this process's id and a count.
+/// A name no other writer uses at the same time: this process's id and a count. The
+/// count is the crate's one piece of process-wide state, on purpose: two sandboxes in
+/// one process may share a compiled directory, and a count of each would give both the
+/// same names. It carries nothing from one run to another.
 fn unique() -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

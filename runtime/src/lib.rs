@@ -21,7 +21,8 @@
 //!
 //! It knows nothing of workspaces, graphs or cache keys: the host crate (`wask`) decides
 //! *what* a task may see, this crate makes sure it sees exactly that. It keeps no
-//! process-wide state: everything a run needs hangs off its [`Sandbox`] and its store.
+//! process-wide state (beyond a counter that makes temporary names unique): everything
+//! a run needs hangs off its [`Sandbox`] and its store.
 
 pub mod access;
 mod capture;
