@@ -2,6 +2,10 @@
 //! process spawn as the baseline, all measured in this one process so the ratios hold
 //! on a noisy machine.
 //!
+//! A second part runs a few tasks with large inputs, against reading and hashing the
+//! same files (what the key costs anyway) and copying them, to show what staging each
+//! input as a private copy adds to a fresh run.
+//!
 //! Run: `cargo bench -p wask --bench overhead` (optionally `-- TASKS ROUNDS`).
 
 use std::path::Path;
@@ -31,12 +35,14 @@ impl Observer for Quiet {
     fn on_task_skipped(&self, _: &TaskId, _: &TaskId) {}
 }
 
-fn write_workspace(root: &Path, tasks: usize) {
+fn write_workspace(root: &Path, tasks: usize, input_bytes: usize) {
     std::fs::create_dir_all(root.join("tools")).unwrap();
     std::fs::write(root.join("tools/noop.wasm"), NOOP_WASM).unwrap();
     let mut toml = String::from("[workspace]\n\n[project]\nname = \"bench\"\n");
     for i in 0..tasks {
-        std::fs::write(root.join(format!("in{i}.txt")), format!("input {i}\n")).unwrap();
+        let mut input = format!("input {i}\n").into_bytes();
+        input.resize(input_bytes.max(input.len()), b'x');
+        std::fs::write(root.join(format!("in{i}.txt")), input).unwrap();
         toml.push_str(&format!(
             "\n[tasks.t{i}]\nmodule = \"/tools/noop.wasm\"\nargs = [\"{i}\"]\ninputs = [\"in{i}.txt\"]\n"
         ));
@@ -89,28 +95,8 @@ fn main() {
     for _ in 0..rounds {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
-        write_workspace(&root, tasks);
-        // Compile once outside the timing: the compiled-module cache makes later runs
-        // load it from disk, which is what every real run but the very first does.
-        let warm_ws = wask::workspace::load(&root).unwrap();
-        let warm_graph = wask::graph::Graph::build(&warm_ws).unwrap();
-        let warm = wask::exec::RunContext::new(
-            wask::exec::KeyContext::new(&warm_ws, &warm_graph, wask::cancel::Cancel::never())
-                .unwrap(),
-            &Quiet,
-            wask_runtime::CompileIn::Thread,
-        )
-        .map(|ctx| {
-            ctx.sandbox
-                .load(
-                    NOOP_WASM,
-                    &wask_runtime::Limits::default(),
-                    std::time::Instant::now() + std::time::Duration::from_secs(60),
-                )
-                .is_ok()
-        });
-        assert!(matches!(warm, Ok(true)));
-
+        write_workspace(&root, tasks, 0);
+        warm_up(&root);
         fresh.push(run_all(&root, Source::Fresh).as_secs_f64() * 1e6 / tasks as f64);
         hit.push(run_all(&root, Source::Cache).as_secs_f64() * 1e6 / tasks as f64);
         let start = Instant::now();
@@ -131,4 +117,76 @@ fn main() {
         "  wask cache hit:                 {h:8.1} us   {:.2}x native",
         h / n
     );
+    large_inputs(rounds);
+}
+
+/// Fresh runs and hits of tasks with one 16 MiB input each, per MiB, against reading
+/// and hashing the inputs and against copying them.
+fn large_inputs(rounds: usize) {
+    const TASKS: usize = 8;
+    const BYTES: usize = 16 << 20;
+    let mib = (TASKS * BYTES) as f64 / (1 << 20) as f64;
+    let (mut fresh, mut hit, mut hash, mut copy) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        write_workspace(&root, TASKS, BYTES);
+        warm_up(&root);
+        let start = Instant::now();
+        for i in 0..TASKS {
+            let bytes = std::fs::read(root.join(format!("in{i}.txt"))).unwrap();
+            std::hint::black_box(blake3::hash(&bytes));
+        }
+        hash.push(start.elapsed().as_secs_f64() * 1e6 / mib);
+        let start = Instant::now();
+        for i in 0..TASKS {
+            std::fs::copy(
+                root.join(format!("in{i}.txt")),
+                root.join(format!("copy{i}")),
+            )
+            .unwrap();
+        }
+        copy.push(start.elapsed().as_secs_f64() * 1e6 / mib);
+        fresh.push(run_all(&root, Source::Fresh).as_secs_f64() * 1e6 / mib);
+        hit.push(run_all(&root, Source::Cache).as_secs_f64() * 1e6 / mib);
+    }
+    let (f, h, x, c) = (median(fresh), median(hit), median(hash), median(copy));
+    println!(
+        "\n{TASKS} tasks with a 16 MiB input each x {rounds} rounds, medians, per MiB of input:"
+    );
+    println!("  read and hash the inputs:       {x:8.1} us   1.00x");
+    println!(
+        "  copy the inputs:                {c:8.1} us   {:.2}x",
+        c / x
+    );
+    println!(
+        "  wask cache hit:                 {h:8.1} us   {:.2}x",
+        h / x
+    );
+    println!(
+        "  wask fresh (inputs copied):     {f:8.1} us   {:.2}x",
+        f / x
+    );
+}
+
+/// Compiles the module once outside the timing: the compiled-module cache makes later
+/// runs load it from disk, which is what every real run but the very first does.
+fn warm_up(root: &Path) {
+    let ws = wask::workspace::load(root).unwrap();
+    let graph = wask::graph::Graph::build(&ws).unwrap();
+    let warm = wask::exec::RunContext::new(
+        wask::exec::KeyContext::new(&ws, &graph, wask::cancel::Cancel::never()).unwrap(),
+        &Quiet,
+        wask_runtime::CompileIn::Thread,
+    )
+    .map(|ctx| {
+        ctx.sandbox
+            .load(
+                NOOP_WASM,
+                &wask_runtime::Limits::default(),
+                Instant::now() + Duration::from_secs(60),
+            )
+            .is_ok()
+    });
+    assert!(matches!(warm, Ok(true)));
 }

@@ -7,7 +7,7 @@
 use cap_fs_ext::{DirExt, FollowSymlinks, OpenOptionsFollowExt};
 use cap_std::fs::{Dir, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Opens `path` (a directory the user named: the cache, the workspace) as a handle.
 pub fn open_ambient(path: &Path) -> io::Result<Dir> {
@@ -99,29 +99,45 @@ pub fn write_atomic(dir: &Dir, name: &str, bytes: &[u8]) -> io::Result<()> {
 
 pub use wask_runtime::tree::remove_tree;
 
+/// `path` with its links resolved as far as it exists: the deepest existing ancestor
+/// canonicalized, the rest put back. A directory that does not exist yet (a cache or a
+/// key directory on first use) is then still compared by where it will really be, a
+/// link to where it will be made included.
+pub fn resolved(path: &Path) -> PathBuf {
+    resolved_within(path, 40)
+}
+
+fn resolved_within(path: &Path, hops: usize) -> PathBuf {
+    let mut base = path.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        let put_back = |c: PathBuf| rest.iter().rev().fold(c, |acc: PathBuf, n| acc.join(n));
+        if let Ok(c) = base.canonicalize() {
+            return put_back(c);
+        }
+        // A link to what does not exist yet: follow it by hand.
+        if let Ok(target) = std::fs::read_link(&base)
+            && hops > 0
+        {
+            let target = match base.parent() {
+                Some(parent) => parent.join(target),
+                None => target,
+            };
+            return put_back(resolved_within(&target, hops - 1));
+        }
+        match (base.parent(), base.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                base = parent.to_path_buf();
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
 /// Whether `path` is `dir` or lies below it, as written or with links resolved (as far
 /// as the paths exist).
 pub fn is_within(path: &Path, dir: &Path) -> bool {
-    let resolved = |p: &Path| {
-        // The deepest part that exists, resolved, with the rest put back.
-        let mut base = p.to_path_buf();
-        let mut rest = Vec::new();
-        loop {
-            if let Ok(c) = base.canonicalize() {
-                return rest
-                    .iter()
-                    .rev()
-                    .fold(c, |acc: std::path::PathBuf, n| acc.join(n));
-            }
-            match (base.parent(), base.file_name()) {
-                (Some(parent), Some(name)) => {
-                    rest.push(name.to_os_string());
-                    base = parent.to_path_buf();
-                }
-                _ => return p.to_path_buf(),
-            }
-        }
-    };
     path.starts_with(dir) || resolved(path).starts_with(resolved(dir))
 }
 
@@ -130,4 +146,31 @@ pub fn unique_name(prefix: &str) -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{prefix}{}-{n}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_is_resolved_through_links_to_what_does_not_exist_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(root.join("ws")).unwrap();
+        // A link to a directory not made yet, and a path below it.
+        std::os::unix::fs::symlink(root.join("ws/cache"), root.join("link")).unwrap();
+        assert_eq!(
+            resolved(&root.join("link/entries")),
+            root.join("ws/cache/entries")
+        );
+        // A relative link, through an existing link.
+        std::os::unix::fs::symlink("ws", root.join("alias")).unwrap();
+        std::os::unix::fs::symlink("../alias/keys", root.join("ws/k")).unwrap();
+        assert_eq!(resolved(&root.join("ws/k")), root.join("ws/keys"));
+        assert!(is_within(&root.join("link"), &root.join("ws")));
+        // A loop of links ends.
+        std::os::unix::fs::symlink("b", root.join("a")).unwrap();
+        std::os::unix::fs::symlink("a", root.join("b")).unwrap();
+        let _ = resolved(&root.join("a/x"));
+    }
 }

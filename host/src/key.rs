@@ -96,6 +96,22 @@ pub fn hash_reader(kind: HashKind, reader: &mut dyn std::io::Read) -> std::io::R
     Ok(h.finish())
 }
 
+/// A reader that fails once the user asked wask to stop, so hashing or staging a large
+/// input ends within one buffer of a Ctrl-C rather than at the end of the file.
+pub struct UntilCancelled<'c, R> {
+    pub inner: R,
+    pub cancel: &'c crate::cancel::Cancel,
+}
+
+impl<R: std::io::Read> std::io::Read for UntilCancelled<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.is_set() {
+            return Err(std::io::Error::other("cancelled"));
+        }
+        self.inner.read(buf)
+    }
+}
+
 /// Hashes a file's contents.
 pub fn hash_file(kind: HashKind, path: &std::path::Path) -> std::io::Result<Digest> {
     hash_reader(kind, &mut std::fs::File::open(path)?)
@@ -113,6 +129,8 @@ pub enum InputError {
     NotAFile(String),
     #[error("input {0} changed while wask was reading it")]
     Changed(String),
+    #[error("cancelled while hashing input {0}")]
+    Cancelled(String),
 }
 
 /// Hashes the input at `path` (shown as `shown`) from one open descriptor, recording
@@ -122,6 +140,7 @@ pub fn hash_input(
     kind: HashKind,
     path: &std::path::Path,
     shown: &str,
+    cancel: &crate::cancel::Cancel,
 ) -> Result<Digest, InputError> {
     use std::os::unix::fs::OpenOptionsExt;
     use wask_runtime::view::FileIdentity;
@@ -139,7 +158,15 @@ pub fn hash_input(
     if !before.is_file() {
         return Err(InputError::NotAFile(shown.to_string()));
     }
-    let digest = hash_reader(kind, &mut file).map_err(read)?;
+    let mut reader = UntilCancelled {
+        inner: &mut file,
+        cancel,
+    };
+    let digest = match hash_reader(kind, &mut reader) {
+        Ok(d) => d,
+        Err(_) if cancel.is_set() => return Err(InputError::Cancelled(shown.to_string())),
+        Err(e) => return Err(read(e)),
+    };
     let identity = FileIdentity::of(&before);
     if FileIdentity::of(&file.metadata().map_err(read)?) != identity {
         return Err(InputError::Changed(shown.to_string()));

@@ -10,6 +10,9 @@
 //! * not in wask's own directory (`/.wask`) or the cache directory;
 //! * not in version-control metadata: no segment `.git`, `.hg`, `.svn` or `.jj`;
 //! * not a `wask.toml`;
+//! * not configuration cargo or rustup look for in every directory above where they
+//!   run, which can name the programs a build runs (a `rustc` wrapper, a linker): no
+//!   `.cargo` segment, no `rust-toolchain` or `rust-toolchain.toml`, anywhere;
 //! * not what cargo reads when it builds a guest crate (`module = { crate = ... }`): the
 //!   crate's directory and its path dependencies, and in every directory above them up to
 //!   the workspace root the `.cargo/` directory, `Cargo.toml`, `Cargo.lock`,
@@ -34,6 +37,12 @@ use wask_runtime::paths::{glob_set, is_glob, is_under, output_root};
 /// Version-control metadata directories: hooks and configuration live there.
 pub const VCS_DIRS: &[&str] = &[".git", ".hg", ".svn", ".jj"];
 
+/// Tool configuration found by searching upwards from wherever the tool runs, which can
+/// name programs the tool then runs: refused anywhere, whether or not wask builds a
+/// crate below it.
+const UPWARD_CONFIG_DIRS: &[&str] = &[".cargo"];
+const UPWARD_CONFIG_FILES: &[&str] = &["rust-toolchain", "rust-toolchain.toml"];
+
 /// Files cargo reads from the directories above a crate it builds.
 const CARGO_FILES: &[&str] = &[
     "Cargo.toml",
@@ -51,6 +60,10 @@ pub enum Refusal {
     VersionControl(String),
     #[error("is a wask.toml, which decides what every task runs")]
     WorkspaceFile,
+    #[error(
+        "is `{0}` configuration, which cargo and rustup read in every directory below it and which can name the programs a build runs"
+    )]
+    ToolConfig(String),
     #[error(
         "is read by cargo when wask builds the guest crate {0}, and a crate's build scripts run natively on this machine"
     )]
@@ -150,11 +163,15 @@ impl WriteRules {
         if let Some(r) = self.dir_refusal(path) {
             return Some(r);
         }
-        if path.rsplit('/').next() == Some("wask.toml") {
+        let name = path.rsplit('/').next().unwrap_or_default();
+        if name == "wask.toml" {
             return Some(Refusal::WorkspaceFile);
         }
         if let Some(c) = self.crate_files.get(path) {
             return Some(Refusal::CrateBuild(c.clone()));
+        }
+        if UPWARD_CONFIG_FILES.contains(&name) {
+            return Some(Refusal::ToolConfig(name.to_string()));
         }
         if let Some(users) = self.modules.get(path) {
             let allowed = users.iter().all(|u| self.deps[*u].contains(&task));
@@ -187,6 +204,9 @@ impl WriteRules {
         }
         if let Some((_, c)) = self.crate_dirs.iter().find(|(d, _)| is_under(dir, d)) {
             return Some(Refusal::CrateBuild(c.clone()));
+        }
+        if let Some(c) = dir.split('/').find(|s| UPWARD_CONFIG_DIRS.contains(s)) {
+            return Some(Refusal::ToolConfig(c.to_string()));
         }
         None
     }
@@ -224,16 +244,10 @@ fn parent(path: &str) -> Option<&str> {
 /// that says which workspace paths are wask's own.
 pub fn reserved_paths(ws: &Workspace) -> Vec<String> {
     let mut reserved = vec![wask_runtime::paths::RESERVED_DIR.to_string()];
-    let root = ws.root.canonicalize().unwrap_or_else(|_| ws.root.clone());
-    let cache = ws
-        .settings
-        .cache_dir
-        .canonicalize()
-        .unwrap_or_else(|_| ws.settings.cache_dir.clone());
+    let root = crate::fs::resolved(&ws.root);
+    let cache = crate::fs::resolved(&ws.settings.cache_dir);
     let key = wask_runtime::secret::key_dir().ok().flatten();
-    let key_resolved = key
-        .as_ref()
-        .map(|k| k.canonicalize().unwrap_or_else(|_| k.clone()));
+    let key_resolved = key.as_deref().map(crate::fs::resolved);
     let mut pairs = vec![(&ws.root, &ws.settings.cache_dir), (&root, &cache)];
     if let (Some(k), Some(kr)) = (&key, &key_resolved) {
         pairs.extend([(&ws.root, k), (&root, kr)]);

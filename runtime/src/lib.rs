@@ -38,6 +38,7 @@ pub mod secret;
 pub mod tree;
 pub mod view;
 
+pub use capture::MAX_WRITE_RUNS;
 pub use compile::CompileIn;
 pub use guard::budget::LimitExceeded;
 pub use limits::{Limits, MAX_TIMEOUT};

@@ -3,7 +3,7 @@
 //! and access record, and turning how it ended into a [`RunOutcome`].
 
 use crate::access::{AccessTracker, GuestAccess};
-use crate::capture::{CaptureStream, ForwardTx};
+use crate::capture::{CaptureStream, ForwardTx, WriteOrder};
 use crate::compile::{CompileError, CompileIn};
 use crate::compiled::{CompiledCache, Lookup};
 use crate::determinism::{ClockMode, FixedWallClock, SeededRandom, VirtualClock};
@@ -164,6 +164,10 @@ pub struct RunOutcome {
     pub result: Result<(), Failure>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// How the guest's writes to the two streams interleaved: runs of `(stream, bytes)`
+    /// that add up to `stdout` and `stderr`, or empty if the guest switched streams more
+    /// than [`MAX_WRITE_RUNS`] times.
+    pub write_order: Vec<(Stream, u64)>,
     pub access: GuestAccess,
     /// The most memory the run held, in bytes, as the memory limit counts it. Memory
     /// only grows, and only as the guest asks, so this is a property of the run, not of
@@ -382,15 +386,23 @@ impl Sandbox {
             .deadline
             .unwrap_or_else(|| spec.limits.deadline_from_now());
         let cap = spec.limits.output_bytes;
-        let stdout = CaptureStream::new(cap, Stream::Stdout, forward.clone());
-        let stderr = CaptureStream::new(cap, Stream::Stderr, forward);
+        let order = Arc::new(std::sync::Mutex::new(WriteOrder::default()));
+        let stdout = CaptureStream::new(cap, Stream::Stdout, order.clone(), forward.clone());
+        let stderr = CaptureStream::new(cap, Stream::Stderr, order.clone(), forward);
         let mut outcome = RunOutcome {
             result: Ok(()),
             stdout: Vec::new(),
             stderr: Vec::new(),
+            write_order: Vec::new(),
             access: GuestAccess::default(),
             memory: 0,
         };
+        // Cancelled before it began: a guest quick enough to end before its first epoch
+        // tick would otherwise run to completion after the user asked to stop.
+        if self.cancelled.load(Ordering::Relaxed) {
+            outcome.result = Err(Failure::Cancelled);
+            return outcome;
+        }
         let virtual_clock = VirtualClock::default();
         let wasi = match wasi_context(spec, &stdout, &stderr, &virtual_clock) {
             Ok(w) => w,
@@ -407,6 +419,10 @@ impl Sandbox {
         outcome.memory = state.limiter.held();
         outcome.stdout = stdout.pipe.contents().to_vec();
         outcome.stderr = stderr.pipe.contents().to_vec();
+        outcome.write_order = order
+            .lock()
+            .map(|mut o| std::mem::take(&mut *o).finish())
+            .unwrap_or_default();
         let overflowed = outcome.stdout.len() > cap || outcome.stderr.len() > cap;
         outcome.stdout.truncate(cap);
         outcome.stderr.truncate(cap);

@@ -1169,6 +1169,7 @@ fn a_task_cannot_forge_another_tasks_cache_entry() {
             "stored_by": "app:victim",
             "outputs": [{"path": "/app/victim/result.txt", "hash": h(forged), "size": forged.len(), "mode": 0o644}],
             "stdout": {"hash": h("forged stdout\n"), "size": 14},
+            "write_order": [],
             "stderr": {"hash": h(""), "size": 0},
             "access": {"opened": [], "refused": []},
             "checksum": "",

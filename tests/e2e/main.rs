@@ -14,6 +14,7 @@ mod escapes;
 mod examples;
 mod faults;
 mod foreign_guest;
+mod fourth_review;
 mod graph_query;
 mod hardening;
 mod load_errors;

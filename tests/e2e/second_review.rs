@@ -167,6 +167,8 @@ fn a_forged_entry_is_held_to_the_tasks_limits() {
                 let big = vec![b'F'; 4096];
                 std::fs::write(entry.join("stdout"), &big).unwrap();
                 m["stdout"] = serde_json::json!({"hash": blake3::hash(&big).to_hex().to_string(), "size": 4096});
+                // As a forger would: a write order that adds up (none: stdout, then stderr).
+                m["write_order"] = serde_json::json!([]);
             },
             "its stdout is 4096 bytes, over the task's output limit of 1024 bytes",
         ),

@@ -192,6 +192,7 @@ proptest! {
                 outputs: vec![],
                 stdout: stream.clone(),
                 stderr: stream,
+                write_order: vec![],
                 access: Default::default(),
                 memory: 0,
                 checksum: String::new(),

@@ -1,7 +1,9 @@
-//! The names wask makes in a cache directory, written once. Whether a directory may be
-//! adopted as a cache, what housekeeping counts and what it removes are all decided by
-//! these: a file is wask's because its name has the shape wask gives it *and* it sits
-//! where wask puts it, never because it sits in a directory whose name wask uses.
+//! The names wask makes in a cache directory, written once. What housekeeping counts
+//! and what it removes in a tagged cache ([`super::marker`]) are decided by these: a
+//! file is wask's because its name has the shape wask gives it *and* it sits where wask
+//! puts it, never because it sits in a directory whose name wask uses. (Which directory
+//! is a cache at all is the tag's to say: a name's shape proves nothing about who made
+//! it.)
 //!
 //! ```text
 //! <cache>/CACHEDIR.TAG                       the tag (super::marker)

@@ -10,10 +10,12 @@
 use crate::key::hash_bytes;
 use crate::workspace::HashKind;
 use serde::{Deserialize, Serialize};
+use wask_runtime::Stream;
 
 /// The manifest format revision; a different revision is a miss (CACHE-003).
-/// Revision 2 added the `checksum`, revision 3 the `memory` the run held.
-pub const MANIFEST_REVISION: u32 = 3;
+/// Revision 2 added the `checksum`, revision 3 the `memory` the run held, revision 4
+/// the `write_order` of the two streams.
+pub const MANIFEST_REVISION: u32 = 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +31,10 @@ pub struct Manifest {
     pub outputs: Vec<OutputRecord>,
     pub stdout: StreamRecord,
     pub stderr: StreamRecord,
+    /// How the run's writes to the two streams interleaved, so a hit replays them as
+    /// the fresh run wrote them: runs of `[stream, bytes]` (0 is stdout, 1 stderr) that
+    /// add up to the two streams. Empty: stdout whole, then stderr.
+    pub write_order: Vec<(u8, u64)>,
     pub access: AccessRecord,
     /// The most memory the run held, in bytes (memories and tables, as the memory limit
     /// counts): a run under a lower limit would have failed, so under one this entry
@@ -68,7 +74,71 @@ pub fn decode(bytes: &[u8]) -> Result<Manifest, String> {
         return Err("manifest.json does not match its checksum".into());
     }
     manifest.checksum = recorded;
+    check_write_order(&manifest)?;
     Ok(manifest)
+}
+
+/// The run's write order as the manifest keeps it.
+pub fn write_order_record(order: &[(Stream, u64)]) -> Vec<(u8, u64)> {
+    order
+        .iter()
+        .map(|(s, n)| (u8::from(*s == Stream::Stderr), *n))
+        .collect()
+}
+
+/// The write order a manifest keeps, or stdout whole then stderr if it keeps none.
+pub fn write_order(m: &Manifest) -> Vec<(Stream, u64)> {
+    if m.write_order.is_empty() {
+        return [
+            (Stream::Stdout, m.stdout.size),
+            (Stream::Stderr, m.stderr.size),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    }
+    m.write_order
+        .iter()
+        .map(|(s, n)| {
+            (
+                if *s == 0 {
+                    Stream::Stdout
+                } else {
+                    Stream::Stderr
+                },
+                *n,
+            )
+        })
+        .collect()
+}
+
+/// A write order is runs of one stream each, alternating, that add up to the streams:
+/// anything else is a manifest no run wrote.
+fn check_write_order(m: &Manifest) -> Result<(), String> {
+    let runs = &m.write_order;
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let bad = |why: &str| {
+        Err(format!(
+            "manifest.json has an impossible write order: {why}"
+        ))
+    };
+    if runs.len() > wask_runtime::MAX_WRITE_RUNS {
+        return bad("more runs than wask keeps");
+    }
+    let mut sums = [0u64; 2];
+    for (i, (stream, n)) in runs.iter().enumerate() {
+        if *stream > 1 || *n == 0 || (i > 0 && runs[i - 1].0 == *stream) {
+            return bad("a run that is empty, of no stream, or of the stream before it");
+        }
+        let sum = &mut sums[*stream as usize];
+        *sum = sum.saturating_add(*n);
+    }
+    if sums != [m.stdout.size, m.stderr.size] {
+        return bad("its runs do not add up to the streams");
+    }
+    Ok(())
 }
 
 /// The encoding of `m` (whose `checksum` is empty) with its checksum filled in, and
@@ -140,6 +210,7 @@ mod tests {
                 hash: "33".repeat(32),
                 size: 0,
             },
+            write_order: Vec::new(),
             access: AccessRecord::default(),
             memory: 1 << 20,
             checksum: String::new(),
@@ -165,6 +236,38 @@ mod tests {
                 b[i] ^= 1 << bit;
                 assert!(decode(&b).is_err(), "byte {i} bit {bit} accepted");
             }
+        }
+    }
+
+    #[test]
+    fn a_write_order_must_add_up_to_the_streams() {
+        let with = |order: Vec<(u8, u64)>, out: u64, err: u64| {
+            let mut m = sample();
+            m.stdout.size = out;
+            m.stderr.size = err;
+            m.write_order = order;
+            decode(&encode(&m, HashKind::Blake3))
+        };
+        let good = with(vec![(0, 3), (1, 2), (0, 1)], 4, 2).unwrap();
+        assert_eq!(
+            write_order(&good),
+            [
+                (Stream::Stdout, 3),
+                (Stream::Stderr, 2),
+                (Stream::Stdout, 1)
+            ]
+        );
+        assert_eq!(
+            write_order(&with(vec![], 4, 2).unwrap()),
+            [(Stream::Stdout, 4), (Stream::Stderr, 2)]
+        );
+        for bad in [
+            vec![(0, 3), (1, 2)],         // short of stdout
+            vec![(0, 3), (0, 1), (1, 2)], // two runs of one stream in a row
+            vec![(0, 4), (2, 2)],         // no such stream
+            vec![(0, 4), (1, 0), (1, 2)], // an empty run
+        ] {
+            assert!(with(bad.clone(), 4, 2).is_err(), "{bad:?}");
         }
     }
 }

@@ -163,6 +163,8 @@ pub struct NewEntry<'a> {
     pub access: AccessRecord,
     /// The most memory the run held, in bytes.
     pub memory: u64,
+    /// How the run's writes to its two streams interleaved.
+    pub write_order: &'a [(wask_runtime::Stream, u64)],
 }
 
 /// Far above any real manifest (a few hundred bytes per output); a cap so a hostile
@@ -264,6 +266,7 @@ impl LocalCache {
                 hash: hash_bytes(self.hash, stderr).hex(),
                 size: stderr.len() as u64,
             },
+            write_order: manifest::write_order_record(new.write_order),
             access: new.access.clone(),
             memory: new.memory,
             checksum: String::new(),

@@ -23,6 +23,8 @@ pub trait Destination {
 pub struct Restored {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// How the fresh run's writes to the two interleaved ([`super::manifest::write_order`]).
+    pub write_order: Vec<(wask_runtime::Stream, u64)>,
 }
 
 /// Why a found entry could not be restored: it is treated as a miss (CACHE-019).
@@ -117,27 +119,12 @@ impl LocalCache {
                 source,
             },
         };
-        let read_stream = |name: &str, rec: &StreamRecord| -> Result<Vec<u8>, CopyError> {
-            let mut bytes = Vec::new();
-            open(&entry.dir, name, name)?
-                .take(rec.size + 1)
-                .read_to_end(&mut bytes)
-                .map_err(CopyError::Cache)?;
-            if bytes.len() as u64 != rec.size {
-                return Err(CopyError::Mismatch(format!(
-                    "{name} is not the {} bytes recorded",
-                    rec.size
-                )));
-            }
-            if hash_bytes(self.hash, &bytes).hex() != rec.hash {
-                return Err(CopyError::Mismatch(format!(
-                    "{name} does not match its recorded hash"
-                )));
-            }
-            Ok(bytes)
-        };
-        let stdout = read_stream("stdout", &entry.manifest.stdout).map_err(failed)?;
-        let stderr = read_stream("stderr", &entry.manifest.stderr).map_err(failed)?;
+        let stdout = self
+            .read_stream(entry, "stdout", &entry.manifest.stdout)
+            .map_err(failed)?;
+        let stderr = self
+            .read_stream(entry, "stderr", &entry.manifest.stderr)
+            .map_err(failed)?;
 
         if let Err(what) = check_listed(entry, allowed) {
             return Err(corrupt(what));
@@ -165,7 +152,37 @@ impl LocalCache {
         if let Ok(f) = open_regular(&entry.dir, "manifest.json") {
             let _ = f.into_std().set_modified(SystemTime::now());
         }
-        Ok(Restored { stdout, stderr })
+        Ok(Restored {
+            stdout,
+            stderr,
+            write_order: super::manifest::write_order(&entry.manifest),
+        })
+    }
+
+    /// The stream `name` of `entry`, exactly the size and hash `rec` records.
+    fn read_stream(
+        &self,
+        entry: &Entry,
+        name: &str,
+        rec: &StreamRecord,
+    ) -> Result<Vec<u8>, CopyError> {
+        let mut bytes = Vec::new();
+        open(&entry.dir, name, name)?
+            .take(rec.size + 1)
+            .read_to_end(&mut bytes)
+            .map_err(CopyError::Cache)?;
+        if bytes.len() as u64 != rec.size {
+            return Err(CopyError::Mismatch(format!(
+                "{name} is not the {} bytes recorded",
+                rec.size
+            )));
+        }
+        if hash_bytes(self.hash, &bytes).hex() != rec.hash {
+            return Err(CopyError::Mismatch(format!(
+                "{name} does not match its recorded hash"
+            )));
+        }
+        Ok(bytes)
     }
 }
 

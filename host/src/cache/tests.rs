@@ -36,6 +36,7 @@ fn cache_with(keys: &[(u8, &[u8])]) -> (tempfile::TempDir, LocalCache, Vec<Diges
                     stored_by: "p:t",
                     access: AccessRecord::default(),
                     memory: 0,
+                    write_order: &[],
                 },
             )
             .unwrap();
@@ -208,6 +209,7 @@ fn housekeeping_removes_only_what_wask_made() {
             stored_by: "p:t",
             access: AccessRecord::default(),
             memory: 0,
+            write_order: &[],
         },
     );
     assert!(

@@ -8,7 +8,7 @@ use super::keys::Prepared;
 use super::place::{PlaceError, Placer};
 use super::record::{Source, TaskRecord};
 use crate::cache::{AccessRecord, NewEntry, ProducedOutput, ResultStore};
-use crate::key::{KeyParts, hash_bytes, hash_file, hash_reader};
+use crate::key::{KeyParts, UntilCancelled, hash_bytes, hash_file, hash_reader};
 use crate::protect::Refusal;
 use crate::refs::TaskId;
 use crate::workspace::TaskDef;
@@ -101,8 +101,16 @@ pub fn run(
     let deadline = def.limits.deadline_from_now();
     let module = compile(ctx, id, def, prepared, record, deadline)?;
     let hash = ctx.keys.ws.settings.hash;
-    let hasher = |r: &mut dyn std::io::Read| hash_reader(hash, r).map(|d| d.0);
-    let view = stage(ctx, project_dir, prepared, &hasher)?;
+    let cancel = &ctx.keys.cancel;
+    let hasher = |r: &mut dyn std::io::Read| {
+        hash_reader(hash, &mut UntilCancelled { inner: r, cancel }).map(|d| d.0)
+    };
+    let view = stage(ctx, project_dir, prepared, &hasher);
+    // A guest is never started once the user asked to stop, however fast it would be.
+    if cancel.is_set() {
+        return Err(FreshError::Cancelled);
+    }
+    let view = view?;
     let outcome = run_guest(ctx, id, def, prepared, &module, &view, deadline, record);
     record.undeclared = undeclared(&outcome, prepared);
     match &outcome.result {
@@ -115,9 +123,11 @@ pub fn run(
         }
         Ok(()) => {}
     }
-    let collected = view
-        .collect(&def.limits, &hasher)
-        .map_err(FreshError::Violations)?;
+    let collected = view.collect(&def.limits, &hasher);
+    if cancel.is_set() {
+        return Err(FreshError::Cancelled);
+    }
+    let collected = collected.map_err(FreshError::Violations)?;
     let produced = produced(ctx, id, collected)?;
     store_and_place(ctx, id, prepared, &produced, &outcome, record)?;
     record.state = super::record::TaskState::Succeeded;
@@ -321,6 +331,7 @@ fn store_and_place(
                 stored_by: &id.to_string(),
                 access,
                 memory: outcome.memory,
+                write_order: &outcome.write_order,
             },
         );
         match stored {

@@ -41,6 +41,17 @@ pub enum PrepareError {
     ModuleTooLarge { size: u64, limit: u64 },
 }
 
+impl PrepareError {
+    /// The user asked wask to stop while the key was made: the task is Cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        match self {
+            PrepareError::Input(crate::key::InputError::Cancelled(_)) => true,
+            PrepareError::Module(e) => matches!(**e, ModuleError::Cancelled(_)),
+            _ => false,
+        }
+    }
+}
+
 /// What every key of a run shares.
 pub struct KeyContext<'a> {
     pub ws: &'a Workspace,
@@ -69,12 +80,11 @@ impl<'a> KeyContext<'a> {
         cache.claim()?;
         let wask_dir = ws.root.join(".wask");
         let mut excluded = vec![wask_dir.clone()];
-        if let Ok(c) = ws.settings.cache_dir.canonicalize() {
-            excluded.push(c);
-        }
+        excluded.push(crate::fs::resolved(&ws.settings.cache_dir));
         excluded.push(ws.settings.cache_dir.clone());
         // The key that authenticates what wask runs from the cache: never an input, and
         // never inside the cache, which others may read.
+        let mut key = None;
         if let Some(key_dir) = wask_runtime::secret::key_dir().map_err(anyhow::Error::msg)? {
             if crate::fs::is_within(&key_dir, &ws.settings.cache_dir) {
                 anyhow::bail!(
@@ -83,7 +93,10 @@ impl<'a> KeyContext<'a> {
                     ws.settings.cache_dir.display()
                 );
             }
-            excluded.extend(key_dir.canonicalize());
+            // Made (if new) before it is resolved: a key directory reached through a
+            // link into the workspace is excluded where it really is from the first run.
+            key = Some(wask_runtime::secret::UserKey::load()?);
+            excluded.push(crate::fs::resolved(&key_dir));
             excluded.push(key_dir);
         }
         Ok(KeyContext {
@@ -95,7 +108,10 @@ impl<'a> KeyContext<'a> {
                 .collect(),
             excluded,
             wask_dir,
-            key: wask_runtime::secret::UserKey::load()?,
+            key: match key {
+                Some(key) => key,
+                None => wask_runtime::secret::UserKey::load()?,
+            },
             cancel,
             modules: Mutex::new(HashMap::new()),
         })
@@ -188,7 +204,7 @@ pub fn prepare(
     let mut hashed = Vec::with_capacity(resolved.len());
     let mut inputs = Vec::with_capacity(resolved.len());
     for i in resolved {
-        let digest = hash_input(hash, &i.host_path, &i.guest_path)?;
+        let digest = hash_input(hash, &i.host_path, &i.guest_path, &ctx.cancel)?;
         hashed.push((i.guest_path.clone(), digest));
         inputs.push(InputFile {
             guest_path: i.guest_path,

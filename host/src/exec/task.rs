@@ -5,12 +5,13 @@ use super::RunContext;
 use super::keys::{Prepared, prepare};
 use super::place::Placer;
 use super::record::{Source, TaskRecord, TaskState};
-use crate::cache::RestoreError;
 use crate::cache::{Damaged, Entry, FoundEntry, ResultStore};
+use crate::cache::{RestoreError, Restored};
 use crate::key::{Digest, hash_bytes};
 use crate::refs::TaskId;
 use crate::workspace::TaskDef;
 use std::time::SystemTime;
+use wask_runtime::Stream;
 
 /// How far [`start`] took a task.
 #[allow(clippy::large_enum_variant, reason = "one per task, moved once")]
@@ -42,9 +43,19 @@ pub fn start(
     let mut record = TaskRecord::new(id.clone());
     let prepared = match record.timed("key", || prepare(&ctx.keys, def, project_dir, preds)) {
         Ok(p) => p,
-        Err(e) => return Started::Finished(finish(ctx, record, Err(e.to_string()))),
+        Err(e) => {
+            if e.is_cancelled() {
+                record.state = TaskState::Cancelled;
+            }
+            return Started::Finished(finish(ctx, record, Err(e.to_string())));
+        }
     };
     record.key = Some(prepared.key);
+    if ctx.keys.cancel.is_set() {
+        record.state = TaskState::Cancelled;
+        let message = "cancelled: the run was interrupted; nothing was restored or run";
+        return Started::Finished(finish(ctx, record, Err(message.into())));
+    }
     match restore_hit(ctx, id, def, &prepared, &mut record) {
         Ok(true) => return Started::Finished(finish(ctx, record, Ok(()))),
         Ok(false) => {}
@@ -117,7 +128,7 @@ fn restore_hit(
                 .map(|o| o.path.clone())
                 .collect();
             placer.finish(&all);
-            emit_streams(ctx, id, &restored.stdout, &restored.stderr);
+            emit_streams(ctx, id, &restored);
             record.state = TaskState::Succeeded;
             record.source = Some(Source::Cache);
             record.outputs = all;
@@ -202,11 +213,20 @@ fn restore_rule<'c>(
 }
 
 /// Replays stored streams (a cache hit), the same calls a fresh run makes as it goes.
-fn emit_streams(ctx: &RunContext<'_>, id: &TaskId, stdout: &[u8], stderr: &[u8]) {
-    if !stdout.is_empty() {
-        ctx.observer.on_stdout(id, stdout);
-    }
-    if !stderr.is_empty() {
-        ctx.observer.on_stderr(id, stderr);
+fn emit_streams(ctx: &RunContext<'_>, id: &TaskId, restored: &Restored) {
+    let (mut out, mut err) = (&restored.stdout[..], &restored.stderr[..]);
+    for (stream, len) in &restored.write_order {
+        let from = match stream {
+            Stream::Stdout => &mut out,
+            Stream::Stderr => &mut err,
+        };
+        // Checked against the streams' sizes when the manifest was read.
+        let n = usize::try_from(*len).unwrap_or(usize::MAX).min(from.len());
+        let (run, rest) = from.split_at(n);
+        *from = rest;
+        match stream {
+            Stream::Stdout => ctx.observer.on_stdout(id, run),
+            Stream::Stderr => ctx.observer.on_stderr(id, run),
+        }
     }
 }

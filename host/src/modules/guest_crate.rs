@@ -122,8 +122,9 @@ fn target_installed(dir: &Path) -> bool {
 /// same inputs) and returns the module's bytes.
 ///
 /// A build is kept under the key of its sources only if they held still while it ran:
-/// sources that changed during the build (an editor saving; the first build writing
-/// `Cargo.lock`) are built again, up to [`BUILD_ATTEMPTS`] times.
+/// the same key after the build as before, and nothing it read changed meanwhile (even
+/// back to what it was). Sources that changed during the build (an editor saving; the
+/// first build writing `Cargo.lock`) are built again, up to [`BUILD_ATTEMPTS`] times.
 pub fn build(from: &Obtain<'_>, dir: &str) -> Result<Vec<u8>, ModuleError> {
     let ws = from.ws;
     let crate_dir = ws.host_path(dir);
@@ -157,9 +158,13 @@ pub fn build(from: &Obtain<'_>, dir: &str) -> Result<Vec<u8>, ModuleError> {
     };
     for _ in 0..BUILD_ATTEMPTS {
         build.forget_own_packages()?;
+        let started = file_system_now(&target_dir).map_err(|e| ModuleError::Cargo {
+            dir: dir.to_string(),
+            message: format!("cannot write to {}: {e}", target_dir.display()),
+        })?;
         let (bytes, extra) = build.run()?;
         let after = source_key(&crate_dir, &ws.root, &tools);
-        if after == before {
+        if after == before && !changed_since(&crate_dir, &ws.root, &extra, started) {
             // A failed store only costs a rebuild next time.
             let _ = store.keep(&after, &BuildRecord::new(&bytes, extra), &bytes);
             return Ok(bytes);
@@ -395,16 +400,9 @@ pub fn source_key(dir: &Path, workspace_root: &Path, toolchain: &str) -> String 
     frame(b"wask-guest-crate-2");
     frame(toolchain.as_bytes());
     let dirs = crate_dirs(dir);
-    let mut configs = BTreeSet::new();
     for d in &dirs {
         frame(d.to_string_lossy().as_bytes());
-        let walker = walkdir::WalkDir::new(d)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_entry(|e| {
-                !(e.depth() == 1 && e.file_name() == "target" && e.file_type().is_dir())
-            });
-        for entry in walker.flatten().filter(|e| e.file_type().is_file()) {
+        for entry in crate_tree(d).filter(|e| e.file_type().is_file()) {
             frame(
                 entry
                     .path()
@@ -415,8 +413,36 @@ pub fn source_key(dir: &Path, workspace_root: &Path, toolchain: &str) -> String 
             );
             frame(&std::fs::read(entry.path()).unwrap_or_default());
         }
-        // Configuration above the crate, up to the workspace root (cargo reads on to
-        // the file system root; the workspace root is where wask's writes stop).
+    }
+    for c in config_files(&dirs, workspace_root) {
+        frame(c.to_string_lossy().as_bytes());
+        match std::fs::read(&c) {
+            Ok(bytes) => {
+                frame(b"present");
+                frame(&bytes);
+            }
+            Err(_) => frame(b"absent"),
+        }
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// Everything under a crate's directory `d` that its build may read, in name order: a
+/// `target/` directory at its top is cargo's, not the crate's.
+fn crate_tree(d: &Path) -> impl Iterator<Item = walkdir::DirEntry> {
+    walkdir::WalkDir::new(d)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| !(e.depth() == 1 && e.file_name() == "target" && e.file_type().is_dir()))
+        .flatten()
+}
+
+/// The cargo and rustup configuration files a build of crates in `dirs` may read: in
+/// every directory above them up to the workspace root (cargo reads on to the file
+/// system root; the workspace root is where wask's writes stop), and in `$CARGO_HOME`.
+fn config_files(dirs: &[PathBuf], workspace_root: &Path) -> BTreeSet<PathBuf> {
+    let mut configs = BTreeSet::new();
+    for d in dirs {
         let mut above = d.parent();
         while let Some(a) = above {
             for f in CONFIG_FILES {
@@ -435,17 +461,38 @@ pub fn source_key(dir: &Path, workspace_root: &Path, toolchain: &str) -> String 
         configs.insert(home.join("config"));
         configs.insert(home.join("config.toml"));
     }
-    for c in configs {
-        frame(c.to_string_lossy().as_bytes());
-        match std::fs::read(&c) {
-            Ok(bytes) => {
-                frame(b"present");
-                frame(&bytes);
-            }
-            Err(_) => frame(b"absent"),
-        }
-    }
-    h.finalize().to_hex().to_string()
+    configs
+}
+
+/// A moment on the file system's own clock: the change time of a file made now in
+/// `dir`. Comparing change times with it, not with the system clock, keeps both on the
+/// clock and granularity the kernel stamps files with.
+fn file_system_now(dir: &Path) -> std::io::Result<(i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::create_dir_all(dir)?;
+    let mark = dir.join("wask-build-started");
+    std::fs::write(&mark, b"")?;
+    let meta = std::fs::metadata(&mark)?;
+    Ok((meta.ctime(), meta.ctime_nsec()))
+}
+
+/// Whether anything the build of the crate at `dir` read changed at or after `since`
+/// (a [`file_system_now`]): a file or directory of the crate or its path dependencies,
+/// a configuration file, or a file outside them the build read (`extra`). A change
+/// time cannot be set back by its owner, so an edit undone before the build ended
+/// (which leaves the contents as they were) still shows.
+fn changed_since(dir: &Path, workspace_root: &Path, extra: &FilesRead, since: (i64, i64)) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let changed =
+        |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| (m.ctime(), m.ctime_nsec()) >= since);
+    let dirs = crate_dirs(dir);
+    dirs.iter()
+        .flat_map(|d| crate_tree(d))
+        .any(|e| changed(e.path()))
+        || config_files(&dirs, workspace_root)
+            .iter()
+            .any(|c| changed(c))
+        || extra.iter().any(|(p, _)| changed(p))
 }
 
 /// Directories of the `path` dependencies in `dir/Cargo.toml` (normal and build).

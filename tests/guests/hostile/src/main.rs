@@ -1387,6 +1387,15 @@ fn attack(name: &str, params: &str, pre: &[Preopen]) -> Report {
             }
             r.note(format!("grew {pages} pages"));
         }
+        "interleave" => {
+            // N lines to each stream, alternating, each flushed: an order a replay must keep.
+            use std::io::Write;
+            for i in 0..params.parse::<u32>().unwrap_or(0) {
+                let _ = writeln!(std::io::stdout(), "out {i}");
+                let _ = std::io::stdout().flush();
+                let _ = writeln!(std::io::stderr(), "err {i}");
+            }
+        }
         "copy" => {
             // SRC|DST: what the task read, kept as an output (to see which bytes it saw).
             if let Some((src, dst)) = params.split_once('|') {
