@@ -13,6 +13,7 @@ mod crash;
 mod escapes;
 mod examples;
 mod faults;
+mod fifth_review;
 mod foreign_guest;
 mod fourth_review;
 mod graph_query;

@@ -89,6 +89,9 @@ pub struct Damaged(pub String);
 pub struct LocalCache {
     dir: PathBuf,
     hash: HashKind,
+    /// Stores and restores stop within one read of a Ctrl-C (their partial work is
+    /// never an entry or an output).
+    cancel: crate::cancel::Cancel,
 }
 
 /// A found entry, not yet verified byte for byte.
@@ -186,7 +189,16 @@ pub(crate) enum Check {
 
 impl LocalCache {
     pub fn new(dir: PathBuf, hash: HashKind) -> LocalCache {
-        LocalCache { dir, hash }
+        LocalCache {
+            dir,
+            hash,
+            cancel: crate::cancel::Cancel::never(),
+        }
+    }
+
+    /// This cache, its stores and restores stopped by `cancel`.
+    pub fn stopped_by(self, cancel: crate::cancel::Cancel) -> LocalCache {
+        LocalCache { cancel, ..self }
     }
 
     pub fn dir(&self) -> &Path {
@@ -233,7 +245,15 @@ impl LocalCache {
         for out in new.outputs {
             let blob = out.hash.hex();
             if blobs.symlink_metadata(&blob).is_err() {
-                let mut src = std::fs::File::open(&out.file)?;
+                // Read through a buffer of its own: `io::copy` then copies in 1 MiB
+                // pieces, each after a look at the cancel flag.
+                let mut src = io::BufReader::with_capacity(
+                    1 << 20,
+                    crate::key::UntilCancelled {
+                        inner: std::fs::File::open(&out.file)?,
+                        cancel: &self.cancel,
+                    },
+                );
                 let mut dst = create_new(&blobs, &blob)?;
                 io::copy(&mut src, &mut dst)?;
                 dst.sync_all()?;

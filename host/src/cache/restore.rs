@@ -53,6 +53,9 @@ pub enum RestoreError {
     /// The workspace refused an output (see [`Destination::place`]).
     #[error("could not restore an output: {0}")]
     Refused(String),
+    /// The user asked wask to stop; nothing in the workspace changed.
+    #[error("cancelled: the run was interrupted; nothing was restored")]
+    Cancelled,
 }
 
 /// Why reading part of an entry failed.
@@ -65,6 +68,8 @@ enum CopyError {
     Cache(io::Error),
     /// Writing the staged copy failed.
     Staging(io::Error),
+    /// The user asked wask to stop.
+    Cancelled,
 }
 
 /// Opens a file of an entry, telling a link or special file (corrupt) from a missing
@@ -118,6 +123,7 @@ impl LocalCache {
                 path: staging.display().to_string(),
                 source,
             },
+            CopyError::Cancelled => RestoreError::Cancelled,
         };
         let stdout = self
             .read_stream(entry, "stdout", &entry.manifest.stdout)
@@ -140,7 +146,8 @@ impl LocalCache {
                 continue;
             }
             let blobs = blobs.as_ref().expect("outputs have blobs");
-            let tmp = copy_verified(blobs, staging, out, self.hash).map_err(failed)?;
+            let tmp =
+                copy_verified(blobs, staging, out, self.hash, &self.cancel).map_err(failed)?;
             staged.push((tmp, out, digest));
         }
         for (tmp, out, digest) in staged {
@@ -235,6 +242,7 @@ fn copy_verified(
     staging: &Path,
     out: &OutputRecord,
     hash: HashKind,
+    cancel: &crate::cancel::Cancel,
 ) -> Result<tempfile::TempPath, CopyError> {
     let src = open(blobs, &out.hash, &format!("the blob of {}", out.path))?;
     let mut tmp = tempfile::Builder::new()
@@ -248,6 +256,9 @@ fn copy_verified(
     let mut src = src.into_std().take(out.size + 1);
     let mut copied = 0u64;
     loop {
+        if cancel.is_set() {
+            return Err(CopyError::Cancelled);
+        }
         let n = src.read(&mut buf).map_err(CopyError::Cache)?;
         if n == 0 {
             break;

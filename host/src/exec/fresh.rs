@@ -8,7 +8,7 @@ use super::keys::Prepared;
 use super::place::{PlaceError, Placer};
 use super::record::{Source, TaskRecord};
 use crate::cache::{AccessRecord, NewEntry, ProducedOutput, ResultStore};
-use crate::key::{KeyParts, UntilCancelled, hash_bytes, hash_file, hash_reader};
+use crate::key::{KeyParts, UntilCancelled, hash_bytes, hash_reader};
 use crate::protect::Refusal;
 use crate::refs::TaskId;
 use crate::workspace::TaskDef;
@@ -275,14 +275,22 @@ fn produced(
         return Err(FreshError::Refused(refused));
     }
     let hash = ctx.keys.ws.settings.hash;
+    let cancel = &ctx.keys.cancel;
     collected
         .into_iter()
         .map(|c| {
-            let digest =
-                hash_file(hash, &c.host_path).map_err(|source| FreshError::ReadOutput {
-                    path: c.guest_path.clone(),
-                    source,
-                })?;
+            let read = std::fs::File::open(&c.host_path)
+                .and_then(|inner| hash_reader(hash, &mut UntilCancelled { inner, cancel }));
+            let digest = match read {
+                Ok(d) => d,
+                Err(_) if cancel.is_set() => return Err(FreshError::Cancelled),
+                Err(source) => {
+                    return Err(FreshError::ReadOutput {
+                        path: c.guest_path.clone(),
+                        source,
+                    });
+                }
+            };
             Ok(ProducedOutput {
                 path: c.guest_path,
                 file: c.host_path,
@@ -335,6 +343,8 @@ fn store_and_place(
             },
         );
         match stored {
+            // Stopped part way: nothing was stored, and nothing is placed.
+            Err(_) if ctx.keys.cancel.is_set() => return Err(FreshError::Cancelled),
             Err(e) => ctx
                 .observer
                 .on_warning(id, &format!("could not store the result in the cache: {e}")),

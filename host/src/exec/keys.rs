@@ -75,7 +75,8 @@ type Obtained = Result<Arc<ModuleBytes>, Arc<ModuleError>>;
 
 impl<'a> KeyContext<'a> {
     pub fn new(ws: &'a Workspace, graph: &'a Graph, cancel: Cancel) -> anyhow::Result<Self> {
-        let cache = LocalCache::new(ws.settings.cache_dir.clone(), ws.settings.hash);
+        let cache = LocalCache::new(ws.settings.cache_dir.clone(), ws.settings.hash)
+            .stopped_by(cancel.clone());
         // A directory that is not wask's is never written to (see `cache::marker`).
         cache.claim()?;
         let wask_dir = ws.root.join(".wask");

@@ -143,6 +143,10 @@ fn restore_hit(
             Ok(false)
         }
         Err(RestoreError::Vanished { .. }) => Ok(false),
+        Err(e @ RestoreError::Cancelled) => {
+            record.state = TaskState::Cancelled;
+            Err(e.to_string())
+        }
         Err(e) => Err(e.to_string()),
     }
 }
