@@ -3,25 +3,9 @@
 //! these show.
 
 use crate::hardening::{entries, hostile, run_task, workspace};
-use crate::support::{Run, task};
-use std::process::{Child, Command, Stdio};
+use crate::support::{Run, io_counter, task, terminate};
+use std::process::Child;
 use std::time::{Duration, Instant};
-
-/// A counter of `/proc/PID/io` (`rchar`, `wchar`): the bytes process `pid` has read or
-/// written so far.
-fn io_counter(pid: u32, name: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(name)?
-                .strip_prefix(": ")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
 
 /// Sends SIGTERM to `child` once `counter` of it passes `bytes`, and waits for it.
 fn terminate_past(child: Child, counter: &str, bytes: u64) -> Run {
@@ -33,10 +17,7 @@ fn terminate_past(child: Child, counter: &str, bytes: u64) -> Run {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    terminate(child.id());
     Run(child.wait_with_output().unwrap())
 }
 
@@ -53,13 +34,7 @@ fn a_signal_during_a_store_or_a_restore_leaves_nothing_half_done() {
         "outputs = [\"out/*.bin\"]",
     ));
     let summary = ws.path("s.json");
-    let spawn = || {
-        ws.command(&["run", "p:t", "--summary", summary.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || ws.spawn(&["run", "p:t", "--summary", summary.to_str().unwrap()]);
     let state = || {
         let s: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();

@@ -5,33 +5,9 @@
 use crate::hardening::{
     entries, fails_with, hostile, refused_at_load, run_task, toml_string, workspace,
 };
-use crate::support::{Run, task};
-use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
-
-/// Sets the modification time of `path` to the start of 2020.
-fn backdate(path: &std::path::Path) {
-    std::fs::File::options()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_577_836_800))
-        .unwrap();
-}
-
-/// Waits up to two minutes for `path` to exist (a marker a build step writes).
-#[track_caller]
-fn appears(path: &std::path::Path) {
-    let start = std::time::Instant::now();
-    while !path.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use crate::support::{Run, appears, backdate, io_counter, task, terminate};
+use std::process::Command;
+use std::time::Duration;
 
 /// The user key's directory reached through a symbolic link into the workspace, on the
 /// run that makes the key: the key was not there yet to be resolved, so it was left
@@ -137,12 +113,7 @@ pub fn message(_: proc_macro::TokenStream) -> proc_macro::TokenStream {
     let msg = ws.path("plugins/aba/src/msg.txt");
     ws.write("plugins/aba/src/msg.txt", "original\n");
     backdate(&msg);
-    let child = ws
-        .command(&["run", "p:show"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = ws.spawn(&["run", "p:show"]);
     appears(&ws.path("compiling"));
     ws.write("plugins/aba/src/msg.txt", "edited\n");
     backdate(&msg);
@@ -213,15 +184,6 @@ fn a_directory_of_entry_shaped_names_is_never_adopted() {
     assert!(empty.path().join("CACHEDIR.TAG").is_file());
 }
 
-/// The bytes process `pid` has read so far (`rchar` of `/proc/PID/io`).
-fn bytes_read(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("rchar: ")?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// SIGTERM while a task's inputs are hashed stops the task: it is cancelled, its guest
 /// never starts, nothing is stored. The review's task ran and was stored after the
 /// signal, and wask took 14 s to exit over a 3 GiB input.
@@ -243,26 +205,18 @@ fn a_signal_while_inputs_are_hashed_cancels_the_task() {
         .set_len(16 << 30)
         .unwrap();
     let summary = ws.path("s.json");
-    let child = ws
-        .command(&["run", "p:h", "--summary", summary.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = ws.spawn(&["run", "p:h", "--summary", summary.to_str().unwrap()]);
     // Once wask has read a gigabyte it is hashing the input (nothing else it reads is
     // a thousandth of that), with fifteen more to go.
     let start = std::time::Instant::now();
-    while bytes_read(child.id()) < 1 << 30 {
+    while io_counter(child.id(), "rchar") < 1 << 30 {
         assert!(
             start.elapsed() < Duration::from_secs(120),
             "wask never read the input"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    terminate(child.id());
     let run = Run(child.wait_with_output().unwrap());
     assert_eq!(run.code(), 128 + 15, "{}{}", run.stdout(), run.stderr());
     assert!(

@@ -65,6 +65,15 @@ impl Ws {
         cmd
     }
 
+    /// `wask ARGS` started with its output piped, for tests that act while it runs.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Runs `wask run ARGS --summary` and returns the run and the parsed summary.
     pub fn run(&self, args: &[&str]) -> (Run, serde_json::Value) {
         let summary = self.root.join(".wask-summary.json");
@@ -207,4 +216,56 @@ impl Rng {
         self.0.fill_bytes(&mut out);
         out
     }
+}
+
+/// Sets the modification time of `path` to the start of 2020: an edit that keeps an
+/// old time stamp, as an archive or a careful attacker leaves it.
+pub fn backdate(path: &Path) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(
+            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_577_836_800),
+        )
+        .unwrap();
+}
+
+/// Waits up to two minutes for `path` to exist (a marker a build step writes).
+#[track_caller]
+pub fn appears(path: &Path) {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A counter of `/proc/PID/io` (`rchar`, `wchar`): the bytes process `pid` has read or
+/// written so far.
+pub fn io_counter(pid: u32, name: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(": ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Sends SIGTERM to process `pid`.
+pub fn terminate(pid: u32) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
 }

@@ -5,10 +5,10 @@
 use crate::hardening::{
     fails_with, guest_crate, hostile, lines_of, refused_at_load, run_task, set_tasks, workspace,
 };
-use crate::support::{Run, Ws, wask_binary};
+use crate::support::{Run, Ws, appears, backdate, terminate, wask_binary};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Waits up to a minute for `child` to exit, killing it and failing the test if it
 /// does not: wask must never hang on what these tests hand it.
@@ -23,30 +23,6 @@ fn finishes(mut child: Child) -> Run {
         std::thread::sleep(Duration::from_millis(50));
     }
     Run(child.wait_with_output().unwrap())
-}
-
-/// Waits up to two minutes for `path` to exist (a marker a build script writes).
-#[track_caller]
-fn appears(path: &std::path::Path) {
-    let start = Instant::now();
-    while !path.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Sets the modification time of `path` to the start of 2020.
-fn backdate(path: &std::path::Path) {
-    std::fs::File::options()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_577_836_800))
-        .unwrap();
 }
 
 /// Processes still alive (not zombies) whose command line names `needle`.
@@ -179,18 +155,10 @@ fn a_signal_during_a_crate_build_stops_the_build() {
     let ws = workspace("[tasks.show]\nmodule = { crate = \"/plugins/slow\" }\n");
     slow_building_crate(&ws);
     ws.write("plugins/slow/src/msg.txt", "never\n");
-    let child = ws
-        .command(&["run", "p:show"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = ws.spawn(&["run", "p:show"]);
     let pid = child.id();
     appears(&ws.path("build-started"));
-    Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
+    terminate(pid);
     let run = finishes(child);
     assert_eq!(run.code(), 128 + 15, "{}", run.stderr());
     let build_dir = ws.path(".wask/build").display().to_string();
@@ -212,12 +180,7 @@ fn a_crate_edited_during_its_build_keeps_each_module_under_its_own_sources() {
     let msg = ws.path("plugins/slow/src/msg.txt");
     ws.write("plugins/slow/src/msg.txt", "first\n");
     backdate(&msg);
-    let child = ws
-        .command(&["run", "p:show"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = ws.spawn(&["run", "p:show"]);
     appears(&ws.path("build-started"));
     ws.write("plugins/slow/src/msg.txt", "second\n");
     backdate(&msg);

@@ -207,6 +207,19 @@ impl Build<'_> {
         })
     }
 
+    /// A cargo command that failed is the build's failure, with what cargo said.
+    fn succeeded(&self, output: &std::process::Output) -> Result<(), ModuleError> {
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(ModuleError::BuildFailed {
+            dir: self.dir.to_string(),
+            output: String::from_utf8_lossy(&output.stderr)
+                .trim_end()
+                .to_string(),
+        })
+    }
+
     /// Makes cargo rebuild the crate and its path dependencies from what their files
     /// hold now. Cargo decides what is fresh by modification times and wask by
     /// contents: a file whose contents changed under an old time stamp (restored from
@@ -222,14 +235,7 @@ impl Build<'_> {
             args.extend(["-p", name.as_str()]);
         }
         let output = self.cargo(&args)?;
-        if !output.status.success() {
-            return Err(ModuleError::BuildFailed {
-                dir: self.dir.to_string(),
-                output: String::from_utf8_lossy(&output.stderr)
-                    .trim_end()
-                    .to_string(),
-            });
-        }
+        self.succeeded(&output)?;
         Ok(())
     }
 
@@ -242,14 +248,7 @@ impl Build<'_> {
             TARGET,
             "--message-format=json-render-diagnostics",
         ])?;
-        if !output.status.success() {
-            return Err(ModuleError::BuildFailed {
-                dir: self.dir.to_string(),
-                output: String::from_utf8_lossy(&output.stderr)
-                    .trim_end()
-                    .to_string(),
-            });
-        }
+        self.succeeded(&output)?;
         let wasm =
             built_artifact(&output.stdout, self.manifest).ok_or_else(|| ModuleError::Cargo {
                 dir: self.dir.to_string(),
