@@ -13,6 +13,7 @@
 //! * [`cli`] is the `wask` command line, and the one place errors become messages;
 //!   [`cancel`] carries Ctrl-C and SIGTERM to whatever is running.
 
+pub mod audit;
 pub mod cache;
 pub mod cancel;
 pub mod cli;

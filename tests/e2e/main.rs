@@ -6,6 +6,7 @@
 
 mod support;
 
+mod audit;
 mod cache;
 mod cache_commands;
 mod corruption;

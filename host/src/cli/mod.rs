@@ -1,6 +1,7 @@
 //! The `wask` command line. Each command lives in its own module; [`main`] is the one
 //! place where errors become messages and exit codes (EXEC-021).
 
+mod audit;
 mod cache;
 mod check;
 mod graph;
@@ -41,6 +42,8 @@ enum Command {
     Query(query::QueryArgs),
     /// Explain a task's cache key part by part, and whether it is a hit.
     Why(why::WhyArgs),
+    /// Run tasks fresh several times and compare the runs with each other and the cache.
+    Audit(audit::AuditArgs),
     /// Inspect, clean, verify or empty the local cache.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
@@ -95,6 +98,7 @@ pub fn main() -> i32 {
         Command::Graph(args) => graph::graph(cli.directory, args),
         Command::Query(args) => query::query(cli.directory, args),
         Command::Why(args) => why::why(cli.directory, args),
+        Command::Audit(args) => audit::audit(cli.directory, args),
         Command::Cache(c) => cache::cache(cli.directory, c),
         Command::Init(args) => init::init(cli.directory, args),
         Command::NewTask(args) => new_task::new_task(cli.directory, args),

@@ -87,6 +87,14 @@ fn undeclared_hint(undeclared: &[String]) -> String {
     )
 }
 
+/// A fresh run that succeeded, not yet stored or placed: its outputs lie in its view.
+pub struct FreshRun {
+    /// Holds the outputs' files; dropping it removes them.
+    pub view: StagedView,
+    pub produced: Vec<ProducedOutput>,
+    pub outcome: RunOutcome,
+}
+
 /// Runs a missed task fresh; on success `record` says so and carries its outputs and
 /// stream hashes.
 pub fn run(
@@ -97,6 +105,31 @@ pub fn run(
     prepared: &Prepared,
     record: &mut TaskRecord,
 ) -> Result<(), FreshError> {
+    let fresh = execute(ctx, id, def, project_dir, prepared, record)?;
+    let (produced, outcome) = (&fresh.produced, &fresh.outcome);
+    store_and_place(ctx, id, prepared, produced, outcome, record)?;
+    let hash = ctx.keys.ws.settings.hash;
+    record.state = super::record::TaskState::Succeeded;
+    record.source = Some(Source::Fresh);
+    record.outputs = produced.iter().map(|p| p.path.clone()).collect();
+    record.streams = Some((
+        hash_bytes(hash, &outcome.stdout),
+        hash_bytes(hash, &outcome.stderr),
+    ));
+    Ok(())
+}
+
+/// Runs a task in the sandbox and checks and hashes what it wrote, storing and placing
+/// nothing: what `run` does before the cache and the workspace, and what `wask audit`
+/// repeats.
+pub fn execute(
+    ctx: &RunContext<'_>,
+    id: &TaskId,
+    def: &TaskDef,
+    project_dir: &str,
+    prepared: &Prepared,
+    record: &mut TaskRecord,
+) -> Result<FreshRun, FreshError> {
     // One timeout covers compiling the module (when its code is not cached) and running it.
     let deadline = def.limits.deadline_from_now();
     let module = compile(ctx, id, def, prepared, record, deadline)?;
@@ -129,15 +162,11 @@ pub fn run(
     }
     let collected = collected.map_err(FreshError::Violations)?;
     let produced = produced(ctx, id, collected)?;
-    store_and_place(ctx, id, prepared, &produced, &outcome, record)?;
-    record.state = super::record::TaskState::Succeeded;
-    record.source = Some(Source::Fresh);
-    record.outputs = produced.iter().map(|p| p.path.clone()).collect();
-    record.streams = Some((
-        hash_bytes(hash, &outcome.stdout),
-        hash_bytes(hash, &outcome.stderr),
-    ));
-    Ok(())
+    Ok(FreshRun {
+        view,
+        produced,
+        outcome,
+    })
 }
 
 fn compile(

@@ -2,7 +2,7 @@
 //! job limit and the per-tag caps (EXEC-001, 004, 005), failures skipping their
 //! dependents (EXEC-010).
 
-mod fresh;
+pub mod fresh;
 mod inputs;
 pub mod keys;
 pub mod ledger;

@@ -1387,6 +1387,18 @@ fn attack(name: &str, params: &str, pre: &[Preopen]) -> Report {
             }
             r.note(format!("grew {pages} pages"));
         }
+        "time-to" => {
+            // PATH: the wall clock's nanoseconds, as text, into PATH: an output that
+            // differs from run to run under the host clock.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            match std::fs::write(params, format!("stable first line\nnow {now}\n")) {
+                Ok(()) => r.note(format!("wrote the time to {params}")),
+                Err(e) => r.note(format!("{params}: {e}")),
+            }
+        }
         "interleave" => {
             // N lines to each stream, alternating, each flushed: an order a replay must keep.
             use std::io::Write;

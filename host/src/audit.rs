@@ -1,0 +1,231 @@
+//! Comparing fresh runs of one task with each other and with its cache entry
+//! (AUDIT-001): which output files and streams differ, where the first differing byte
+//! is, and for text a few lines of unified diff around it.
+//!
+//! A run is seen as a set of named files: its outputs by workspace path, and its two
+//! streams as `<stdout>` and `<stderr>`. A file present in one run and absent in
+//! another is a difference too.
+
+use crate::key::Digest;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// The name a run's stdout has among its files.
+pub const STDOUT: &str = "<stdout>";
+/// The name a run's stderr has among its files.
+pub const STDERR: &str = "<stderr>";
+
+/// Where the bytes of one file of a run are.
+pub enum Bytes {
+    /// A file on disk (an output, in the run's view).
+    File(PathBuf),
+    /// Bytes in memory (a stream).
+    Memory(Vec<u8>),
+}
+
+/// One file of a run: its digest, size and bytes.
+pub struct Seen {
+    pub digest: Digest,
+    pub size: u64,
+    pub bytes: Bytes,
+}
+
+/// What one run produced, by file name.
+pub type Observed = BTreeMap<String, Seen>;
+
+/// One file as a run or an entry had it, in a report: size and digest, or neither if
+/// it had no such file.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Version {
+    /// `run 1`, `run 2`..., `fresh runs` or `cache entry`.
+    pub from: String,
+    pub size: Option<u64>,
+    pub digest: Option<String>,
+}
+
+impl Version {
+    fn of(from: String, seen: Option<(u64, Digest)>) -> Version {
+        Version {
+            from,
+            size: seen.map(|s| s.0),
+            digest: seen.map(|s| s.1.hex()),
+        }
+    }
+}
+
+/// A file that is not the same everywhere.
+#[derive(Debug, Clone, Serialize)]
+pub struct Difference {
+    pub file: String,
+    /// Each run's version (or the runs' and the entry's).
+    pub versions: Vec<Version>,
+    /// The first byte at which the first two differing runs differ, when both have the
+    /// file.
+    pub first_differing_byte: Option<u64>,
+    /// For text, a few lines of unified diff around the first difference.
+    pub diff: Option<String>,
+}
+
+/// The differences among `runs`, file by file, in name order.
+pub fn compare_runs(runs: &[Observed]) -> Vec<Difference> {
+    let names: BTreeSet<&String> = runs.iter().flat_map(|r| r.keys()).collect();
+    let mut out = Vec::new();
+    for name in names {
+        let seen: Vec<Option<&Seen>> = runs.iter().map(|r| r.get(name)).collect();
+        let first = seen[0].map(|s| s.digest);
+        if seen.iter().all(|s| s.map(|s| s.digest) == first) {
+            continue;
+        }
+        let versions = seen
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Version::of(format!("run {}", i + 1), s.map(|s| (s.size, s.digest))))
+            .collect();
+        // The first run that differs from run 1, both present: where they part.
+        let pair = seen
+            .iter()
+            .skip(1)
+            .find_map(|other| match (seen[0], other) {
+                (Some(a), Some(b)) if a.digest != b.digest => Some((a, *b)),
+                _ => None,
+            });
+        let (first_differing_byte, diff) = match pair {
+            Some((a, b)) => {
+                let (a, b) = (read(&a.bytes), read(&b.bytes));
+                let at = first_difference(&a, &b);
+                (Some(at), text_diff(&a, &b))
+            }
+            None => (None, None),
+        };
+        out.push(Difference {
+            file: name.clone(),
+            versions,
+            first_differing_byte,
+            diff,
+        });
+    }
+    out
+}
+
+/// The differences between agreeing runs (`run`, as the first of them) and a cache
+/// entry's record of the same files (digest and size by name).
+pub fn compare_entry(run: &Observed, entry: &BTreeMap<String, (Digest, u64)>) -> Vec<Difference> {
+    let names: BTreeSet<&String> = run.keys().chain(entry.keys()).collect();
+    names
+        .into_iter()
+        .filter(|name| run.get(*name).map(|s| s.digest) != entry.get(*name).map(|e| e.0))
+        .map(|name| Difference {
+            file: name.clone(),
+            versions: vec![
+                Version::of(
+                    "fresh runs".into(),
+                    run.get(name).map(|s| (s.size, s.digest)),
+                ),
+                Version::of("cache entry".into(), entry.get(name).map(|e| (e.1, e.0))),
+            ],
+            first_differing_byte: None,
+            diff: None,
+        })
+        .collect()
+}
+
+fn read(bytes: &Bytes) -> Vec<u8> {
+    match bytes {
+        Bytes::File(path) => std::fs::read(path).unwrap_or_default(),
+        Bytes::Memory(b) => b.clone(),
+    }
+}
+
+/// The offset of the first byte at which `a` and `b` differ (the shorter one's length
+/// if one is the other's beginning).
+pub fn first_difference(a: &[u8], b: &[u8]) -> u64 {
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len())) as u64
+}
+
+/// Text up to this size gets a diff; larger files only their first differing byte.
+const DIFF_LIMIT: usize = 1 << 20;
+
+/// A unified diff of `a` and `b` with two lines of context, at most 40 lines, if both
+/// are text.
+fn text_diff(a: &[u8], b: &[u8]) -> Option<String> {
+    if a.len() > DIFF_LIMIT || b.len() > DIFF_LIMIT {
+        return None;
+    }
+    let (a, b) = (std::str::from_utf8(a).ok()?, std::str::from_utf8(b).ok()?);
+    let diff = similar::TextDiff::from_lines(a, b);
+    let text = diff
+        .unified_diff()
+        .context_radius(2)
+        .header("run 1", "other run")
+        .to_string();
+    let mut lines: Vec<&str> = text.lines().take(40).collect();
+    if text.lines().count() > 40 {
+        lines.push("...");
+    }
+    Some(lines.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(files: &[(&str, &[u8])]) -> Observed {
+        files
+            .iter()
+            .map(|(name, bytes)| {
+                let digest = crate::key::hash_bytes(crate::workspace::HashKind::Blake3, bytes);
+                let seen = Seen {
+                    digest,
+                    size: bytes.len() as u64,
+                    bytes: Bytes::Memory(bytes.to_vec()),
+                };
+                (name.to_string(), seen)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn agreeing_runs_have_no_differences() {
+        let a = run(&[("/out/a.txt", b"same\n"), (STDOUT, b"hi\n")]);
+        let b = run(&[("/out/a.txt", b"same\n"), (STDOUT, b"hi\n")]);
+        assert!(compare_runs(&[a, b]).is_empty());
+    }
+
+    #[test]
+    fn a_difference_names_the_file_the_byte_and_the_lines() {
+        let a = run(&[("/out/t.txt", b"one\ntime 100\nthree\n")]);
+        let b = run(&[("/out/t.txt", b"one\ntime 200\nthree\n")]);
+        let d = compare_runs(&[a, b]);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].file, "/out/t.txt");
+        assert_eq!(d[0].first_differing_byte, Some(9));
+        let diff = d[0].diff.as_deref().unwrap();
+        assert!(
+            diff.contains("-time 100") && diff.contains("+time 200"),
+            "{diff}"
+        );
+    }
+
+    #[test]
+    fn a_file_missing_from_one_run_is_a_difference() {
+        let a = run(&[("/out/a.txt", b"x")]);
+        let b = run(&[]);
+        let d = compare_runs(&[a, b]);
+        assert_eq!(d[0].file, "/out/a.txt");
+        assert_eq!(d[0].versions[1].size, None);
+        assert_eq!(d[0].first_differing_byte, None);
+    }
+
+    #[test]
+    fn binary_files_get_an_offset_and_no_diff() {
+        let a = run(&[("/out/b.bin", &[0, 1, 2, 0xff])]);
+        let b = run(&[("/out/b.bin", &[0, 1, 3, 0xff])]);
+        let d = compare_runs(&[a, b]);
+        assert_eq!(d[0].first_differing_byte, Some(2));
+        assert!(d[0].diff.is_none());
+    }
+}

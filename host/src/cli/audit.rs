@@ -1,0 +1,345 @@
+//! `wask audit REF... | --workspace [--runs N] [--json]`: run each task fresh N times
+//! in the sandbox, ignoring the cache for lookup, storing nothing and writing none of
+//! the workspace's outputs, and compare the runs with each other and with the task's
+//! cache entry (AUDIT-001, AUDIT-003). Hard predecessors run first as `wask run` would
+//! run them (from the cache where they can), so their outputs are the audited task's
+//! inputs.
+
+use super::{CliError, EXIT_OK, EXIT_TASK_FAILED};
+use crate::audit::{
+    Bytes, Difference, Observed, STDERR, STDOUT, Seen, compare_entry, compare_runs,
+};
+use crate::cache::{Entry, FoundEntry};
+use crate::exec::fresh::FreshRun;
+use crate::exec::keys::Prepared;
+use crate::exec::observer::Observer;
+use crate::exec::plan::{Planned, plan};
+use crate::exec::record::{TaskRecord, TaskState};
+use crate::exec::{self, KeyContext, RunContext};
+use crate::key::{Digest, hash_bytes};
+use crate::refs::TaskId;
+use crate::workspace::ClockSetting;
+use clap::Args;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// Tasks to audit, named as for `wask run`.
+    #[arg(value_name = "REFS")]
+    refs: Vec<String>,
+    /// Audit every task of the workspace.
+    #[arg(long, visible_alias = "all")]
+    workspace: bool,
+    /// How many fresh runs of each task to compare.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    runs: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What the audit of one task found.
+#[derive(Debug, Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Verdict {
+    /// Every run gave the same bytes, and so does the cache entry if there is one.
+    Reproducible,
+    /// The runs gave different bytes.
+    Differs,
+    /// The runs agree with each other, not with the cache entry: the entry holds bytes
+    /// no run of the task gives.
+    SuspectEntry,
+    /// A run failed, or the task could not be run.
+    Failed,
+}
+
+#[derive(Debug, Serialize)]
+struct TaskAudit {
+    task: String,
+    verdict: Verdict,
+    runs: usize,
+    seconds: f64,
+    /// Whether the task has a cache entry the runs were compared with.
+    compared_with_cache: bool,
+    differences: Vec<Difference>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
+}
+
+/// The audit's runs print nothing as they go: the report is the output.
+struct Silent;
+
+impl Observer for Silent {
+    fn on_task_started(&self, _: &TaskId) {}
+    fn on_stdout(&self, _: &TaskId, _: &[u8]) {}
+    fn on_stderr(&self, _: &TaskId, _: &[u8]) {}
+    fn on_task_finished(&self, _: &TaskRecord) {}
+    fn on_task_skipped(&self, _: &TaskId, _: &TaskId) {}
+}
+
+pub fn audit(directory: Option<PathBuf>, args: AuditArgs) -> Result<i32, CliError> {
+    let dir = super::start_dir(directory)?;
+    let (ws, graph) = super::load(&dir)?;
+    if args.runs == 0 {
+        return Err(CliError::Usage("--runs must be at least 1".into()));
+    }
+    let audited: Vec<usize> = if args.workspace {
+        (0..graph.nodes.len()).collect()
+    } else if args.refs.is_empty() {
+        return Err(CliError::Usage(
+            "name the tasks to audit (for example `wask audit site:build`), or pass --workspace to audit them all".into(),
+        ));
+    } else {
+        super::run::resolve_refs(&ws, &graph, &dir, &args.refs)?
+    };
+    let cancel = crate::cancel::Cancel::on_signals()
+        .map_err(|e| anyhow::anyhow!("cannot install the signal handlers: {e}"))?;
+    let keys = KeyContext::new(&ws, &graph, cancel.clone())?;
+    let run_set = graph.run_set(&audited);
+    keys.prepare_modules(&run_set).map_err(CliError::Modules)?;
+    let ctx = RunContext::new(keys, &Silent, exec::compile_in_child())?;
+    let failed_before = run_predecessors(&ctx, &audited, &cancel);
+    let audited_set: BTreeSet<usize> = audited.iter().copied().collect();
+    let mut report = Vec::new();
+    for (n, planned) in plan(&ctx.keys, &run_set) {
+        if !audited_set.contains(&n) {
+            continue;
+        }
+        if let Some(signal) = cancel.signal() {
+            return Ok(128 + signal);
+        }
+        let id = graph.nodes[n].id.clone();
+        report.push(match planned {
+            Planned::Known {
+                prepared, entry, ..
+            } => audit_task(&ctx, n, &prepared, entry.as_ref(), args.runs),
+            Planned::AfterRunning(preds) => failed(
+                &id,
+                format!(
+                    "its predecessors {} did not succeed{}",
+                    preds
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    failed_before
+                        .as_deref()
+                        .map(|f| format!(": {f}"))
+                        .unwrap_or_default()
+                ),
+            ),
+            Planned::Error(e) => failed(&id, e),
+        });
+    }
+    if let Some(signal) = cancel.signal() {
+        return Ok(128 + signal);
+    }
+    print_report(&report, args.json);
+    let clean = report.iter().all(|t| t.verdict == Verdict::Reproducible);
+    Ok(if clean { EXIT_OK } else { EXIT_TASK_FAILED })
+}
+
+/// Runs the hard predecessors of the audited tasks as `wask run` would; says which
+/// failed, if any.
+fn run_predecessors(
+    ctx: &RunContext<'_>,
+    audited: &[usize],
+    cancel: &crate::cancel::Cancel,
+) -> Option<String> {
+    let graph = ctx.keys.graph;
+    let preds: Vec<usize> = audited
+        .iter()
+        .flat_map(|n| graph.nodes[*n].hard.iter().copied())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if preds.is_empty() {
+        return None;
+    }
+    let jobs = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let records = exec::run(
+        ctx,
+        &graph.run_set(&preds),
+        &exec::RunOptions {
+            jobs,
+            fail_fast: false,
+            cancelled: &|| cancel.is_set(),
+        },
+    );
+    let failed: Vec<String> = records
+        .iter()
+        .filter(|r| r.state != TaskState::Succeeded)
+        .map(|r| format!("{} ({})", r.id, r.error.as_deref().unwrap_or("did not run")))
+        .collect();
+    (!failed.is_empty()).then(|| failed.join("; "))
+}
+
+fn failed(id: &TaskId, error: String) -> TaskAudit {
+    TaskAudit {
+        task: id.to_string(),
+        verdict: Verdict::Failed,
+        runs: 0,
+        seconds: 0.0,
+        compared_with_cache: false,
+        differences: Vec::new(),
+        error: Some(error),
+        hint: None,
+    }
+}
+
+/// Runs task `n` fresh `runs` times and compares the runs and the entry.
+fn audit_task(
+    ctx: &RunContext<'_>,
+    n: usize,
+    prepared: &Prepared,
+    entry: Option<&Entry>,
+    runs: usize,
+) -> TaskAudit {
+    let graph = ctx.keys.graph;
+    let id = &graph.nodes[n].id;
+    let def = graph.task(ctx.keys.ws, n);
+    let project_dir = &ctx.keys.ws.projects[graph.nodes[n].project].dir;
+    let started = Instant::now();
+    // Each run's view holds its outputs until every run is compared.
+    let mut fresh: Vec<FreshRun> = Vec::new();
+    for _ in 0..runs {
+        let mut record = TaskRecord::new(id.clone());
+        match exec::fresh::execute(ctx, id, def, project_dir, prepared, &mut record) {
+            Ok(run) => fresh.push(run),
+            Err(e) => return failed(id, e.to_string()),
+        }
+    }
+    let hash = ctx.keys.ws.settings.hash;
+    let observed: Vec<Observed> = fresh.iter().map(|f| observe(f, hash)).collect();
+    let mut differences = compare_runs(&observed);
+    let mut verdict = if differences.is_empty() {
+        Verdict::Reproducible
+    } else {
+        Verdict::Differs
+    };
+    if let (Verdict::Reproducible, Some(entry)) = (verdict, entry) {
+        differences = compare_entry(&observed[0], &entry_files(entry));
+        if !differences.is_empty() {
+            verdict = Verdict::SuspectEntry;
+        }
+    }
+    let hint = (verdict == Verdict::Differs && def.clock == ClockSetting::Host).then(|| {
+        "the task reads the host clock (`clock = \"host\"`); with the default fixed clock its time and randomness are the same on every run".to_string()
+    });
+    TaskAudit {
+        task: id.to_string(),
+        verdict,
+        runs,
+        seconds: started.elapsed().as_secs_f64(),
+        compared_with_cache: entry.is_some(),
+        differences,
+        error: None,
+        hint,
+    }
+}
+
+/// A fresh run's outputs and streams, by name.
+fn observe(run: &FreshRun, hash: crate::workspace::HashKind) -> Observed {
+    let mut files: Observed = run
+        .produced
+        .iter()
+        .map(|p| {
+            let seen = Seen {
+                digest: p.hash,
+                size: p.size,
+                bytes: Bytes::File(p.file.clone()),
+            };
+            (p.path.clone(), seen)
+        })
+        .collect();
+    for (name, bytes) in [(STDOUT, &run.outcome.stdout), (STDERR, &run.outcome.stderr)] {
+        let seen = Seen {
+            digest: hash_bytes(hash, bytes),
+            size: bytes.len() as u64,
+            bytes: Bytes::Memory(bytes.clone()),
+        };
+        files.insert(name.to_string(), seen);
+    }
+    files
+}
+
+/// What a cache entry records of the same files.
+fn entry_files(entry: &Entry) -> BTreeMap<String, (Digest, u64)> {
+    let m = entry.manifest();
+    let d = |h: &str| Digest::from_hex(h).unwrap_or(Digest([0; 32]));
+    let mut files: BTreeMap<String, (Digest, u64)> = m
+        .outputs
+        .iter()
+        .map(|o| (o.path.clone(), (d(&o.hash), o.size)))
+        .collect();
+    files.insert(STDOUT.into(), (d(&m.stdout.hash), m.stdout.size));
+    files.insert(STDERR.into(), (d(&m.stderr.hash), m.stderr.size));
+    files
+}
+
+fn print_report(report: &[TaskAudit], json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).expect("a report serialises")
+        );
+        return;
+    }
+    for t in report {
+        let verdict = match t.verdict {
+            Verdict::Reproducible => "reproducible",
+            Verdict::Differs => "differs",
+            Verdict::SuspectEntry => "suspect cache entry",
+            Verdict::Failed => "failed",
+        };
+        println!(
+            "{:<24} {:<20} {} runs  {:.2} s",
+            t.task, verdict, t.runs, t.seconds
+        );
+        if let Some(e) = &t.error {
+            println!("  {e}");
+        }
+        for d in &t.differences {
+            print_difference(d);
+        }
+        if let Some(h) = &t.hint {
+            println!("  hint: {h}");
+        }
+    }
+    let count = |v: Verdict| report.iter().filter(|t| t.verdict == v).count();
+    eprintln!(
+        "Audited {} tasks: {} reproducible, {} differ, {} suspect cache entries, {} failed",
+        report.len(),
+        count(Verdict::Reproducible),
+        count(Verdict::Differs),
+        count(Verdict::SuspectEntry),
+        count(Verdict::Failed)
+    );
+}
+
+fn print_difference(d: &Difference) {
+    let versions: Vec<String> = d
+        .versions
+        .iter()
+        .map(|v| match (v.size, &v.digest) {
+            (Some(size), Some(digest)) => format!("{}: {size} bytes, {}", v.from, &digest[..16]),
+            _ => format!("{}: absent", v.from),
+        })
+        .collect();
+    println!("  {}: {}", d.file, versions.join("; "));
+    if let Some(at) = d.first_differing_byte {
+        println!("    first difference at byte {at}");
+    }
+    if let Some(diff) = &d.diff {
+        for line in diff.lines() {
+            println!("    {line}");
+        }
+    }
+}
