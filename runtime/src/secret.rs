@@ -104,52 +104,76 @@ enum Unusable {
     Bad(String),
 }
 
-/// The key at `path`: opened without following a link or blocking, checked on the open
-/// file, read to exactly 32 bytes.
+/// The key at `path`: a private file ([`read_private`]) of exactly 32 bytes.
 fn read_key(path: &std::path::Path) -> Result<[u8; 32], Unusable> {
+    match read_private(path, 32) {
+        Ok(None) => Err(Unusable::Missing),
+        Ok(Some(bytes)) => <[u8; 32]>::try_from(bytes.as_slice())
+            .map_err(|_| Unusable::Bad(format!("is {} bytes, not 32", bytes.len()))),
+        Err(why) => Err(Unusable::Bad(why)),
+    }
+}
+
+/// The contents of the private file at `path`, `None` if there is none: opened without
+/// following a link or blocking, checked on the open file to be a regular file of at
+/// most `max` bytes that belongs to this user and that no one else may read or write.
+/// The error says what is wrong with it, to follow its path in a message.
+pub fn read_private(path: &std::path::Path, max: u64) -> Result<Option<Vec<u8>>, String> {
     use std::io::Read;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let bad = |why: &str| Unusable::Bad(why.to_string());
     let file = std::fs::File::options()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path);
-    let mut file = match file {
+    let file = match file {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Unusable::Missing),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(bad("is a symbolic link")),
-        Err(e) => return Err(Unusable::Bad(format!("cannot be read: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err("is a symbolic link".into());
+        }
+        Err(e) => return Err(format!("cannot be read: {e}")),
     };
-    let meta = file.metadata().map_err(|e| Unusable::Bad(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
     if !meta.is_file() {
-        return Err(bad("is not a regular file"));
+        return Err("is not a regular file".into());
     }
     // SAFETY: geteuid has no preconditions and cannot fail.
     if meta.uid() != unsafe { libc::geteuid() } {
-        return Err(bad("belongs to another user"));
+        return Err("belongs to another user".into());
     }
     if meta.mode() & 0o077 != 0 {
-        return Err(Unusable::Bad(format!(
+        return Err(format!(
             "can be read or written by others (mode {:o}; it must be 600)",
             meta.mode() & 0o777
-        )));
+        ));
     }
-    if meta.len() != 32 {
-        return Err(Unusable::Bad(format!("is {} bytes, not 32", meta.len())));
+    if meta.len() > max {
+        return Err(format!("is {} bytes, more than {max}", meta.len()));
     }
-    let mut key = [0u8; 32];
-    file.read_exact(&mut key)
-        .map_err(|e| Unusable::Bad(e.to_string()))?;
-    Ok(key)
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    Ok(Some(bytes))
 }
 
 /// Makes a new random key at `path` (mode 600, in a directory only this user enters).
-/// The key is written whole under a name of its own and then linked into place, so a
-/// wask starting at the same moment reads either no key or all 32 bytes of one.
 fn create_key(dir: &std::path::Path, path: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let mut fresh = [0u8; 32];
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut fresh)?;
+    create_private(dir, path, &fresh)
+}
+
+/// Writes `bytes` as the new private file `path` (mode 600) in `dir`, made (mode 700)
+/// if missing. The file is written whole under a name of its own and then linked into
+/// place, so a process starting at the same moment reads either no file or all of one;
+/// if `path` exists already, whichever process linked first wins.
+pub fn create_private(
+    dir: &std::path::Path,
+    path: &std::path::Path,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -160,10 +184,14 @@ fn create_key(dir: &std::path::Path, path: &std::path::Path) -> std::io::Result<
             dir.display()
         )));
     }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let draft = dir.join(format!(
-        ".{FILE_NAME}.{}.{}",
+        ".{name}.{}.{}",
         std::process::id(),
-        blake3::hash(&fresh)
+        blake3::hash(bytes)
             .to_hex()
             .as_str()
             .get(..8)
@@ -176,9 +204,8 @@ fn create_key(dir: &std::path::Path, path: &std::path::Path) -> std::io::Result<
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&draft)?;
-        f.write_all(&fresh)?;
+        f.write_all(bytes)?;
         f.sync_all()?;
-        // Fails if a key is already there: whichever process linked first wins.
         std::fs::hard_link(&draft, path)
     })();
     let _ = std::fs::remove_file(&draft);

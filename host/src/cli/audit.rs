@@ -6,6 +6,8 @@
 //! inputs.
 
 use super::{CliError, EXIT_OK, EXIT_TASK_FAILED};
+use crate::audit::provenance::{self, Made};
+use crate::audit::signing::ProvenanceKey;
 use crate::audit::{
     Bytes, Difference, Observed, STDERR, STDOUT, Seen, compare_entry, compare_runs,
 };
@@ -26,7 +28,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct AuditArgs {
+    #[command(subcommand)]
+    command: Option<AuditCommand>,
     /// Tasks to audit, named as for `wask run`.
     #[arg(value_name = "REFS")]
     refs: Vec<String>,
@@ -39,6 +44,23 @@ pub struct AuditArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Write, for each reproducible task, its provenance (an in-toto statement with a
+    /// SLSA provenance predicate, in a DSSE envelope signed with the signing key) to
+    /// DIR/<project>.<task>.intoto.jsonl.
+    #[arg(long, value_name = "DIR")]
+    provenance: Option<PathBuf>,
+    /// With --provenance: write the bare statements (DIR/<project>.<task>.intoto.json),
+    /// unsigned.
+    #[arg(long, requires = "provenance")]
+    unsigned: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum AuditCommand {
+    /// Print the public key that signs provenance, as PEM (SubjectPublicKeyInfo). The
+    /// key is WASK_SIGNING_KEY's (a PKCS#8 PEM Ed25519 key), else this user's, made on
+    /// first use beside the user key.
+    Key,
 }
 
 /// What the audit of one task found.
@@ -83,6 +105,11 @@ impl Observer for Silent {
 }
 
 pub fn audit(directory: Option<PathBuf>, args: AuditArgs) -> Result<i32, CliError> {
+    if let Some(AuditCommand::Key) = args.command {
+        let key = ProvenanceKey::load().map_err(anyhow::Error::from)?;
+        print!("{}", key.public_pem());
+        return Ok(EXIT_OK);
+    }
     let dir = super::start_dir(directory)?;
     let (ws, graph) = super::load(&dir)?;
     if args.runs == 0 {
@@ -102,6 +129,10 @@ pub fn audit(directory: Option<PathBuf>, args: AuditArgs) -> Result<i32, CliErro
     let keys = KeyContext::new(&ws, &graph, cancel.clone())?;
     let run_set = graph.run_set(&audited);
     keys.prepare_modules(&run_set).map_err(CliError::Modules)?;
+    let writer = match &args.provenance {
+        Some(dir) => Some(ProvenanceWriter::new(dir.clone(), args.unsigned)?),
+        None => None,
+    };
     let ctx = RunContext::new(keys, &Silent, exec::compile_in_child())?;
     let failed_before = run_predecessors(&ctx, &audited, &cancel);
     let audited_set: BTreeSet<usize> = audited.iter().copied().collect();
@@ -117,7 +148,14 @@ pub fn audit(directory: Option<PathBuf>, args: AuditArgs) -> Result<i32, CliErro
         report.push(match planned {
             Planned::Known {
                 prepared, entry, ..
-            } => audit_task(&ctx, n, &prepared, entry.as_ref(), args.runs),
+            } => audit_task(
+                &ctx,
+                n,
+                &prepared,
+                entry.as_ref(),
+                args.runs,
+                writer.as_ref(),
+            ),
             Planned::AfterRunning(preds) => failed(
                 &id,
                 format!(
@@ -201,15 +239,21 @@ fn audit_task(
     prepared: &Prepared,
     entry: Option<&Entry>,
     runs: usize,
+    writer: Option<&ProvenanceWriter>,
 ) -> TaskAudit {
     let graph = ctx.keys.graph;
     let id = &graph.nodes[n].id;
     let def = graph.task(ctx.keys.ws, n);
     let project_dir = &ctx.keys.ws.projects[graph.nodes[n].project].dir;
     let started = Instant::now();
+    let started_on = std::time::SystemTime::now();
+    let mut finished_on = started_on;
     // Each run's view holds its outputs until every run is compared.
     let mut fresh: Vec<FreshRun> = Vec::new();
     for _ in 0..runs {
+        if fresh.len() == 1 {
+            finished_on = std::time::SystemTime::now();
+        }
         let mut record = TaskRecord::new(id.clone());
         match exec::fresh::execute(ctx, id, def, project_dir, prepared, &mut record) {
             Ok(run) => fresh.push(run),
@@ -230,6 +274,28 @@ fn audit_task(
             verdict = Verdict::SuspectEntry;
         }
     }
+    if fresh.len() == 1 {
+        finished_on = std::time::SystemTime::now();
+    }
+    let mut error = None;
+    if let (Verdict::Reproducible, Some(writer)) = (verdict, writer) {
+        let first = &fresh[0];
+        let made = Made {
+            id,
+            def,
+            prepared,
+            outputs: &first.produced,
+            opened: first.outcome.access.opened.iter().cloned().collect(),
+            stdout: &first.outcome.stdout,
+            stderr: &first.outcome.stderr,
+            started: started_on,
+            finished: finished_on,
+        };
+        if let Err(e) = writer.write(&made) {
+            verdict = Verdict::Failed;
+            error = Some(format!("cannot write its provenance: {e}"));
+        }
+    }
     let hint = (verdict == Verdict::Differs && def.clock == ClockSetting::Host).then(|| {
         "the task reads the host clock (`clock = \"host\"`); with the default fixed clock its time and randomness are the same on every run".to_string()
     });
@@ -240,8 +306,47 @@ fn audit_task(
         seconds: started.elapsed().as_secs_f64(),
         compared_with_cache: entry.is_some(),
         differences,
-        error: None,
+        error,
         hint,
+    }
+}
+
+/// Where provenance goes, and the key that signs it.
+struct ProvenanceWriter {
+    dir: PathBuf,
+    /// `None`: write bare statements (`--unsigned`).
+    key: Option<ProvenanceKey>,
+}
+
+impl ProvenanceWriter {
+    fn new(dir: PathBuf, unsigned: bool) -> Result<ProvenanceWriter, CliError> {
+        let key = if unsigned {
+            None
+        } else {
+            Some(ProvenanceKey::load().map_err(anyhow::Error::from)?)
+        };
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| anyhow::anyhow!("cannot make {}: {e}", dir.display()))?;
+        Ok(ProvenanceWriter { dir, key })
+    }
+
+    /// Writes `made`'s statement, signed unless `--unsigned`, whole or not at all.
+    fn write(&self, made: &Made<'_>) -> std::io::Result<()> {
+        let statement = serde_json::to_vec(&provenance::statement(made)?).expect("JSON");
+        let stem = format!("{}.{}", made.id.project, made.id.task);
+        let (name, mut bytes) = match &self.key {
+            Some(key) => (
+                format!("{stem}.intoto.jsonl"),
+                serde_json::to_vec(&key.envelope(&statement)).expect("JSON"),
+            ),
+            None => (format!("{stem}.intoto.json"), statement),
+        };
+        bytes.push(b'\n');
+        let path = self.dir.join(name);
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        std::io::Write::write_all(&mut tmp, &bytes)?;
+        tmp.persist(&path).map_err(|e| e.error)?;
+        Ok(())
     }
 }
 

@@ -6,6 +6,9 @@
 //! streams as `<stdout>` and `<stderr>`. A file present in one run and absent in
 //! another is a difference too.
 
+pub mod provenance;
+pub mod signing;
+
 use crate::key::Digest;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,0 +1,163 @@
+//! The provenance of a reproducible task (AUDIT-002): an in-toto Statement v1 whose
+//! predicate is SLSA Provenance v1, naming the task's outputs as subjects and what made
+//! them (module, arguments, inputs, environment, sandbox settings) as its build
+//! definition, enough for another machine to run the task again and check the bytes.
+//!
+//! Environment values are never written, not even hashed: a hash of a short secret is
+//! a guess away from the secret. The statement says which allow-listed variables were
+//! set; a verifier runs the task with its own.
+
+use crate::cache::ProducedOutput;
+use crate::exec::keys::Prepared;
+use crate::key::EnvValue;
+use crate::refs::TaskId;
+use crate::workspace::{ClockSetting, TaskDef};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use std::time::SystemTime;
+
+pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
+/// What a wask task's build definition means (a URN: no page to resolve, yet).
+pub const BUILD_TYPE: &str = "urn:wask:build-type:task:v1";
+/// Who ran it: wask on this machine, its version in `builder.version`.
+pub const BUILDER_ID: &str = "urn:wask:builder:local";
+
+/// One run of a task, as a statement records it.
+pub struct Made<'a> {
+    pub id: &'a TaskId,
+    pub def: &'a TaskDef,
+    pub prepared: &'a Prepared,
+    pub outputs: &'a [ProducedOutput],
+    pub opened: Vec<String>,
+    pub stdout: &'a [u8],
+    pub stderr: &'a [u8],
+    pub started: SystemTime,
+    pub finished: SystemTime,
+}
+
+/// The `sha256` and `blake3` digests of `bytes`.
+fn digests(bytes: &[u8]) -> Value {
+    json!({
+        "sha256": hex(&sha2::Sha256::digest(bytes)),
+        "blake3": blake3::hash(bytes).to_hex().to_string(),
+    })
+}
+
+/// The digests of the file at `path`.
+fn file_digests(path: &std::path::Path) -> std::io::Result<Value> {
+    Ok(digests(&std::fs::read(path)?))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+/// The statement for `made`.
+pub fn statement(made: &Made<'_>) -> std::io::Result<Value> {
+    let mut subjects = Vec::new();
+    for out in made.outputs {
+        subjects.push(json!({
+            "name": out.path.trim_start_matches('/'),
+            "digest": file_digests(&out.file)?,
+        }));
+    }
+    // The streams are part of the result too (a hit replays them).
+    for (stream, bytes) in [("stdout", made.stdout), ("stderr", made.stderr)] {
+        subjects.push(json!({
+            "name": format!("{}#{stream}", made.id),
+            "digest": digests(bytes),
+        }));
+    }
+    Ok(json!({
+        "_type": STATEMENT_TYPE,
+        "subject": subjects,
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {
+            "buildDefinition": build_definition(made)?,
+            "runDetails": run_details(made),
+        },
+    }))
+}
+
+/// What made the outputs: the task as declared, how the sandbox ran it, and every
+/// file it was given, with digests.
+fn build_definition(made: &Made<'_>) -> std::io::Result<Value> {
+    let mut dependencies = vec![json!({
+        "name": format!("module:{}", made.def.module.value),
+        "digest": digests(&made.prepared.module.bytes),
+    })];
+    for input in &made.prepared.inputs {
+        dependencies.push(json!({
+            "name": input.guest_path.trim_start_matches('/'),
+            "digest": file_digests(&input.host_path)?,
+        }));
+    }
+    let env_from_host: serde_json::Map<String, Value> = made
+        .prepared
+        .parts
+        .env
+        .iter()
+        .filter(|(name, _)| made.def.env_from_host.contains(name))
+        .map(|(name, v)| {
+            (
+                name.clone(),
+                json!({ "set": matches!(v, EnvValue::Value(_)) }),
+            )
+        })
+        .collect();
+    let limits = &made.def.limits;
+    Ok(json!({
+        "buildType": BUILD_TYPE,
+        "externalParameters": {
+            "task": made.id.to_string(),
+            "args": made.def.args,
+            "env": made.def.env_set,
+            "inputs": made.def.inputs.iter().map(|i| &i.value).collect::<Vec<_>>(),
+            "outputs": made.prepared.parts.outputs,
+        },
+        "internalParameters": {
+            "projectDir": made.prepared.parts.project_dir,
+            "clock": match made.def.clock {
+                ClockSetting::Fixed => "fixed",
+                ClockSetting::Host => "host",
+            },
+            "limits": {
+                "memoryBytes": limits.memory_bytes,
+                "timeoutSeconds": limits.timeout.as_secs_f64(),
+                "outputBytes": limits.output_bytes,
+                "outputsSize": limits.outputs_size,
+                "outputsCount": limits.outputs_count,
+                "moduleBytes": limits.module_bytes,
+            },
+            "envFromHost": env_from_host,
+            "key": made.prepared.key.hex(),
+        },
+        "resolvedDependencies": dependencies,
+    }))
+}
+
+/// Who ran it and when, and what it read (the access record) as a byproduct.
+fn run_details(made: &Made<'_>) -> Value {
+    let access = serde_json::to_vec(&json!({ "opened": made.opened })).expect("JSON");
+    json!({
+        "builder": {
+            "id": BUILDER_ID,
+            "version": { "wask": env!("CARGO_PKG_VERSION") },
+        },
+        "metadata": {
+            "startedOn": rfc3339(made.started),
+            "finishedOn": rfc3339(made.finished),
+        },
+        "byproducts": [{
+            "name": "access-record",
+            "mediaType": "application/json",
+            "content": base64::engine::general_purpose::STANDARD.encode(access),
+        }],
+    })
+}
