@@ -291,3 +291,111 @@ fn the_signing_key_is_private_and_made_once() {
         refused.stderr()
     );
 }
+
+/// `wask audit verify` checks the signature, then runs the task again in another clone
+/// of the workspace and finds every subject bit for bit; an input byte changed there is
+/// named; a tampered envelope fails; a file that is not provenance is exit 2.
+#[test]
+fn provenance_verifies_on_a_second_clone_and_names_a_changed_input() {
+    let tasks = hostile(
+        "src",
+        &["copy:/in/a.txt|/out/a.txt"],
+        "inputs = [\"in/a.txt\"]\noutputs = [\"out/a.txt\"]",
+    );
+    let ws = workspace(&tasks);
+    ws.write("in/a.txt", "the source\n");
+    let keys = tempfile::tempdir().unwrap();
+    let state = [("WASK_STATE_DIR", keys.path().to_str().unwrap())];
+    let dir = keys.path().join("prov");
+    ws.wask_env(
+        &["audit", "p:src", "--provenance", dir.to_str().unwrap()],
+        &state,
+    )
+    .expect_code(0);
+    let record = dir.join("p.src.intoto.jsonl");
+    let pem = keys.path().join("pub.pem");
+    std::fs::write(&pem, ws.wask_env(&["audit", "key"], &state).stdout()).unwrap();
+    let verify = |ws: &Ws, file: &std::path::Path| {
+        ws.wask(&[
+            "audit",
+            "verify",
+            file.to_str().unwrap(),
+            "--key",
+            pem.to_str().unwrap(),
+        ])
+    };
+
+    let clone = workspace(&tasks);
+    clone.write("in/a.txt", "the source\n");
+    let ok = verify(&clone, &record);
+    ok.expect_code(0);
+    assert!(
+        ok.stdout().contains("subjects reproduced bit for bit"),
+        "{}",
+        ok.stdout()
+    );
+
+    clone.write("in/a.txt", "the sourcE\n");
+    let changed = verify(&clone, &record);
+    assert_eq!(changed.code(), 1);
+    assert!(
+        changed.stdout().contains("input in/a.txt differs"),
+        "{}",
+        changed.stdout()
+    );
+
+    // Declared otherwise (other arguments) than the record says: named, not run.
+    clone.write("in/a.txt", "the source\n");
+    crate::hardening::set_tasks(
+        &clone,
+        &tasks.replace(
+            "copy:/in/a.txt|/out/a.txt",
+            "copy:/in/a.txt|/out/a.txt\", \"argv0",
+        ),
+    );
+    let redeclared = verify(&clone, &record);
+    assert_eq!(redeclared.code(), 1, "{}", redeclared.stderr());
+    assert!(
+        redeclared
+            .stdout()
+            .contains("declared otherwise than the record says"),
+        "{}",
+        redeclared.stdout()
+    );
+
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut line: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    let mut sig = b64
+        .decode(line["signatures"][0]["sig"].as_str().unwrap())
+        .unwrap();
+    sig[5] ^= 0x40;
+    line["signatures"][0]["sig"] = b64.encode(&sig).into();
+    let tampered = keys.path().join("tampered.jsonl");
+    std::fs::write(&tampered, serde_json::to_vec(&line).unwrap()).unwrap();
+    let bad = verify(&ws, &tampered);
+    assert_eq!(bad.code(), 1);
+    assert!(
+        bad.stdout().contains("no signature of it verifies"),
+        "{}",
+        bad.stdout()
+    );
+
+    let text = std::fs::read_to_string(&record).unwrap();
+    for (name, bytes) in [
+        ("truncated", &text[..text.len() / 2]),
+        ("not-json", "hello\n"),
+        ("wrong-type", "[1, 2]\n"),
+    ] {
+        let file = keys.path().join(name);
+        std::fs::write(&file, bytes).unwrap();
+        let run = verify(&ws, &file);
+        assert_eq!(run.code(), 2, "{name}: {}{}", run.stdout(), run.stderr());
+        assert!(
+            run.stderr().contains("is not a DSSE envelope"),
+            "{name}: {}",
+            run.stderr()
+        );
+    }
+}

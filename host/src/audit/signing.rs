@@ -10,7 +10,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
@@ -114,6 +114,35 @@ impl ProvenanceKey {
                 sig: STANDARD.encode(signature.to_bytes()),
             }],
         }
+    }
+}
+
+/// The payload of `envelope` if one of its signatures is `public_pem`'s (a PEM
+/// SubjectPublicKeyInfo Ed25519 key) over it; why not otherwise.
+pub fn verified_payload(envelope: &Envelope, public_pem: &str) -> Result<Vec<u8>, String> {
+    let key = ed25519_dalek::VerifyingKey::from_public_key_pem(public_pem)
+        .map_err(|e| format!("the public key is not a PEM Ed25519 key: {e}"))?;
+    if envelope.payload_type != PAYLOAD_TYPE {
+        return Err(format!(
+            "its payload type is `{}`, not `{PAYLOAD_TYPE}`",
+            envelope.payload_type
+        ));
+    }
+    let payload = STANDARD
+        .decode(&envelope.payload)
+        .map_err(|e| format!("its payload is not base64: {e}"))?;
+    let message = pae(PAYLOAD_TYPE, &payload);
+    let signed = envelope.signatures.iter().any(|s| {
+        STANDARD
+            .decode(&s.sig)
+            .ok()
+            .and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok())
+            .is_some_and(|sig| key.verify_strict(&message, &sig).is_ok())
+    });
+    if signed {
+        Ok(payload)
+    } else {
+        Err("no signature of it verifies with the public key".into())
     }
 }
 

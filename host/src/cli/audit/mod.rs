@@ -5,6 +5,8 @@
 //! run them (from the cache where they can), so their outputs are the audited task's
 //! inputs.
 
+mod verify;
+
 use super::{CliError, EXIT_OK, EXIT_TASK_FAILED};
 use crate::audit::provenance::{self, Made};
 use crate::audit::signing::ProvenanceKey;
@@ -61,6 +63,18 @@ enum AuditCommand {
     /// key is WASK_SIGNING_KEY's (a PKCS#8 PEM Ed25519 key), else this user's, made on
     /// first use beside the user key.
     Key,
+    /// Check provenance: each envelope's signature, then run its task again here from
+    /// what the statement records (its inputs must hash as recorded) and check that
+    /// every subject comes out bit for bit.
+    Verify {
+        /// `.intoto.jsonl` files written by `wask audit --provenance`.
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+        /// The public key (PEM) the envelopes must be signed with [default: this
+        /// user's signing key].
+        #[arg(long, value_name = "PUB.pem")]
+        key: Option<PathBuf>,
+    },
 }
 
 /// What the audit of one task found.
@@ -94,7 +108,7 @@ struct TaskAudit {
 }
 
 /// The audit's runs print nothing as they go: the report is the output.
-struct Silent;
+pub(super) struct Silent;
 
 impl Observer for Silent {
     fn on_task_started(&self, _: &TaskId) {}
@@ -105,10 +119,16 @@ impl Observer for Silent {
 }
 
 pub fn audit(directory: Option<PathBuf>, args: AuditArgs) -> Result<i32, CliError> {
-    if let Some(AuditCommand::Key) = args.command {
-        let key = ProvenanceKey::load().map_err(anyhow::Error::from)?;
-        print!("{}", key.public_pem());
-        return Ok(EXIT_OK);
+    match &args.command {
+        Some(AuditCommand::Key) => {
+            let key = ProvenanceKey::load().map_err(anyhow::Error::from)?;
+            print!("{}", key.public_pem());
+            return Ok(EXIT_OK);
+        }
+        Some(AuditCommand::Verify { files, key }) => {
+            return verify::verify(directory, files, key.as_deref());
+        }
+        None => {}
     }
     let dir = super::start_dir(directory)?;
     let (ws, graph) = super::load(&dir)?;
@@ -184,7 +204,7 @@ pub fn audit(directory: Option<PathBuf>, args: AuditArgs) -> Result<i32, CliErro
 
 /// Runs the hard predecessors of the audited tasks as `wask run` would; says which
 /// failed, if any.
-fn run_predecessors(
+pub(super) fn run_predecessors(
     ctx: &RunContext<'_>,
     audited: &[usize],
     cancel: &crate::cancel::Cancel,
