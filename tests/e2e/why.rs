@@ -128,3 +128,32 @@ outputs = ["out/**"]
         "creating an existing directory is not an attempt: {out}"
     );
 }
+
+/// `wask why` names the declared inputs the stored run never opened, with the `inputs`
+/// entry that brought each in: a file the task only saw in a listing was not read.
+#[test]
+fn why_names_declared_inputs_the_task_never_read() {
+    let ws = crate::hardening::workspace(&crate::hardening::hostile(
+        "t",
+        &["ls:/in", "copy:/in/a.txt|/out/a.txt"],
+        "inputs = [\"in/*.txt\", \"extra/b.txt\"]\noutputs = [\"out/a.txt\"]",
+    ));
+    ws.write("in/a.txt", "read\n");
+    ws.write("in/listed.txt", "only listed\n");
+    ws.write("extra/b.txt", "never opened\n");
+    ws.run(&["p:t"]).0.expect_code(0);
+    let why = ws.wask(&["why", "p:t"]);
+    why.expect_code(0);
+    let out = why.stdout();
+    let line = out
+        .lines()
+        .find(|l| l.contains("declared, never read"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("in/listed.txt (from `/in/*.txt`)"), "{line}");
+    assert!(line.contains("extra/b.txt (from `/extra/b.txt`)"), "{line}");
+    assert!(!line.contains("in/a.txt"), "{line}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ws.wask(&["why", "p:t", "--json"]).stdout()).unwrap();
+    let never = &json["tasks"][0]["never_read"];
+    assert_eq!(never.as_array().map(Vec::len), Some(2), "{json:#}");
+}

@@ -101,6 +101,55 @@ struct Known {
     predecessors: Vec<String>,
     /// An entry exists but does not fit the task's limits: why.
     unfit: Option<String>,
+    /// For a hit: declared inputs the stored run never opened, each with the `inputs`
+    /// entry that brought it in (each one a needless miss when it changes).
+    never_read: Option<Vec<NeverRead>>,
+}
+
+/// A declared input the task never opened.
+#[derive(Serialize)]
+struct NeverRead {
+    path: String,
+    declared_by: String,
+}
+
+/// The inputs of `prepared` that the run `access` records never opened, or `None` if
+/// the record is cut short (it may then miss some it did open).
+fn never_read(
+    def: &crate::workspace::TaskDef,
+    prepared: &crate::exec::keys::Prepared,
+    access: &AccessRecord,
+) -> Option<Vec<NeverRead>> {
+    if access.opened.len() >= wask_runtime::access::MAX_ENTRIES {
+        return None;
+    }
+    let opened: std::collections::BTreeSet<&str> =
+        access.opened.iter().map(String::as_str).collect();
+    let matchers: Vec<(String, globset::GlobSet)> = def
+        .inputs
+        .iter()
+        .filter_map(|i| {
+            Some((
+                i.value.clone(),
+                wask_runtime::paths::glob_set(std::slice::from_ref(&i.value)).ok()?,
+            ))
+        })
+        .collect();
+    Some(
+        prepared
+            .inputs
+            .iter()
+            .filter(|i| !opened.contains(i.guest_path.as_str()))
+            .map(|i| NeverRead {
+                path: i.guest_path.clone(),
+                declared_by: matchers
+                    .iter()
+                    .find(|(p, m)| *p == i.guest_path || m.is_match(&i.guest_path))
+                    .map(|(p, _)| p.clone())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+    )
 }
 
 fn report(ctx: &KeyContext<'_>, history: &ExplainStore, n: usize, planned: Planned) -> Report {
@@ -157,6 +206,9 @@ fn report(ctx: &KeyContext<'_>, history: &ExplainStore, n: usize, planned: Plann
                 .map(|p| ctx.graph.nodes[*p].id.to_string())
                 .collect(),
             unfit,
+            never_read: entry
+                .as_ref()
+                .and_then(|e| never_read(ctx.graph.task(ctx.ws, n), &prepared, &e.manifest.access)),
             parts: now,
         })),
     }
@@ -228,6 +280,24 @@ impl Known {
             );
             if !access.refused.is_empty() {
                 println!("  it tried undeclared paths: {}", access.refused.join(", "));
+            }
+            let never: Vec<String> = self
+                .never_read
+                .iter()
+                .flatten()
+                .map(|n| {
+                    format!(
+                        "{} (from `{}`)",
+                        n.path.trim_start_matches('/'),
+                        n.declared_by
+                    )
+                })
+                .collect();
+            if !never.is_empty() {
+                println!(
+                    "  declared, never read: {} (each one a needless cache miss when it changes)",
+                    never.join(", ")
+                );
             }
         } else if let Some(why) = &self.unfit {
             println!("  miss: an entry has this key, but {why}, so a run now would not give it");
