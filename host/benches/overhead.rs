@@ -10,9 +10,8 @@
 
 use std::path::Path;
 use std::time::{Duration, Instant};
-use wask::exec::observer::Observer;
-use wask::exec::record::{Source, TaskRecord, TaskState};
-use wask::refs::TaskId;
+use wask::exec::observer::Silent;
+use wask::exec::record::{Source, TaskState};
 
 /// `(module (memory (export "memory") 1) (func (export "_start")))`
 const NOOP_WASM: &[u8] = &[
@@ -25,15 +24,6 @@ const NOOP_WASM: &[u8] = &[
     0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x00, //
     0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b, // body: no locals, end
 ];
-
-struct Quiet;
-impl Observer for Quiet {
-    fn on_task_started(&self, _: &TaskId) {}
-    fn on_stdout(&self, _: &TaskId, _: &[u8]) {}
-    fn on_stderr(&self, _: &TaskId, _: &[u8]) {}
-    fn on_task_finished(&self, _: &TaskRecord) {}
-    fn on_task_skipped(&self, _: &TaskId, _: &TaskId) {}
-}
 
 fn write_workspace(root: &Path, tasks: usize, input_bytes: usize) {
     std::fs::create_dir_all(root.join("tools")).unwrap();
@@ -56,7 +46,7 @@ fn run_all(root: &Path, expect: Source) -> Duration {
     let graph = wask::graph::Graph::build(&ws).expect("bench graph builds");
     let ctx = wask::exec::RunContext::new(
         wask::exec::KeyContext::new(&ws, &graph, wask::cancel::Cancel::never()).unwrap(),
-        &Quiet,
+        &Silent,
         wask_runtime::CompileIn::Thread,
     )
     .unwrap();
@@ -176,7 +166,7 @@ fn warm_up(root: &Path) {
     let graph = wask::graph::Graph::build(&ws).unwrap();
     let warm = wask::exec::RunContext::new(
         wask::exec::KeyContext::new(&ws, &graph, wask::cancel::Cancel::never()).unwrap(),
-        &Quiet,
+        &Silent,
         wask_runtime::CompileIn::Thread,
     )
     .map(|ctx| {

@@ -13,9 +13,8 @@
 
 use std::path::Path;
 use std::time::Instant;
-use wask::exec::observer::Observer;
-use wask::exec::record::{Source, TaskRecord, TaskState};
-use wask::refs::TaskId;
+use wask::exec::observer::Silent;
+use wask::exec::record::{Source, TaskState};
 
 /// `(module (memory (export "memory") 1) (func (export "_start")))`
 const NOOP_WASM: &[u8] = &[
@@ -26,15 +25,6 @@ const NOOP_WASM: &[u8] = &[
 ];
 
 const PER_PROJECT: usize = 50;
-
-struct Quiet;
-impl Observer for Quiet {
-    fn on_task_started(&self, _: &TaskId) {}
-    fn on_stdout(&self, _: &TaskId, _: &[u8]) {}
-    fn on_stderr(&self, _: &TaskId, _: &[u8]) {}
-    fn on_task_finished(&self, _: &TaskRecord) {}
-    fn on_task_skipped(&self, _: &TaskId, _: &TaskId) {}
-}
 
 fn write_workspace(root: &Path, tasks: usize) {
     let projects = tasks.div_ceil(PER_PROJECT);
@@ -82,7 +72,7 @@ fn run(root: &Path, tasks: usize, expect: Source) -> f64 {
     let graph = wask::graph::Graph::build(&ws).expect("bench graph builds");
     let ctx = wask::exec::RunContext::new(
         wask::exec::KeyContext::new(&ws, &graph, wask::cancel::Cancel::never()).unwrap(),
-        &Quiet,
+        &Silent,
         wask_runtime::CompileIn::Thread,
     )
     .unwrap();
@@ -122,7 +112,7 @@ fn measure(tasks: usize) -> Figures {
 
     let ctx = wask::exec::RunContext::new(
         wask::exec::KeyContext::new(&ws, &graph, wask::cancel::Cancel::never()).unwrap(),
-        &Quiet,
+        &Silent,
         wask_runtime::CompileIn::Thread,
     )
     .unwrap();

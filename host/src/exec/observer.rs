@@ -44,6 +44,18 @@ pub trait Observer: Sync {
     }
 }
 
+/// An observer that shows nothing: for runs whose report is made afterwards (`wask
+/// audit`) and for benchmarks.
+pub struct Silent;
+
+impl Observer for Silent {
+    fn on_task_started(&self, _: &TaskId) {}
+    fn on_stdout(&self, _: &TaskId, _: &[u8]) {}
+    fn on_stderr(&self, _: &TaskId, _: &[u8]) {}
+    fn on_task_finished(&self, _: &TaskRecord) {}
+    fn on_task_skipped(&self, _: &TaskId, _: &TaskId) {}
+}
+
 /// Writes task output to stdout and stderr (prefixed lines in live mode, whole blocks in
 /// buffered mode) and status lines to stderr; see the module documentation.
 pub struct ConsoleObserver {

@@ -16,7 +16,7 @@ use crate::audit::{
 use crate::cache::{Entry, FoundEntry};
 use crate::exec::fresh::FreshRun;
 use crate::exec::keys::Prepared;
-use crate::exec::observer::Observer;
+use crate::exec::observer::Silent;
 use crate::exec::plan::{Planned, plan};
 use crate::exec::record::{TaskRecord, TaskState};
 use crate::exec::{self, KeyContext, RunContext};
@@ -105,17 +105,6 @@ struct TaskAudit {
     error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     hint: Option<String>,
-}
-
-/// The audit's runs print nothing as they go: the report is the output.
-pub(super) struct Silent;
-
-impl Observer for Silent {
-    fn on_task_started(&self, _: &TaskId) {}
-    fn on_stdout(&self, _: &TaskId, _: &[u8]) {}
-    fn on_stderr(&self, _: &TaskId, _: &[u8]) {}
-    fn on_task_finished(&self, _: &TaskRecord) {}
-    fn on_task_skipped(&self, _: &TaskId, _: &TaskId) {}
 }
 
 pub fn audit(directory: Option<PathBuf>, args: AuditArgs) -> Result<i32, CliError> {

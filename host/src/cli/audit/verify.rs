@@ -3,10 +3,11 @@
 //! that every subject comes out bit for bit (AUDIT-002). Exit 0 verified, 1 when a
 //! signature, an input or a subject does not match, 2 when a file is not provenance.
 
-use super::{Silent, run_predecessors};
+use super::run_predecessors;
 use crate::audit::signing::{Envelope, ProvenanceKey, verified_payload};
 use crate::cli::{CliError, EXIT_OK, EXIT_TASK_FAILED};
 use crate::exec::keys::Prepared;
+use crate::exec::observer::Silent;
 use crate::exec::plan::{Planned, plan};
 use crate::exec::record::TaskRecord;
 use crate::exec::{self, KeyContext, RunContext};
