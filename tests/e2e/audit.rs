@@ -399,3 +399,51 @@ fn provenance_verifies_on_a_second_clone_and_names_a_changed_input() {
         );
     }
 }
+
+/// `wask run --audit-sample 1` runs every hit fresh again after restoring it: a clean
+/// hit passes, an entry whose output was replaced by other valid bytes fails the run,
+/// naming the entry; a fraction outside (0, 1] is refused.
+#[test]
+fn audit_sample_fails_a_run_on_a_suspect_entry() {
+    let ws = workspace(TASKS);
+    ws.run(&["p:gen"]).0.expect_code(0);
+    let (run, summary) = ws.run(&["p:gen", "--audit-sample", "1"]);
+    run.expect_code(0);
+    assert_eq!(crate::support::task(&summary, "p:gen")["source"], "cache");
+
+    let path = walkdir::WalkDir::new(ws.path(".wask/cache"))
+        .into_iter()
+        .flatten()
+        .find(|e| e.file_name() == "manifest.json")
+        .unwrap()
+        .into_path();
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let forged = b"forged but well formed\n";
+    let hash = blake3::hash(forged).to_hex().to_string();
+    std::fs::write(path.parent().unwrap().join("blobs").join(&hash), forged).unwrap();
+    m["outputs"][0]["hash"] = hash.into();
+    m["outputs"][0]["size"] = forged.len().into();
+    let key = m["key"].as_str().unwrap().to_string();
+    std::fs::write(&path, reseal(m)).unwrap();
+    // Without the sample the forged bytes are restored, as the threat model says.
+    ws.run(&["p:gen"]).0.expect_code(0);
+    assert_eq!(ws.read("out/a.txt"), forged);
+    let (run, summary) = ws.run(&["p:gen", "--audit-sample", "1"]);
+    assert_eq!(run.code(), 1, "{}{}", run.stdout(), run.stderr());
+    let error = crate::support::task(&summary, "p:gen")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains(&format!("suspect cache entry {key}")),
+        "{error}"
+    );
+    assert!(error.contains("/out/a.txt"), "{error}");
+    for bad in ["0", "1.5", "-1"] {
+        assert_eq!(
+            ws.wask(&["run", "p:gen", "--audit-sample", bad]).code(),
+            2,
+            "{bad}"
+        );
+    }
+}

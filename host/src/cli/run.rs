@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// Write a JSON record of every task of the run to FILE.
     #[arg(long, value_name = "FILE.json")]
     summary: Option<PathBuf>,
+    /// Run this fraction (0 < F <= 1) of cache hits fresh again after restoring them,
+    /// and fail a task whose entry a fresh run does not reproduce (a suspect entry).
+    #[arg(long, value_name = "F")]
+    audit_sample: Option<f64>,
     /// Write a trace of every task's phases (key, lookup, restore, compile, run, store)
     /// to FILE in Chrome trace event format; open it in Perfetto or chrome://tracing.
     #[arg(long, value_name = "FILE.json")]
@@ -52,6 +56,13 @@ enum ModeArg {
 
 pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
     let started = Instant::now();
+    if let Some(f) = args.audit_sample
+        && !(f > 0.0 && f <= 1.0)
+    {
+        return Err(CliError::Usage(format!(
+            "--audit-sample must be more than 0 and at most 1, not {f}"
+        )));
+    }
     let dir = super::start_dir(directory)?;
     let (ws, graph) = super::load(&dir)?;
     let selected = select(&ws, &graph, &dir, &args)?;
@@ -85,7 +96,8 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
         }
         return Err(CliError::Modules(e));
     }
-    let ctx = RunContext::new(keys, &observer, crate::exec::compile_in_child())?;
+    let mut ctx = RunContext::new(keys, &observer, crate::exec::compile_in_child())?;
+    ctx.audit_sample = args.audit_sample;
     let records = exec::run(
         &ctx,
         &run_set,

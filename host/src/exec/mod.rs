@@ -40,6 +40,9 @@ pub struct RunContext<'a> {
     /// filesystem, claimed when first needed.
     scratch_root: PathBuf,
     scratch: std::sync::OnceLock<Result<scratch::Scratch, String>>,
+    /// `wask run --audit-sample F`: the fraction of hits run fresh again after they
+    /// are restored and compared with their entry (AUDIT, issue 11).
+    pub audit_sample: Option<f64>,
 }
 
 impl<'a> RunContext<'a> {
@@ -63,6 +66,7 @@ impl<'a> RunContext<'a> {
             ledger: ledger::Ledger::open(&keys.wask_dir),
             scratch_root: keys.wask_dir.join("tmp"),
             scratch: std::sync::OnceLock::new(),
+            audit_sample: None,
             keys,
         })
     }

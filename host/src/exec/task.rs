@@ -56,7 +56,7 @@ pub fn start(
         let message = "cancelled: the run was interrupted; nothing was restored or run";
         return Started::Finished(finish(ctx, record, Err(message.into())));
     }
-    match restore_hit(ctx, id, def, &prepared, &mut record) {
+    match restore_hit(ctx, id, def, project_dir, &prepared, &mut record) {
         Ok(true) => return Started::Finished(finish(ctx, record, Ok(()))),
         Ok(false) => {}
         Err(message) => return Started::Finished(finish(ctx, record, Err(message))),
@@ -107,6 +107,7 @@ fn restore_hit(
     ctx: &RunContext<'_>,
     id: &TaskId,
     def: &TaskDef,
+    project_dir: &str,
     prepared: &Prepared,
     record: &mut TaskRecord,
 ) -> Result<bool, String> {
@@ -129,6 +130,9 @@ fn restore_hit(
                 .collect();
             placer.finish(&all);
             emit_streams(ctx, id, &restored);
+            if sampled(ctx.audit_sample, &prepared.key) {
+                audit_hit(ctx, id, def, project_dir, prepared, &entry)?;
+            }
             record.state = TaskState::Succeeded;
             record.source = Some(Source::Cache);
             record.outputs = all;
@@ -217,6 +221,72 @@ fn restore_rule<'c>(
 }
 
 /// Replays stored streams (a cache hit), the same calls a fresh run makes as it goes.
+/// Whether the hit of `key` is one `--audit-sample F` checks: a fixed choice by key, so
+/// the same entries are checked on every run with the same F.
+fn sampled(fraction: Option<f64>, key: &Digest) -> bool {
+    let Some(f) = fraction else { return false };
+    let at = u64::from_le_bytes(key.0[..8].try_into().expect("8 bytes")) as f64;
+    at < f * u64::MAX as f64 || f >= 1.0
+}
+
+/// Runs a restored hit fresh again and compares its outputs and streams with the
+/// entry: a difference fails the task, naming the entry (a suspect cache entry).
+fn audit_hit(
+    ctx: &RunContext<'_>,
+    id: &TaskId,
+    def: &TaskDef,
+    project_dir: &str,
+    prepared: &Prepared,
+    entry: &crate::cache::Entry,
+) -> Result<(), String> {
+    let mut scratch_record = TaskRecord::new(id.clone());
+    let run = super::fresh::execute(ctx, id, def, project_dir, prepared, &mut scratch_record)
+        .map_err(|e| format!("--audit-sample: the fresh run of this hit failed: {e}"))?;
+    let hash = ctx.keys.ws.settings.hash;
+    let mut fresh: Vec<(String, String)> = run
+        .produced
+        .iter()
+        .map(|p| (p.path.clone(), p.hash.hex()))
+        .collect();
+    fresh.push((
+        "<stdout>".into(),
+        hash_bytes(hash, &run.outcome.stdout).hex(),
+    ));
+    fresh.push((
+        "<stderr>".into(),
+        hash_bytes(hash, &run.outcome.stderr).hex(),
+    ));
+    fresh.sort();
+    let m = &entry.manifest;
+    let mut stored: Vec<(String, String)> = m
+        .outputs
+        .iter()
+        .map(|o| (o.path.clone(), o.hash.clone()))
+        .collect();
+    stored.push(("<stdout>".into(), m.stdout.hash.clone()));
+    stored.push(("<stderr>".into(), m.stderr.hash.clone()));
+    stored.sort();
+    if fresh == stored {
+        return Ok(());
+    }
+    let differ: Vec<String> = stored
+        .iter()
+        .filter(|s| !fresh.contains(s))
+        .map(|(path, _)| path.clone())
+        .chain(
+            fresh
+                .iter()
+                .filter(|f| !stored.iter().any(|s| s.0 == f.0))
+                .map(|f| f.0.clone()),
+        )
+        .collect();
+    Err(format!(
+        "--audit-sample: suspect cache entry {}: a fresh run does not give what it restored ({}); `wask audit {id}` shows the bytes",
+        m.key,
+        differ.join(", ")
+    ))
+}
+
 fn emit_streams(ctx: &RunContext<'_>, id: &TaskId, restored: &Restored) {
     let (mut out, mut err) = (&restored.stdout[..], &restored.stderr[..]);
     for (stream, len) in &restored.write_order {

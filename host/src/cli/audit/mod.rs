@@ -112,13 +112,17 @@ pub fn audit(directory: Option<PathBuf>, args: AuditArgs) -> Result<i32, CliErro
         Some(AuditCommand::Key) => {
             let key = ProvenanceKey::load().map_err(anyhow::Error::from)?;
             print!("{}", key.public_pem());
-            return Ok(EXIT_OK);
+            Ok(EXIT_OK)
         }
         Some(AuditCommand::Verify { files, key }) => {
-            return verify::verify(directory, files, key.as_deref());
+            verify::verify(directory, files, key.as_deref())
         }
-        None => {}
+        None => audit_tasks(directory, &args),
     }
+}
+
+/// `wask audit REF... | --workspace`: the audit itself.
+fn audit_tasks(directory: Option<PathBuf>, args: &AuditArgs) -> Result<i32, CliError> {
     let dir = super::start_dir(directory)?;
     let (ws, graph) = super::load(&dir)?;
     if args.runs == 0 {
