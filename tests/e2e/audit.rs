@@ -447,3 +447,27 @@ fn audit_sample_fails_a_run_on_a_suspect_entry() {
         );
     }
 }
+
+/// The audit lists, per task, the declared inputs its run never opened, with the
+/// `inputs` entry that brought each in.
+#[test]
+fn the_audit_names_declared_inputs_never_read() {
+    let ws = workspace(&hostile(
+        "t",
+        &["ls:/in", "copy:/in/a.txt|/out/a.txt"],
+        "inputs = [\"in/*.txt\"]\noutputs = [\"out/a.txt\"]",
+    ));
+    ws.write("in/a.txt", "read\n");
+    ws.write("in/listed.txt", "only listed\n");
+    let (code, report) = audit(&ws, &["p:t"]);
+    assert_eq!(code, 0, "{report:#}");
+    let never = report[0]["never_read"].as_array().unwrap();
+    assert_eq!(never.len(), 1, "{report:#}");
+    assert_eq!(never[0]["path"], "/in/listed.txt");
+    assert_eq!(never[0]["declared_by"], "/in/*.txt");
+    let text = ws.wask(&["audit", "p:t"]).stdout();
+    assert!(
+        text.contains("declared, never read: in/listed.txt (from `/in/*.txt`)"),
+        "{text}"
+    );
+}

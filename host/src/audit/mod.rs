@@ -172,6 +172,50 @@ fn text_diff(a: &[u8], b: &[u8]) -> Option<String> {
     Some(lines.join("\n"))
 }
 
+/// A declared input a run never opened, with the `inputs` entry that brought it in:
+/// each one a needless cache miss when it changes (a file the task only saw in a
+/// listing was not read).
+#[derive(Debug, Clone, Serialize)]
+pub struct NeverRead {
+    pub path: String,
+    pub declared_by: String,
+}
+
+/// The inputs of `prepared` not among `opened` (the run's access record), or `None` if
+/// the record is cut short and may miss some the run did open.
+pub fn never_read(
+    def: &crate::workspace::TaskDef,
+    prepared: &crate::exec::keys::Prepared,
+    opened: BTreeSet<&str>,
+) -> Option<Vec<NeverRead>> {
+    if opened.len() >= wask_runtime::access::MAX_ENTRIES {
+        return None;
+    }
+    let matchers: Vec<(String, globset::GlobSet)> = def
+        .inputs
+        .iter()
+        .filter_map(|i| {
+            let set = wask_runtime::paths::glob_set(std::slice::from_ref(&i.value)).ok()?;
+            Some((i.value.clone(), set))
+        })
+        .collect();
+    Some(
+        prepared
+            .inputs
+            .iter()
+            .filter(|i| !opened.contains(i.guest_path.as_str()))
+            .map(|i| NeverRead {
+                path: i.guest_path.clone(),
+                declared_by: matchers
+                    .iter()
+                    .find(|(p, m)| *p == i.guest_path || m.is_match(&i.guest_path))
+                    .map(|(p, _)| p.clone())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! miss what changed since the last entry this task stored.
 
 use super::{CliError, EXIT_OK};
+use crate::audit::{NeverRead, never_read};
 use crate::cache::AccessRecord;
 use crate::exec::KeyContext;
 use crate::exec::plan::{Planned, plan};
@@ -106,52 +107,6 @@ struct Known {
     never_read: Option<Vec<NeverRead>>,
 }
 
-/// A declared input the task never opened.
-#[derive(Serialize)]
-struct NeverRead {
-    path: String,
-    declared_by: String,
-}
-
-/// The inputs of `prepared` that the run `access` records never opened, or `None` if
-/// the record is cut short (it may then miss some it did open).
-fn never_read(
-    def: &crate::workspace::TaskDef,
-    prepared: &crate::exec::keys::Prepared,
-    access: &AccessRecord,
-) -> Option<Vec<NeverRead>> {
-    if access.opened.len() >= wask_runtime::access::MAX_ENTRIES {
-        return None;
-    }
-    let opened: std::collections::BTreeSet<&str> =
-        access.opened.iter().map(String::as_str).collect();
-    let matchers: Vec<(String, globset::GlobSet)> = def
-        .inputs
-        .iter()
-        .filter_map(|i| {
-            Some((
-                i.value.clone(),
-                wask_runtime::paths::glob_set(std::slice::from_ref(&i.value)).ok()?,
-            ))
-        })
-        .collect();
-    Some(
-        prepared
-            .inputs
-            .iter()
-            .filter(|i| !opened.contains(i.guest_path.as_str()))
-            .map(|i| NeverRead {
-                path: i.guest_path.clone(),
-                declared_by: matchers
-                    .iter()
-                    .find(|(p, m)| *p == i.guest_path || m.is_match(&i.guest_path))
-                    .map(|(p, _)| p.clone())
-                    .unwrap_or_default(),
-            })
-            .collect(),
-    )
-}
-
 fn report(ctx: &KeyContext<'_>, history: &ExplainStore, n: usize, planned: Planned) -> Report {
     let node = &ctx.graph.nodes[n];
     let id = node.id.to_string();
@@ -206,9 +161,10 @@ fn report(ctx: &KeyContext<'_>, history: &ExplainStore, n: usize, planned: Plann
                 .map(|p| ctx.graph.nodes[*p].id.to_string())
                 .collect(),
             unfit,
-            never_read: entry
-                .as_ref()
-                .and_then(|e| never_read(ctx.graph.task(ctx.ws, n), &prepared, &e.manifest.access)),
+            never_read: entry.as_ref().and_then(|e| {
+                let opened = e.manifest.access.opened.iter().map(String::as_str);
+                never_read(ctx.graph.task(ctx.ws, n), &prepared, opened.collect())
+            }),
             parts: now,
         })),
     }

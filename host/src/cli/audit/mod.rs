@@ -11,7 +11,8 @@ use super::{CliError, EXIT_OK, EXIT_TASK_FAILED};
 use crate::audit::provenance::{self, Made};
 use crate::audit::signing::ProvenanceKey;
 use crate::audit::{
-    Bytes, Difference, Observed, STDERR, STDOUT, Seen, compare_entry, compare_runs,
+    Bytes, Difference, NeverRead, Observed, STDERR, STDOUT, Seen, compare_entry, compare_runs,
+    never_read,
 };
 use crate::cache::{Entry, FoundEntry};
 use crate::exec::fresh::FreshRun;
@@ -27,7 +28,7 @@ use clap::Args;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -101,6 +102,9 @@ struct TaskAudit {
     /// Whether the task has a cache entry the runs were compared with.
     compared_with_cache: bool,
     differences: Vec<Difference>,
+    /// Declared inputs the first run never opened (`None`: its record was cut short).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    never_read: Option<Vec<NeverRead>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -240,6 +244,7 @@ fn failed(id: &TaskId, error: String) -> TaskAudit {
         seconds: 0.0,
         compared_with_cache: false,
         differences: Vec::new(),
+        never_read: None,
         error: Some(error),
         hint: None,
     }
@@ -257,22 +262,11 @@ fn audit_task(
     let graph = ctx.keys.graph;
     let id = &graph.nodes[n].id;
     let def = graph.task(ctx.keys.ws, n);
-    let project_dir = &ctx.keys.ws.projects[graph.nodes[n].project].dir;
     let started = Instant::now();
-    let started_on = std::time::SystemTime::now();
-    let mut finished_on = started_on;
-    // Each run's view holds its outputs until every run is compared.
-    let mut fresh: Vec<FreshRun> = Vec::new();
-    for _ in 0..runs {
-        if fresh.len() == 1 {
-            finished_on = std::time::SystemTime::now();
-        }
-        let mut record = TaskRecord::new(id.clone());
-        match exec::fresh::execute(ctx, id, def, project_dir, prepared, &mut record) {
-            Ok(run) => fresh.push(run),
-            Err(e) => return failed(id, e.to_string()),
-        }
-    }
+    let (fresh, started_on, finished_on) = match fresh_runs(ctx, n, prepared, runs) {
+        Ok(done) => done,
+        Err(e) => return failed(id, e),
+    };
     let hash = ctx.keys.ws.settings.hash;
     let observed: Vec<Observed> = fresh.iter().map(|f| observe(f, hash)).collect();
     let mut differences = compare_runs(&observed);
@@ -286,9 +280,6 @@ fn audit_task(
         if !differences.is_empty() {
             verdict = Verdict::SuspectEntry;
         }
-    }
-    if fresh.len() == 1 {
-        finished_on = std::time::SystemTime::now();
     }
     let mut error = None;
     if let (Verdict::Reproducible, Some(writer)) = (verdict, writer) {
@@ -319,6 +310,17 @@ fn audit_task(
         seconds: started.elapsed().as_secs_f64(),
         compared_with_cache: entry.is_some(),
         differences,
+        never_read: never_read(
+            def,
+            prepared,
+            fresh[0]
+                .outcome
+                .access
+                .opened
+                .iter()
+                .map(String::as_str)
+                .collect(),
+        ),
         error,
         hint,
     }
@@ -361,6 +363,33 @@ impl ProvenanceWriter {
         tmp.persist(&path).map_err(|e| e.error)?;
         Ok(())
     }
+}
+
+/// Task `n` run fresh `runs` times, and when the first run began and ended. Each run's
+/// view holds its outputs until every run is compared.
+fn fresh_runs(
+    ctx: &RunContext<'_>,
+    n: usize,
+    prepared: &Prepared,
+    runs: usize,
+) -> Result<(Vec<FreshRun>, SystemTime, SystemTime), String> {
+    let graph = ctx.keys.graph;
+    let id = &graph.nodes[n].id;
+    let def = graph.task(ctx.keys.ws, n);
+    let project_dir = &ctx.keys.ws.projects[graph.nodes[n].project].dir;
+    let started = SystemTime::now();
+    let mut finished = started;
+    let mut fresh = Vec::new();
+    for _ in 0..runs {
+        let mut record = TaskRecord::new(id.clone());
+        let run = exec::fresh::execute(ctx, id, def, project_dir, prepared, &mut record)
+            .map_err(|e| e.to_string())?;
+        fresh.push(run);
+        if fresh.len() == 1 {
+            finished = SystemTime::now();
+        }
+    }
+    Ok((fresh, started, finished))
 }
 
 /// A fresh run's outputs and streams, by name.
@@ -426,6 +455,21 @@ fn print_report(report: &[TaskAudit], json: bool) {
         }
         for d in &t.differences {
             print_difference(d);
+        }
+        let never: Vec<String> = t
+            .never_read
+            .iter()
+            .flatten()
+            .map(|n| {
+                format!(
+                    "{} (from `{}`)",
+                    n.path.trim_start_matches('/'),
+                    n.declared_by
+                )
+            })
+            .collect();
+        if !never.is_empty() {
+            println!("  declared, never read: {}", never.join(", "));
         }
         if let Some(h) = &t.hint {
             println!("  hint: {h}");
