@@ -181,6 +181,22 @@ pub struct NeverRead {
     pub declared_by: String,
 }
 
+/// `path (from `pattern`)` for each of `list`, comma-separated; `None` if it is empty.
+pub fn never_read_text(list: Option<&[NeverRead]>) -> Option<String> {
+    let items: Vec<String> = list
+        .unwrap_or_default()
+        .iter()
+        .map(|n| {
+            format!(
+                "{} (from `{}`)",
+                n.path.trim_start_matches('/'),
+                n.declared_by
+            )
+        })
+        .collect();
+    (!items.is_empty()).then(|| items.join(", "))
+}
+
 /// The inputs of `prepared` not among `opened` (the run's access record), or `None` if
 /// the record is cut short and may miss some the run did open.
 pub fn never_read(

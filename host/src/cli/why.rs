@@ -2,7 +2,7 @@
 //! miss what changed since the last entry this task stored.
 
 use super::{CliError, EXIT_OK};
-use crate::audit::{NeverRead, never_read};
+use crate::audit::{NeverRead, never_read, never_read_text};
 use crate::cache::AccessRecord;
 use crate::exec::KeyContext;
 use crate::exec::plan::{Planned, plan};
@@ -237,22 +237,9 @@ impl Known {
             if !access.refused.is_empty() {
                 println!("  it tried undeclared paths: {}", access.refused.join(", "));
             }
-            let never: Vec<String> = self
-                .never_read
-                .iter()
-                .flatten()
-                .map(|n| {
-                    format!(
-                        "{} (from `{}`)",
-                        n.path.trim_start_matches('/'),
-                        n.declared_by
-                    )
-                })
-                .collect();
-            if !never.is_empty() {
+            if let Some(never) = never_read_text(self.never_read.as_deref()) {
                 println!(
-                    "  declared, never read: {} (each one a needless cache miss when it changes)",
-                    never.join(", ")
+                    "  declared, never read: {never} (each one a needless cache miss when it changes)"
                 );
             }
         } else if let Some(why) = &self.unfit {

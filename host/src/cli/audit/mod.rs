@@ -12,7 +12,7 @@ use crate::audit::provenance::{self, Made};
 use crate::audit::signing::ProvenanceKey;
 use crate::audit::{
     Bytes, Difference, NeverRead, Observed, STDERR, STDOUT, Seen, compare_entry, compare_runs,
-    never_read,
+    never_read, never_read_text,
 };
 use crate::cache::{Entry, FoundEntry};
 use crate::exec::fresh::FreshRun;
@@ -456,20 +456,8 @@ fn print_report(report: &[TaskAudit], json: bool) {
         for d in &t.differences {
             print_difference(d);
         }
-        let never: Vec<String> = t
-            .never_read
-            .iter()
-            .flatten()
-            .map(|n| {
-                format!(
-                    "{} (from `{}`)",
-                    n.path.trim_start_matches('/'),
-                    n.declared_by
-                )
-            })
-            .collect();
-        if !never.is_empty() {
-            println!("  declared, never read: {}", never.join(", "));
+        if let Some(never) = never_read_text(t.never_read.as_deref()) {
+            println!("  declared, never read: {never}");
         }
         if let Some(h) = &t.hint {
             println!("  hint: {h}");
