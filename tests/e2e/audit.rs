@@ -69,12 +69,12 @@ fn a_task_on_the_host_clock_differs_and_the_report_says_where() {
     );
 }
 
-/// A cache entry whose output was replaced by other valid bytes (its manifest made to
-/// match) is a suspect entry: two agreeing fresh runs give other bytes.
-#[test]
-fn an_entry_no_run_reproduces_is_a_suspect_entry() {
-    let ws = workspace(TASKS);
-    ws.run(&["p:gen"]).0.expect_code(0);
+/// What a writer of the cache puts in the one entry's first output.
+const FORGED: &[u8] = b"forged but well formed\n";
+
+/// Replaces the first output of the workspace's one cache entry with [`FORGED`], the
+/// blob and the manifest made to match (as a writer of the cache can); its key.
+fn forge_the_entry(ws: &Ws) -> String {
     let path = walkdir::WalkDir::new(ws.path(".wask/cache"))
         .into_iter()
         .flatten()
@@ -82,12 +82,22 @@ fn an_entry_no_run_reproduces_is_a_suspect_entry() {
         .unwrap()
         .into_path();
     let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let forged = b"forged but well formed\n";
-    let hash = blake3::hash(forged).to_hex().to_string();
-    std::fs::write(path.parent().unwrap().join("blobs").join(&hash), forged).unwrap();
+    let hash = blake3::hash(FORGED).to_hex().to_string();
+    std::fs::write(path.parent().unwrap().join("blobs").join(&hash), FORGED).unwrap();
     m["outputs"][0]["hash"] = hash.into();
-    m["outputs"][0]["size"] = forged.len().into();
+    m["outputs"][0]["size"] = FORGED.len().into();
+    let key = m["key"].as_str().unwrap().to_string();
     std::fs::write(&path, reseal(m)).unwrap();
+    key
+}
+
+/// A cache entry whose output was replaced by other valid bytes (its manifest made to
+/// match) is a suspect entry: two agreeing fresh runs give other bytes.
+#[test]
+fn an_entry_no_run_reproduces_is_a_suspect_entry() {
+    let ws = workspace(TASKS);
+    ws.run(&["p:gen"]).0.expect_code(0);
+    forge_the_entry(&ws);
     let (code, report) = audit(&ws, &["p:gen"]);
     assert_eq!(code, 1);
     assert_eq!(report[0]["verdict"], "suspect_entry");
@@ -411,23 +421,10 @@ fn audit_sample_fails_a_run_on_a_suspect_entry() {
     run.expect_code(0);
     assert_eq!(crate::support::task(&summary, "p:gen")["source"], "cache");
 
-    let path = walkdir::WalkDir::new(ws.path(".wask/cache"))
-        .into_iter()
-        .flatten()
-        .find(|e| e.file_name() == "manifest.json")
-        .unwrap()
-        .into_path();
-    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let forged = b"forged but well formed\n";
-    let hash = blake3::hash(forged).to_hex().to_string();
-    std::fs::write(path.parent().unwrap().join("blobs").join(&hash), forged).unwrap();
-    m["outputs"][0]["hash"] = hash.into();
-    m["outputs"][0]["size"] = forged.len().into();
-    let key = m["key"].as_str().unwrap().to_string();
-    std::fs::write(&path, reseal(m)).unwrap();
+    let key = forge_the_entry(&ws);
     // Without the sample the forged bytes are restored, as the threat model says.
     ws.run(&["p:gen"]).0.expect_code(0);
-    assert_eq!(ws.read("out/a.txt"), forged);
+    assert_eq!(ws.read("out/a.txt"), FORGED);
     let (run, summary) = ws.run(&["p:gen", "--audit-sample", "1"]);
     assert_eq!(run.code(), 1, "{}{}", run.stdout(), run.stderr());
     let error = crate::support::task(&summary, "p:gen")["error"]
