@@ -126,9 +126,48 @@ fn the_whole_workspace_is_audited_and_bad_usage_is_refused() {
     assert_eq!(ws.wask(&["audit", "p:nothing"]).code(), 2);
 }
 
+/// On a terminal outside CI a long audit shows which task and which run is under way,
+/// and how many tasks are done; into a pipe it writes the table rows and nothing else.
+#[test]
+fn an_audit_shows_its_progress_on_a_terminal_only() {
+    let ws = workspace(TASKS);
+    let wask = crate::support::wask_binary();
+    // `script` gives the audit a terminal; it is in every Debian base system.
+    let out = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} audit --workspace --runs 3", wask.display()),
+            "/dev/null",
+        ])
+        .current_dir(&ws.root)
+        .env_remove("CI")
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("script (util-linux) runs");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    for step in [
+        "auditing p:gen: run 1 of 3",
+        "auditing p:use: run 3 of 3",
+        "1/2",
+    ] {
+        assert!(shown.contains(step), "no {step:?} in {shown:?}");
+    }
+    let piped = ws.wask(&["audit", "--workspace", "--runs", "3"]);
+    piped.expect_code(0);
+    assert!(!piped.stderr().contains("auditing"), "{}", piped.stderr());
+    let stdout = piped.stdout();
+    let rows: Vec<&str> = stdout.lines().collect();
+    assert!(
+        rows[0].starts_with("p:gen ") && rows[1].starts_with("p:use "),
+        "{rows:?}"
+    );
+}
+
 /// The Python that has the provenance validators (`scripts/test.sh` installs them), or
 /// `None` outside CI when it is missing (under `CI=true` that fails the test).
-fn validator() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+pub(crate) fn validator() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("validators/validate.py");
     match std::env::var_os("WASK_TEST_VALIDATOR_PYTHON") {
         Some(python) => Some((python.into(), script)),
@@ -143,7 +182,7 @@ fn validator() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
 }
 
 /// Whether the validators accept `file` (with `key`, an envelope file).
-fn validates(file: &std::path::Path, key: Option<&std::path::Path>) -> (bool, String) {
+pub(crate) fn validates(file: &std::path::Path, key: Option<&std::path::Path>) -> (bool, String) {
     let (python, script) = validator().expect("validators");
     let mut cmd = std::process::Command::new(python);
     cmd.arg(script).arg(file);

@@ -112,9 +112,8 @@ impl ConsoleObserver {
     /// For a run of `total` tasks: as [`ConsoleObserver::new`], with a progress display
     /// when stderr is a terminal and `CI` is not set.
     pub fn for_run(mode: OutputMode, total: usize) -> Self {
-        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
         let mut observer = Self::new(mode);
-        observer.progress_total = (std::io::stderr().is_terminal() && !ci).then_some(total);
+        observer.progress_total = progress_wanted().then_some(total);
         observer
     }
 
@@ -321,6 +320,13 @@ impl Drop for ConsoleObserver {
             self.flush_task(&mut state, &id);
         }
     }
+}
+
+/// Whether a command shows a progress line: only on a terminal (stderr), and never
+/// under `CI`, whose logs would keep every redraw.
+pub fn progress_wanted() -> bool {
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
+    std::io::stderr().is_terminal() && !ci
 }
 
 /// `NO_COLOR` set to anything but the empty string turns colour off (no-color.org).

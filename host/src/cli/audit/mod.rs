@@ -5,6 +5,7 @@
 //! run them (from the cache where they can), so their outputs are the audited task's
 //! inputs.
 
+mod progress;
 mod verify;
 
 use super::{CliError, EXIT_OK, EXIT_TASK_FAILED};
@@ -25,6 +26,7 @@ use crate::key::{Digest, hash_bytes};
 use crate::refs::TaskId;
 use crate::workspace::ClockSetting;
 use clap::Args;
+use progress::Progress;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -151,6 +153,8 @@ fn audit_tasks(directory: Option<PathBuf>, args: &AuditArgs) -> Result<i32, CliE
         None => None,
     };
     let ctx = RunContext::new(keys, &Silent, exec::compile_in_child())?;
+    let progress = Progress::new(audited.len());
+    progress.step("running the predecessors of the audited tasks");
     let failed_before = run_predecessors(&ctx, &audited, &cancel);
     let audited_set: BTreeSet<usize> = audited.iter().copied().collect();
     let mut report = Vec::new();
@@ -162,7 +166,7 @@ fn audit_tasks(directory: Option<PathBuf>, args: &AuditArgs) -> Result<i32, CliE
             return Ok(128 + signal);
         }
         let id = graph.nodes[n].id.clone();
-        report.push(match planned {
+        let audit = match planned {
             Planned::Known {
                 prepared, entry, ..
             } => audit_task(
@@ -172,6 +176,7 @@ fn audit_tasks(directory: Option<PathBuf>, args: &AuditArgs) -> Result<i32, CliE
                 entry.as_ref(),
                 args.runs,
                 writer.as_ref(),
+                &progress,
             ),
             Planned::AfterRunning(preds) => failed(
                 &id,
@@ -189,12 +194,23 @@ fn audit_tasks(directory: Option<PathBuf>, args: &AuditArgs) -> Result<i32, CliE
                 ),
             ),
             Planned::Error(e) => failed(&id, e),
-        });
+        };
+        if !args.json {
+            progress.task_done(&row(&audit));
+        }
+        report.push(audit);
     }
+    drop(progress);
     if let Some(signal) = cancel.signal() {
         return Ok(128 + signal);
     }
-    print_report(&report, args.json);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("a report serialises")
+        );
+    }
+    eprintln!("{}", summary(&report));
     let clean = report.iter().all(|t| t.verdict == Verdict::Reproducible);
     Ok(if clean { EXIT_OK } else { EXIT_TASK_FAILED })
 }
@@ -258,12 +274,13 @@ fn audit_task(
     entry: Option<&Entry>,
     runs: usize,
     writer: Option<&ProvenanceWriter>,
+    progress: &Progress,
 ) -> TaskAudit {
     let graph = ctx.keys.graph;
     let id = &graph.nodes[n].id;
     let def = graph.task(ctx.keys.ws, n);
     let started = Instant::now();
-    let (fresh, started_on, finished_on) = match fresh_runs(ctx, n, prepared, runs) {
+    let (fresh, started_on, finished_on) = match fresh_runs(ctx, n, prepared, runs, progress) {
         Ok(done) => done,
         Err(e) => return failed(id, e),
     };
@@ -372,6 +389,7 @@ fn fresh_runs(
     n: usize,
     prepared: &Prepared,
     runs: usize,
+    progress: &Progress,
 ) -> Result<(Vec<FreshRun>, SystemTime, SystemTime), String> {
     let graph = ctx.keys.graph;
     let id = &graph.nodes[n].id;
@@ -380,7 +398,8 @@ fn fresh_runs(
     let started = SystemTime::now();
     let mut finished = started;
     let mut fresh = Vec::new();
-    for _ in 0..runs {
+    for run in 1..=runs {
+        progress.run(id, run, runs);
         let mut record = TaskRecord::new(id.clone());
         let run = exec::fresh::execute(ctx, id, def, project_dir, prepared, &mut record)
             .map_err(|e| e.to_string())?;
@@ -431,50 +450,48 @@ fn entry_files(entry: &Entry) -> BTreeMap<String, (Digest, u64)> {
     files
 }
 
-fn print_report(report: &[TaskAudit], json: bool) {
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(report).expect("a report serialises")
-        );
-        return;
+/// A task's part of the table: its row, then what explains the verdict.
+fn row(t: &TaskAudit) -> String {
+    use std::fmt::Write;
+    let verdict = match t.verdict {
+        Verdict::Reproducible => "reproducible",
+        Verdict::Differs => "differs",
+        Verdict::SuspectEntry => "suspect cache entry",
+        Verdict::Failed => "failed",
+    };
+    let mut out = format!(
+        "{:<24} {:<20} {} runs  {:.2} s\n",
+        t.task, verdict, t.runs, t.seconds
+    );
+    if let Some(e) = &t.error {
+        let _ = writeln!(out, "  {e}");
     }
-    for t in report {
-        let verdict = match t.verdict {
-            Verdict::Reproducible => "reproducible",
-            Verdict::Differs => "differs",
-            Verdict::SuspectEntry => "suspect cache entry",
-            Verdict::Failed => "failed",
-        };
-        println!(
-            "{:<24} {:<20} {} runs  {:.2} s",
-            t.task, verdict, t.runs, t.seconds
-        );
-        if let Some(e) = &t.error {
-            println!("  {e}");
-        }
-        for d in &t.differences {
-            print_difference(d);
-        }
-        if let Some(never) = never_read_text(t.never_read.as_deref()) {
-            println!("  declared, never read: {never}");
-        }
-        if let Some(h) = &t.hint {
-            println!("  hint: {h}");
-        }
+    for d in &t.differences {
+        write_difference(&mut out, d);
     }
+    if let Some(never) = never_read_text(t.never_read.as_deref()) {
+        let _ = writeln!(out, "  declared, never read: {never}");
+    }
+    if let Some(h) = &t.hint {
+        let _ = writeln!(out, "  hint: {h}");
+    }
+    out
+}
+
+fn summary(report: &[TaskAudit]) -> String {
     let count = |v: Verdict| report.iter().filter(|t| t.verdict == v).count();
-    eprintln!(
+    format!(
         "Audited {} tasks: {} reproducible, {} differ, {} suspect cache entries, {} failed",
         report.len(),
         count(Verdict::Reproducible),
         count(Verdict::Differs),
         count(Verdict::SuspectEntry),
         count(Verdict::Failed)
-    );
+    )
 }
 
-fn print_difference(d: &Difference) {
+fn write_difference(out: &mut String, d: &Difference) {
+    use std::fmt::Write;
     let versions: Vec<String> = d
         .versions
         .iter()
@@ -483,13 +500,13 @@ fn print_difference(d: &Difference) {
             _ => format!("{}: absent", v.from),
         })
         .collect();
-    println!("  {}: {}", d.file, versions.join("; "));
+    let _ = writeln!(out, "  {}: {}", d.file, versions.join("; "));
     if let Some(at) = d.first_differing_byte {
-        println!("    first difference at byte {at}");
+        let _ = writeln!(out, "    first difference at byte {at}");
     }
     if let Some(diff) = &d.diff {
         for line in diff.lines() {
-            println!("    {line}");
+            let _ = writeln!(out, "    {line}");
         }
     }
 }
