@@ -10,6 +10,8 @@
 //! * [`protect`] says where no output may land, and [`fs`] reaches the cache and the
 //!   workspace through directory handles that never follow a link;
 //! * [`exec`] runs a run set: the lifecycle of one task and the scheduler (EXEC rules);
+//! * [`signing`] is the user's Ed25519 key and the DSSE envelopes it signs (audit
+//!   provenance, remote cache entries);
 //! * [`cli`] is the `wask` command line, and the one place errors become messages;
 //!   [`cancel`] carries Ctrl-C and SIGTERM to whatever is running.
 
@@ -26,6 +28,7 @@ pub mod key;
 pub mod modules;
 pub mod protect;
 pub mod refs;
+pub mod signing;
 pub mod workspace;
 
 /// The `wask` program: what `main` runs, as an exit code. A child that compiles one

@@ -7,7 +7,6 @@
 //! another is a difference too.
 
 pub mod provenance;
-pub mod signing;
 
 use crate::key::Digest;
 use serde::Serialize;

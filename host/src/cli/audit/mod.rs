@@ -10,7 +10,6 @@ mod verify;
 
 use super::{CliError, EXIT_OK, EXIT_TASK_FAILED};
 use crate::audit::provenance::{self, Made};
-use crate::audit::signing::ProvenanceKey;
 use crate::audit::{
     Bytes, Difference, NeverRead, Observed, STDERR, STDOUT, Seen, compare_entry, compare_runs,
     never_read, never_read_text,
@@ -24,6 +23,7 @@ use crate::exec::record::{TaskRecord, TaskState};
 use crate::exec::{self, KeyContext, RunContext};
 use crate::key::{Digest, hash_bytes};
 use crate::refs::TaskId;
+use crate::signing::{self, SigningKeyFile};
 use crate::workspace::ClockSetting;
 use clap::Args;
 use progress::Progress;
@@ -116,7 +116,7 @@ struct TaskAudit {
 pub fn audit(directory: Option<PathBuf>, args: AuditArgs) -> Result<i32, CliError> {
     match &args.command {
         Some(AuditCommand::Key) => {
-            let key = ProvenanceKey::load().map_err(anyhow::Error::from)?;
+            let key = SigningKeyFile::load().map_err(anyhow::Error::from)?;
             print!("{}", key.public_pem());
             Ok(EXIT_OK)
         }
@@ -347,7 +347,7 @@ fn audit_task(
 struct ProvenanceWriter {
     dir: PathBuf,
     /// `None`: write bare statements (`--unsigned`).
-    key: Option<ProvenanceKey>,
+    key: Option<SigningKeyFile>,
 }
 
 impl ProvenanceWriter {
@@ -355,7 +355,7 @@ impl ProvenanceWriter {
         let key = if unsigned {
             None
         } else {
-            Some(ProvenanceKey::load().map_err(anyhow::Error::from)?)
+            Some(SigningKeyFile::load().map_err(anyhow::Error::from)?)
         };
         std::fs::create_dir_all(&dir)
             .map_err(|e| anyhow::anyhow!("cannot make {}: {e}", dir.display()))?;
@@ -369,7 +369,7 @@ impl ProvenanceWriter {
         let (name, mut bytes) = match &self.key {
             Some(key) => (
                 format!("{stem}.intoto.jsonl"),
-                serde_json::to_vec(&key.envelope(&statement)).expect("JSON"),
+                serde_json::to_vec(&key.envelope(signing::IN_TOTO, &statement)).expect("JSON"),
             ),
             None => (format!("{stem}.intoto.json"), statement),
         };

@@ -4,13 +4,13 @@
 //! signature, an input or a subject does not match, 2 when a file is not provenance.
 
 use super::run_predecessors;
-use crate::audit::signing::{Envelope, ProvenanceKey, verified_payload};
 use crate::cli::{CliError, EXIT_OK, EXIT_TASK_FAILED};
 use crate::exec::keys::Prepared;
 use crate::exec::observer::Silent;
 use crate::exec::plan::{Planned, plan};
 use crate::exec::record::TaskRecord;
 use crate::exec::{self, KeyContext, RunContext};
+use crate::signing::{self, Envelope, PublicKey, SigningKeyFile, verified_payload};
 use serde_json::Value;
 use sha2::Digest as _;
 use std::collections::BTreeMap;
@@ -34,18 +34,23 @@ pub fn verify(
     key: Option<&Path>,
 ) -> Result<i32, CliError> {
     let public = match key {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| CliError::Usage(format!("cannot read the key {}: {e}", path.display())))?,
-        None => ProvenanceKey::load()
+        Some(path) => {
+            let pem = std::fs::read_to_string(path).map_err(|e| {
+                CliError::Usage(format!("cannot read the key {}: {e}", path.display()))
+            })?;
+            PublicKey::from_pem(&pem)
+                .map_err(|e| CliError::Usage(format!("the key {}: {e}", path.display())))?
+        }
+        None => SigningKeyFile::load()
             .map_err(anyhow::Error::from)?
-            .public_pem(),
+            .public(),
     };
     let mut claims = Vec::new();
     let mut bad = Vec::new();
     for file in files {
         for (shown, envelope) in envelopes(file)? {
-            match verified_payload(&envelope, &public) {
-                Ok(payload) => claims.push(claim(&shown, &payload)?),
+            match verified_payload(&envelope, signing::IN_TOTO, &[public]) {
+                Ok((payload, _)) => claims.push(claim(&shown, &payload)?),
                 Err(why) => bad.push(format!("{shown}: {why}")),
             }
         }

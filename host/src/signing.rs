@@ -1,4 +1,5 @@
-//! The key that signs provenance, and the DSSE envelope it signs (AUDIT-002).
+//! The user's signing key, and the DSSE envelopes it signs: audit provenance
+//! (AUDIT-002, payload type [`IN_TOTO`]) and remote cache entries ([`CACHE_MANIFEST`]).
 //!
 //! An Ed25519 key in a PKCS#8 PEM file: the one `WASK_SIGNING_KEY` names (as
 //! `openssl genpkey -algorithm ed25519` writes it), else this user's, made once beside
@@ -17,7 +18,10 @@ use sha2::Digest as _;
 use std::path::PathBuf;
 
 /// The payload type of an in-toto statement in a DSSE envelope.
-pub const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+pub const IN_TOTO: &str = "application/vnd.in-toto+json";
+
+/// The payload type of a cache entry's manifest, as a remote cache carries it.
+pub const CACHE_MANIFEST: &str = "application/vnd.wask.cache-manifest+json";
 
 /// The name of this user's signing key in the key directory.
 const FILE_NAME: &str = "signing-key.pem";
@@ -40,20 +44,20 @@ pub enum SigningKeyError {
     Create { path: PathBuf, why: String },
 }
 
-/// An Ed25519 key that signs provenance.
-pub struct ProvenanceKey {
+/// An Ed25519 key that signs provenance and remote cache entries.
+pub struct SigningKeyFile {
     key: SigningKey,
     /// Where it was read from, for messages.
     pub path: PathBuf,
 }
 
-impl ProvenanceKey {
+impl SigningKeyFile {
     /// `WASK_SIGNING_KEY`'s key, or this user's, made on first use.
-    pub fn load() -> Result<ProvenanceKey, SigningKeyError> {
+    pub fn load() -> Result<SigningKeyFile, SigningKeyError> {
         if let Some(path) = std::env::var_os("WASK_SIGNING_KEY").filter(|p| !p.is_empty()) {
             let path = PathBuf::from(path);
             return match read(&path)? {
-                Some(key) => Ok(ProvenanceKey { key, path }),
+                Some(key) => Ok(SigningKeyFile { key, path }),
                 None => Err(SigningKeyError::Unusable {
                     path,
                     why: "(WASK_SIGNING_KEY) does not exist".into(),
@@ -65,7 +69,7 @@ impl ProvenanceKey {
             .ok_or(SigningKeyError::NoHome)?;
         let path = dir.join(FILE_NAME);
         if let Some(key) = read(&path)? {
-            return Ok(ProvenanceKey { key, path });
+            return Ok(SigningKeyFile { key, path });
         }
         let mut seed = [0u8; 32];
         let random = std::fs::File::open("/dev/urandom")
@@ -78,7 +82,7 @@ impl ProvenanceKey {
         });
         // Another process may have made it first: use whichever key won.
         match read(&path)? {
-            Some(key) => Ok(ProvenanceKey { key, path }),
+            Some(key) => Ok(SigningKeyFile { key, path }),
             None => Err(SigningKeyError::Create {
                 why: created.err().map(|e| e.to_string()).unwrap_or_default(),
                 path,
@@ -86,29 +90,27 @@ impl ProvenanceKey {
         }
     }
 
+    /// The public half.
+    pub fn public(&self) -> PublicKey {
+        PublicKey(self.key.verifying_key())
+    }
+
     /// The public key as PEM SubjectPublicKeyInfo.
     pub fn public_pem(&self) -> String {
-        self.key
-            .verifying_key()
-            .to_public_key_pem(Default::default())
-            .expect("an Ed25519 public key encodes")
+        self.public().pem()
     }
 
-    /// The key id securesystemslib gives this key: the SHA-256 of its canonical JSON.
+    /// See [`PublicKey::keyid`].
     pub fn keyid(&self) -> String {
-        let public = hex(self.key.verifying_key().as_bytes());
-        let canonical = format!(
-            r#"{{"keytype":"ed25519","keyval":{{"public":"{public}"}},"scheme":"ed25519"}}"#
-        );
-        hex(&sha2::Sha256::digest(canonical.as_bytes()))
+        self.public().keyid()
     }
 
-    /// `payload` in a DSSE envelope signed with this key.
-    pub fn envelope(&self, payload: &[u8]) -> Envelope {
-        let signature = self.key.sign(&pae(PAYLOAD_TYPE, payload));
+    /// `payload` in a DSSE envelope of `payload_type` signed with this key.
+    pub fn envelope(&self, payload_type: &str, payload: &[u8]) -> Envelope {
+        let signature = self.key.sign(&pae(payload_type, payload));
         Envelope {
             payload: STANDARD.encode(payload),
-            payload_type: PAYLOAD_TYPE.into(),
+            payload_type: payload_type.into(),
             signatures: vec![EnvelopeSignature {
                 keyid: self.keyid(),
                 sig: STANDARD.encode(signature.to_bytes()),
@@ -117,33 +119,80 @@ impl ProvenanceKey {
     }
 }
 
-/// The payload of `envelope` if one of its signatures is `public_pem`'s (a PEM
-/// SubjectPublicKeyInfo Ed25519 key) over it; why not otherwise.
-pub fn verified_payload(envelope: &Envelope, public_pem: &str) -> Result<Vec<u8>, String> {
-    let key = ed25519_dalek::VerifyingKey::from_public_key_pem(public_pem)
-        .map_err(|e| format!("the public key is not a PEM Ed25519 key: {e}"))?;
-    if envelope.payload_type != PAYLOAD_TYPE {
+/// An Ed25519 public key: one that may sign what wask believes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicKey(ed25519_dalek::VerifyingKey);
+
+impl PublicKey {
+    /// A PEM SubjectPublicKeyInfo Ed25519 key, as `wask audit key` and `openssl pkey
+    /// -pubout` print it.
+    pub fn from_pem(pem: &str) -> Result<PublicKey, String> {
+        ed25519_dalek::VerifyingKey::from_public_key_pem(pem.trim())
+            .map(PublicKey)
+            .map_err(|e| format!("not a PEM Ed25519 public key: {e}"))
+    }
+
+    pub fn pem(&self) -> String {
+        self.0
+            .to_public_key_pem(Default::default())
+            .expect("an Ed25519 public key encodes")
+    }
+
+    /// The key id securesystemslib gives this key: the SHA-256 of its canonical JSON.
+    pub fn keyid(&self) -> String {
+        let public = hex(self.0.as_bytes());
+        let canonical = format!(
+            r#"{{"keytype":"ed25519","keyval":{{"public":"{public}"}},"scheme":"ed25519"}}"#
+        );
+        hex(&sha2::Sha256::digest(canonical.as_bytes()))
+    }
+}
+
+/// The payload of `envelope` if it is of `payload_type` and one of its signatures is
+/// by one of `keys` over it (that key is returned too); why not otherwise.
+pub fn verified_payload(
+    envelope: &Envelope,
+    payload_type: &str,
+    keys: &[PublicKey],
+) -> Result<(Vec<u8>, PublicKey), String> {
+    if envelope.payload_type != payload_type {
         return Err(format!(
-            "its payload type is `{}`, not `{PAYLOAD_TYPE}`",
+            "its payload type is `{}`, not `{payload_type}`",
             envelope.payload_type
         ));
     }
     let payload = STANDARD
         .decode(&envelope.payload)
         .map_err(|e| format!("its payload is not base64: {e}"))?;
-    let message = pae(PAYLOAD_TYPE, &payload);
-    let signed = envelope.signatures.iter().any(|s| {
-        STANDARD
+    let message = pae(payload_type, &payload);
+    for s in &envelope.signatures {
+        let Some(sig) = STANDARD
             .decode(&s.sig)
             .ok()
             .and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok())
-            .is_some_and(|sig| key.verify_strict(&message, &sig).is_ok())
-    });
-    if signed {
-        Ok(payload)
-    } else {
-        Err("no signature of it verifies with the public key".into())
+        else {
+            continue;
+        };
+        if let Some(key) = keys
+            .iter()
+            .find(|k| k.0.verify_strict(&message, &sig).is_ok())
+        {
+            return Ok((payload, *key));
+        }
     }
+    let signers: Vec<&str> = envelope
+        .signatures
+        .iter()
+        .map(|s| s.keyid.as_str())
+        .collect();
+    Err(if signers.is_empty() {
+        "it is not signed".into()
+    } else {
+        format!(
+            "no signature of it verifies with a trusted key (it names the signer {})",
+            signers.join(", ")
+        )
+    })
 }
 
 /// The key in the private PEM file at `path`, if there is one.
@@ -202,25 +251,17 @@ mod tests {
 
     #[test]
     fn an_envelope_signs_the_pae_of_its_payload() {
-        let key = ProvenanceKey {
+        let key = SigningKeyFile {
             key: SigningKey::from_bytes(&[7; 32]),
             path: PathBuf::new(),
         };
-        let env = key.envelope(b"{\"a\":1}");
-        assert_eq!(env.payload_type, PAYLOAD_TYPE);
+        let env = key.envelope(IN_TOTO, b"{\"a\":1}");
+        assert_eq!(env.payload_type, IN_TOTO);
         let sig = STANDARD.decode(&env.signatures[0].sig).unwrap();
         let sig = ed25519_dalek::Signature::from_slice(&sig).unwrap();
         let verifying = key.key.verifying_key();
-        assert!(
-            verifying
-                .verify(&pae(PAYLOAD_TYPE, b"{\"a\":1}"), &sig)
-                .is_ok()
-        );
-        assert!(
-            verifying
-                .verify(&pae(PAYLOAD_TYPE, b"{\"a\":2}"), &sig)
-                .is_err()
-        );
+        assert!(verifying.verify(&pae(IN_TOTO, b"{\"a\":1}"), &sig).is_ok());
+        assert!(verifying.verify(&pae(IN_TOTO, b"{\"a\":2}"), &sig).is_err());
         assert_eq!(
             pae("t", b"xy"),
             b"DSSEv1 1 t 2 xy".to_vec(),

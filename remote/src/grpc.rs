@@ -1,0 +1,551 @@
+//! The Remote Execution API v2 over gRPC (`grpc://` plain, `grpcs://` TLS): the
+//! `Capabilities`, `ContentAddressableStorage`, `ByteStream` and `ActionCache`
+//! services, through tonic with the messages of the `bazel-remote-apis` crate.
+//!
+//! Calls block on a small runtime of the store's own. Blobs that fit the server's batch
+//! limit move in `BatchReadBlobs` / `BatchUpdateBlobs`, larger ones through
+//! `ByteStream` in 1 MiB pieces. Every call is bounded by the timeout, streams
+//! included.
+
+use crate::entry::{from_proto, to_proto};
+use crate::{
+    ActionResult, Capabilities, Digest, DigestFunction, Options, RemoteError, RemoteStore,
+};
+use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
+use bazel_remote_apis::google::bytestream as bs;
+use reapi::action_cache_client::ActionCacheClient;
+use reapi::capabilities_client::CapabilitiesClient;
+use reapi::content_addressable_storage_client::ContentAddressableStorageClient;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+/// ByteStream pieces: well under gRPC's 4 MiB default message size.
+const CHUNK: usize = 1 << 20;
+/// What wask asks tonic to accept in one message (a batch read answer).
+const MAX_MESSAGE: usize = 64 << 20;
+
+pub struct Reapi {
+    url: String,
+    instance: String,
+    runtime: tokio::runtime::Runtime,
+    channel: Channel,
+    headers: Vec<(
+        tonic::metadata::AsciiMetadataKey,
+        tonic::metadata::AsciiMetadataValue,
+    )>,
+    timeout: Duration,
+    /// Asked once: the digest function decides every name.
+    capabilities: OnceLock<Capabilities>,
+}
+
+impl Reapi {
+    pub fn connect(options: &Options) -> Result<Reapi, RemoteError> {
+        let local = |m: String| RemoteError::Local(m);
+        let (scheme, rest) = options.url.split_once("://").expect("checked by connect");
+        let tls = scheme == "grpcs";
+        let address = format!(
+            "{}://{}",
+            if tls { "https" } else { "http" },
+            rest.trim_end_matches('/')
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("wask-remote")
+            .enable_all()
+            .build()
+            .map_err(|e| local(format!("cannot start the remote cache's runtime: {e}")))?;
+        let mut endpoint = Endpoint::from_shared(address)
+            .map_err(|e| local(format!("`{}` is not a gRPC URL: {e}", options.url)))?
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout);
+        if tls {
+            let mut config = ClientTlsConfig::new().with_native_roots();
+            if let Some(ca) = &options.ca_file {
+                config = config.ca_certificate(tonic::transport::Certificate::from_pem(
+                    crate::tls::read(ca, "CA file")?,
+                ));
+            }
+            if let Some((cert, key)) = &options.client_cert {
+                config = config.identity(tonic::transport::Identity::from_pem(
+                    crate::tls::read(cert, "client certificate")?,
+                    crate::tls::read(key, "client key")?,
+                ));
+            }
+            endpoint = endpoint
+                .tls_config(config)
+                .map_err(|e| local(format!("cannot set up TLS for {}: {e}", options.url)))?;
+        }
+        let channel = {
+            let _guard = runtime.enter();
+            endpoint.connect_lazy()
+        };
+        let mut headers = Vec::new();
+        let mut pairs = options.headers.clone();
+        if let Some(token) = &options.token {
+            pairs.push(("authorization".into(), format!("Bearer {token}")));
+        }
+        for (k, v) in pairs {
+            let key = k
+                .to_ascii_lowercase()
+                .parse()
+                .map_err(|_| local(format!("`{k}` is not a header name gRPC can send")))?;
+            let value = v.parse().map_err(|_| {
+                local(format!(
+                    "the value of header `{k}` is not one gRPC can send"
+                ))
+            })?;
+            headers.push((key, value));
+        }
+        Ok(Reapi {
+            url: options.url.clone(),
+            instance: options.instance_name.clone(),
+            runtime,
+            channel,
+            headers,
+            timeout: options.timeout,
+            capabilities: OnceLock::new(),
+        })
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        r.set_timeout(self.timeout);
+        for (k, v) in &self.headers {
+            r.metadata_mut().insert(k.clone(), v.clone());
+        }
+        r
+    }
+
+    /// Runs `call` on the runtime, bounded by the timeout.
+    fn block<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+    ) -> Result<T, RemoteError> {
+        let timeout = self.timeout;
+        match self
+            .runtime
+            .block_on(async { tokio::time::timeout(timeout, call).await })
+        {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(status)) => Err(self.error(&status)),
+            Err(_) => Err(RemoteError::Timeout {
+                url: self.url.clone(),
+                seconds: timeout.as_secs(),
+            }),
+        }
+    }
+
+    fn error(&self, status: &tonic::Status) -> RemoteError {
+        use tonic::Code;
+        let message = format!("{:?}: {}", status.code(), status.message());
+        match status.code() {
+            Code::Unauthenticated | Code::PermissionDenied => RemoteError::Refused {
+                url: self.url.clone(),
+                message,
+            },
+            Code::DeadlineExceeded => RemoteError::Timeout {
+                url: self.url.clone(),
+                seconds: self.timeout.as_secs(),
+            },
+            Code::Unavailable | Code::Unknown if status.message().contains("transport") => {
+                RemoteError::Unreachable {
+                    url: self.url.clone(),
+                    message,
+                }
+            }
+            _ => RemoteError::Server {
+                url: self.url.clone(),
+                message,
+            },
+        }
+    }
+
+    fn cas(&self) -> ContentAddressableStorageClient<Channel> {
+        ContentAddressableStorageClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    /// The `digest_function` field of requests: left unset for SHA-256, which every
+    /// server assumes, so servers older than the field work.
+    fn digest_function(&self) -> i32 {
+        match self.capabilities.get().map(|c| c.digest) {
+            Some(DigestFunction::Blake3) => reapi::digest_function::Value::Blake3 as i32,
+            _ => 0,
+        }
+    }
+
+    fn resource(&self, blob: &Digest) -> String {
+        let function = match self.capabilities.get().map(|c| c.digest) {
+            Some(DigestFunction::Blake3) => "blake3/",
+            _ => "",
+        };
+        let prefix = if self.instance.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.instance)
+        };
+        format!("{prefix}blobs/{function}{}/{}", blob.hash, blob.size)
+    }
+
+    fn upload_resource(&self, blob: &Digest) -> String {
+        let read = self.resource(blob);
+        let (prefix, rest) = match read.find("blobs/") {
+            Some(at) => read.split_at(at),
+            None => ("", read.as_str()),
+        };
+        format!("{prefix}uploads/{}/{rest}", upload_id())
+    }
+
+    /// The batch limit, or 0 when blobs must go one by one through ByteStream.
+    fn batch_limit(&self) -> u64 {
+        self.capabilities.get().map_or(0, |c| c.max_batch_bytes)
+    }
+
+    fn server(&self, message: String) -> RemoteError {
+        RemoteError::Server {
+            url: self.url.clone(),
+            message,
+        }
+    }
+}
+
+/// A version 4 UUID, as ByteStream upload names hold.
+fn upload_id() -> String {
+    let mut b = [0u8; 16];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        // Unique enough for an upload's name: it is not a secret.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        b = (t ^ ((std::process::id() as u128) << 64)).to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// Room left in a batch for each request's digest and framing.
+const BATCH_OVERHEAD: u64 = 256;
+
+impl RemoteStore for Reapi {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn capabilities(&self) -> Result<Capabilities, RemoteError> {
+        if let Some(c) = self.capabilities.get() {
+            return Ok(c.clone());
+        }
+        let mut client = CapabilitiesClient::new(self.channel.clone());
+        let request = self.request(reapi::GetCapabilitiesRequest {
+            instance_name: self.instance.clone(),
+        });
+        let caps = self.block(client.get_capabilities(request))?.into_inner();
+        let Some(cache) = caps.cache_capabilities else {
+            return Err(self.server("no cache capabilities: the server has no action cache".into()));
+        };
+        let offers =
+            |v: reapi::digest_function::Value| cache.digest_functions.contains(&(v as i32));
+        let digest = if offers(reapi::digest_function::Value::Blake3) {
+            DigestFunction::Blake3
+        } else if offers(reapi::digest_function::Value::Sha256) || cache.digest_functions.is_empty()
+        {
+            DigestFunction::Sha256
+        } else {
+            return Err(self.server(format!(
+                "digest functions {:?}: neither SHA-256 nor BLAKE3",
+                cache.digest_functions
+            )));
+        };
+        let version = |v: &Option<bazel_remote_apis::build::bazel::semver::SemVer>| {
+            v.as_ref()
+                .map_or("?".into(), |v| format!("{}.{}", v.major, v.minor))
+        };
+        let found = Capabilities {
+            protocol: "REAPI",
+            digest,
+            max_batch_bytes: u64::try_from(cache.max_batch_total_size_bytes).unwrap_or(0),
+            update_enabled: cache
+                .action_cache_update_capabilities
+                .is_some_and(|u| u.update_enabled),
+            detail: format!(
+                "REAPI {} to {}, max batch {} bytes",
+                version(&caps.low_api_version),
+                version(&caps.high_api_version),
+                cache.max_batch_total_size_bytes
+            ),
+        };
+        Ok(self.capabilities.get_or_init(|| found).clone())
+    }
+
+    fn get_action_result(&self, action: &Digest) -> Result<Option<ActionResult>, RemoteError> {
+        let mut client =
+            ActionCacheClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE);
+        let request = self.request(reapi::GetActionResultRequest {
+            instance_name: self.instance.clone(),
+            action_digest: Some(to_proto(action)),
+            digest_function: self.digest_function(),
+            ..Default::default()
+        });
+        match self.block(client.get_action_result(request)) {
+            Ok(r) => Ok(Some(r.into_inner())),
+            Err(RemoteError::Server { message, .. }) if message.starts_with("NotFound") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn update_action_result(
+        &self,
+        action: &Digest,
+        result: &ActionResult,
+    ) -> Result<(), RemoteError> {
+        let mut client = ActionCacheClient::new(self.channel.clone());
+        let request = self.request(reapi::UpdateActionResultRequest {
+            instance_name: self.instance.clone(),
+            action_digest: Some(to_proto(action)),
+            action_result: Some(result.clone()),
+            digest_function: self.digest_function(),
+            ..Default::default()
+        });
+        self.block(client.update_action_result(request)).map(|_| ())
+    }
+
+    fn find_missing(&self, blobs: &[Digest]) -> Result<Vec<Digest>, RemoteError> {
+        if blobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.cas();
+        let request = self.request(reapi::FindMissingBlobsRequest {
+            instance_name: self.instance.clone(),
+            blob_digests: blobs.iter().map(to_proto).collect(),
+            digest_function: self.digest_function(),
+        });
+        let answer = self.block(client.find_missing_blobs(request))?.into_inner();
+        answer
+            .missing_blob_digests
+            .iter()
+            .map(|d| from_proto(d).map_err(|e| self.server(format!("a missing blob {e}"))))
+            .collect()
+    }
+
+    fn read_blob(&self, blob: &Digest, out: &mut dyn Write) -> Result<bool, RemoteError> {
+        let mut client = bs::byte_stream_client::ByteStreamClient::new(self.channel.clone());
+        let request = self.request(bs::ReadRequest {
+            resource_name: self.resource(blob),
+            read_offset: 0,
+            read_limit: 0,
+        });
+        let limit = blob.size;
+        let timeout = self.timeout;
+        let outcome = self.runtime.block_on(async {
+            tokio::time::timeout(timeout, async {
+                let mut stream = client.read(request).await?.into_inner();
+                let mut got = 0u64;
+                let mut pieces = Vec::new();
+                while let Some(piece) = stream.message().await? {
+                    got = got.saturating_add(piece.data.len() as u64);
+                    pieces.push(piece.data);
+                    if got > limit {
+                        break;
+                    }
+                }
+                Ok::<_, tonic::Status>(pieces)
+            })
+            .await
+        });
+        let pieces = match outcome {
+            Err(_) => {
+                return Err(RemoteError::Timeout {
+                    url: self.url.clone(),
+                    seconds: timeout.as_secs(),
+                });
+            }
+            Ok(Err(status)) if status.code() == tonic::Code::NotFound => return Ok(false),
+            Ok(Err(status)) => return Err(self.error(&status)),
+            Ok(Ok(pieces)) => pieces,
+        };
+        for piece in pieces {
+            out.write_all(&piece)
+                .map_err(|e| RemoteError::Local(e.to_string()))?;
+        }
+        Ok(true)
+    }
+
+    fn write_blob(&self, blob: &Digest, path: &Path) -> Result<(), RemoteError> {
+        if blob.size + BATCH_OVERHEAD <= self.batch_limit() {
+            let bytes = std::fs::read(path)
+                .map_err(|e| RemoteError::Local(format!("cannot read {}: {e}", path.display())))?;
+            return self.write_small_blobs(&[(blob.clone(), bytes)]);
+        }
+        let file = std::fs::File::open(path)
+            .map_err(|e| RemoteError::Local(format!("cannot read {}: {e}", path.display())))?;
+        self.stream_write(blob, file)
+    }
+
+    fn read_small_blobs(&self, blobs: &[Digest]) -> Result<Vec<Option<Vec<u8>>>, RemoteError> {
+        let limit = self.batch_limit();
+        let mut found: Vec<Option<Vec<u8>>> = vec![None; blobs.len()];
+        let mut batch: Vec<usize> = Vec::new();
+        let mut batch_bytes = 0u64;
+        let flush =
+            |batch: &mut Vec<usize>, found: &mut Vec<Option<Vec<u8>>>| -> Result<(), RemoteError> {
+                if batch.is_empty() {
+                    return Ok(());
+                }
+                let mut client = self.cas();
+                let request = self.request(reapi::BatchReadBlobsRequest {
+                    instance_name: self.instance.clone(),
+                    digests: batch.iter().map(|&i| to_proto(&blobs[i])).collect(),
+                    digest_function: self.digest_function(),
+                    ..Default::default()
+                });
+                let answer = self.block(client.batch_read_blobs(request))?.into_inner();
+                for r in answer.responses {
+                    let ok = r.status.as_ref().is_none_or(|s| s.code == 0);
+                    let Some(d) = r.digest.as_ref().and_then(|d| from_proto(d).ok()) else {
+                        continue;
+                    };
+                    if let Some(&i) = batch.iter().find(|&&i| blobs[i] == d) {
+                        if ok {
+                            found[i] = Some(r.data);
+                        }
+                    }
+                }
+                batch.clear();
+                Ok(())
+            };
+        for (i, blob) in blobs.iter().enumerate() {
+            let cost = blob.size + BATCH_OVERHEAD;
+            if cost > limit {
+                let mut bytes = Vec::new();
+                if self.read_blob(blob, &mut bytes)? {
+                    found[i] = Some(bytes);
+                }
+                continue;
+            }
+            if batch_bytes + cost > limit {
+                flush(&mut batch, &mut found)?;
+                batch_bytes = 0;
+            }
+            batch.push(i);
+            batch_bytes += cost;
+        }
+        flush(&mut batch, &mut found)?;
+        Ok(found)
+    }
+
+    fn write_small_blobs(&self, blobs: &[(Digest, Vec<u8>)]) -> Result<(), RemoteError> {
+        let limit = self.batch_limit();
+        let mut start = 0;
+        while start < blobs.len() {
+            let mut end = start;
+            let mut bytes = 0u64;
+            while end < blobs.len() && bytes + blobs[end].0.size + BATCH_OVERHEAD <= limit {
+                bytes += blobs[end].0.size + BATCH_OVERHEAD;
+                end += 1;
+            }
+            if end == start {
+                // Over the batch limit alone: through ByteStream.
+                let (digest, bytes) = &blobs[start];
+                self.stream_write(digest, std::io::Cursor::new(bytes.clone()))?;
+                start += 1;
+                continue;
+            }
+            let mut client = self.cas();
+            let request = self.request(reapi::BatchUpdateBlobsRequest {
+                instance_name: self.instance.clone(),
+                requests: blobs[start..end]
+                    .iter()
+                    .map(|(d, data)| reapi::batch_update_blobs_request::Request {
+                        digest: Some(to_proto(d)),
+                        data: data.clone(),
+                        compressor: 0,
+                    })
+                    .collect(),
+                digest_function: self.digest_function(),
+            });
+            let answer = self.block(client.batch_update_blobs(request))?.into_inner();
+            if let Some(bad) = answer
+                .responses
+                .iter()
+                .find(|r| r.status.as_ref().is_some_and(|s| s.code != 0))
+            {
+                let status = bad.status.as_ref().expect("found by its status");
+                return Err(self.server(format!(
+                    "a blob was refused: code {}, {}",
+                    status.code, status.message
+                )));
+            }
+            start = end;
+        }
+        Ok(())
+    }
+}
+
+impl Reapi {
+    /// Uploads `blob` through ByteStream, reading `source` a piece at a time on a
+    /// thread of its own while the runtime sends what was read.
+    fn stream_write(
+        &self,
+        blob: &Digest,
+        mut source: impl Read + Send + 'static,
+    ) -> Result<(), RemoteError> {
+        let resource = self.upload_resource(blob);
+        let (send, receive) = tokio::sync::mpsc::channel::<bs::WriteRequest>(4);
+        let size = blob.size;
+        let reader = std::thread::spawn(move || -> std::io::Result<()> {
+            let mut offset = 0u64;
+            loop {
+                let mut data = vec![0u8; CHUNK];
+                let n = source.read(&mut data)?;
+                data.truncate(n);
+                let last = n == 0 || offset + n as u64 >= size;
+                let piece = bs::WriteRequest {
+                    resource_name: if offset == 0 {
+                        resource.clone()
+                    } else {
+                        String::new()
+                    },
+                    write_offset: offset as i64,
+                    finish_write: last,
+                    data,
+                };
+                offset += n as u64;
+                if send.blocking_send(piece).is_err() || last {
+                    return Ok(());
+                }
+            }
+        });
+        let mut client = bs::byte_stream_client::ByteStreamClient::new(self.channel.clone());
+        let request = self.request(tokio_stream_from(receive));
+        let sent = self.block(client.write(request));
+        let _ = reader.join();
+        let committed = sent?.into_inner().committed_size;
+        if committed != size as i64 {
+            return Err(self.server(format!("committed {committed} bytes of {size}")));
+        }
+        Ok(())
+    }
+}
+
+fn tokio_stream_from(
+    receive: tokio::sync::mpsc::Receiver<bs::WriteRequest>,
+) -> tokio_stream::wrappers::ReceiverStream<bs::WriteRequest> {
+    tokio_stream::wrappers::ReceiverStream::new(receive)
+}
