@@ -152,6 +152,25 @@ pub(super) struct RawCache {
     pub(super) dir: Option<Spanned<String>>,
     pub(super) max_age: Option<Spanned<Amount>>,
     pub(super) max_size: Option<Spanned<Amount>>,
+    pub(super) remote: Option<Spanned<RawRemote>>,
+}
+
+/// `[cache.remote]`: a shared cache server.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRemote {
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) read: Option<bool>,
+    pub(super) write: Option<bool>,
+    pub(super) timeout: Option<Spanned<Amount>>,
+    pub(super) instance_name: Option<String>,
+    #[serde(default)]
+    pub(super) headers: BTreeMap<Spanned<String>, String>,
+    #[serde(default)]
+    pub(super) trusted_keys: Vec<Spanned<String>>,
+    pub(super) ca_file: Option<Spanned<String>>,
+    pub(super) client_cert: Option<Spanned<String>>,
+    pub(super) client_key: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -103,6 +103,49 @@ pub struct Settings {
     pub cache_max_age: Option<std::time::Duration>,
     /// `[cache] max_size` in bytes: the default of `wask cache clean --max-size`.
     pub cache_max_size: Option<u64>,
+    /// `[cache.remote]`, or `WASK_REMOTE_CACHE`: a shared cache server.
+    pub remote: Option<RemoteSettings>,
+}
+
+/// A remote cache (`[cache.remote]`), as the root `wask.toml` and the environment set
+/// it. The command line can still turn it off or point it elsewhere.
+#[derive(Debug, Clone)]
+pub struct RemoteSettings {
+    /// `grpc://`, `grpcs://`, `http://` or `https://`.
+    pub url: String,
+    /// Look results up there (default true).
+    pub read: bool,
+    /// Upload fresh results there (default false, so laptops only read; CI sets
+    /// `WASK_REMOTE_CACHE_WRITE=true`).
+    pub write: bool,
+    /// Every request ends within this (default 10 s).
+    pub timeout: std::time::Duration,
+    pub instance_name: String,
+    pub headers: Vec<(String, String)>,
+    /// Keys whose signed entries are believed, besides the user's own.
+    pub trusted_keys: Vec<crate::signing::PublicKey>,
+    pub ca_file: Option<PathBuf>,
+    /// Certificate and key, PEM.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+impl RemoteSettings {
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// A remote at `url` with every other setting at its default.
+    pub fn at(url: String) -> RemoteSettings {
+        RemoteSettings {
+            url,
+            read: true,
+            write: false,
+            timeout: Self::DEFAULT_TIMEOUT,
+            instance_name: String::new(),
+            headers: Vec::new(),
+            trusted_keys: Vec::new(),
+            ca_file: None,
+            client_cert: None,
+        }
+    }
 }
 
 /// Parses `512MiB`, `1GiB`, `64KiB`, `1000` (bytes).

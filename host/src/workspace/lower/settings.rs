@@ -24,6 +24,7 @@ impl Loader {
             epoch_seconds: wask_runtime::determinism::DEFAULT_EPOCH_SECONDS,
             cache_max_age: None,
             cache_max_size: None,
+            remote: None,
         };
         if let Some(cache) = &raw.cache {
             self.cache_settings(file, cache.get_ref(), &mut s);
@@ -35,6 +36,7 @@ impl Loader {
                 .map(|c| c.join(&dir))
                 .unwrap_or(dir.into());
         }
+        s.remote = self.remote_from_environment(s.remote.take());
         if let Some(c) = &raw.concurrency {
             self.concurrency(file, c.get_ref(), &mut s);
         }
@@ -73,6 +75,9 @@ impl Loader {
         }
         s.cache_max_size = self.amount_size(file, &cache.max_size);
         s.cache_max_age = self.amount_duration(file, &cache.max_age);
+        if let Some(remote) = &cache.remote {
+            s.remote = self.remote(file, remote);
+        }
     }
 
     /// `[concurrency]`: the default number of jobs and the per-tag caps.

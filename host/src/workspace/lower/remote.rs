@@ -1,0 +1,120 @@
+//! `[cache.remote]` (issue 12), and the environment that overrides it:
+//! `WASK_REMOTE_CACHE` (the URL) and `WASK_REMOTE_CACHE_WRITE` (`true` on the machines
+//! that upload, CI). A token is never read from a file of the repository: only from
+//! `WASK_REMOTE_CACHE_TOKEN`, when the remote is opened.
+
+use crate::signing::PublicKey;
+use crate::workspace::diag::{FileId, LoadError};
+use crate::workspace::load::Loader;
+use crate::workspace::raw::RawRemote;
+use crate::workspace::settings::RemoteSettings;
+use toml::Spanned;
+
+/// Why `url` is no remote cache URL, if it is not.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let schemes = ["grpc://", "grpcs://", "http://", "https://"];
+    match schemes.iter().find(|s| url.starts_with(**s)) {
+        Some(s) if url.len() > s.len() => Ok(()),
+        _ => Err(format!(
+            "`{url}` is not a remote cache URL: expected grpc://HOST:PORT or grpcs:// (REAPI v2), or http:// or https:// (the Bazel HTTP cache layout)"
+        )),
+    }
+}
+
+impl Loader {
+    pub(super) fn remote(
+        &mut self,
+        file: FileId,
+        raw: &Spanned<RawRemote>,
+    ) -> Option<RemoteSettings> {
+        let r = raw.get_ref();
+        let Some(url) = &r.url else {
+            let what = "`[cache.remote]` needs a `url`".into();
+            self.err(file, raw.span(), what, "here");
+            return None;
+        };
+        if let Err(e) = check_url(url.get_ref()) {
+            self.err(file, url.span(), e, "here");
+        }
+        let mut s = RemoteSettings::at(url.get_ref().clone());
+        s.read = r.read.unwrap_or(true);
+        s.write = r.write.unwrap_or(false);
+        if let Some(t) = self.amount_duration(file, &r.timeout) {
+            if t.is_zero() {
+                let span = r.timeout.as_ref().expect("parsed").span();
+                self.err(file, span, "the timeout must be above zero".into(), "here");
+            }
+            s.timeout = t;
+        }
+        s.instance_name = r.instance_name.clone().unwrap_or_default();
+        for (name, value) in &r.headers {
+            if name.get_ref().eq_ignore_ascii_case("authorization") {
+                let what = "a credential is never kept in a file of the repository: set WASK_REMOTE_CACHE_TOKEN in the environment instead".into();
+                self.err(file, name.span(), what, "here");
+            }
+            s.headers.push((name.get_ref().clone(), value.clone()));
+        }
+        for key in &r.trusted_keys {
+            match self.trusted_key(key.get_ref()) {
+                Ok(k) => s.trusted_keys.push(k),
+                Err(e) => self.err(file, key.span(), e, "here"),
+            }
+        }
+        s.ca_file = r.ca_file.as_ref().map(|f| self.root.join(f.get_ref()));
+        match (&r.client_cert, &r.client_key) {
+            (Some(c), Some(k)) => {
+                s.client_cert = Some((self.root.join(c.get_ref()), self.root.join(k.get_ref())))
+            }
+            (None, None) => {}
+            (Some(one), None) | (None, Some(one)) => {
+                let what = "`client_cert` and `client_key` go together".into();
+                self.err(file, one.span(), what, "here");
+            }
+        }
+        Some(s)
+    }
+
+    /// A public key in `trusted_keys`: PEM text, or the path (from the workspace root)
+    /// of a PEM file, as `wask audit key` prints it.
+    fn trusted_key(&self, text: &str) -> Result<PublicKey, String> {
+        if text.trim_start().starts_with("-----BEGIN") {
+            return PublicKey::from_pem(text).map_err(|e| format!("this trusted key is {e}"));
+        }
+        let path = self.root.join(text);
+        let pem = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read the trusted key {}: {e}", path.display()))?;
+        PublicKey::from_pem(&pem).map_err(|e| format!("the trusted key {} is {e}", path.display()))
+    }
+
+    /// `from_file` as the environment changes it.
+    pub(super) fn remote_from_environment(
+        &mut self,
+        from_file: Option<RemoteSettings>,
+    ) -> Option<RemoteSettings> {
+        let url = std::env::var("WASK_REMOTE_CACHE")
+            .ok()
+            .filter(|u| !u.is_empty());
+        let mut s = match (url, from_file) {
+            (Some(url), file) => {
+                if let Err(e) = check_url(&url) {
+                    self.errors
+                        .push(LoadError::plain(format!("WASK_REMOTE_CACHE: {e}")));
+                }
+                match file {
+                    Some(f) => RemoteSettings { url, ..f },
+                    None => RemoteSettings::at(url),
+                }
+            }
+            (None, file) => file?,
+        };
+        match std::env::var("WASK_REMOTE_CACHE_WRITE").as_deref() {
+            Ok("true" | "1") => s.write = true,
+            Ok("false" | "0") => s.write = false,
+            Ok("") | Err(_) => {}
+            Ok(other) => self.errors.push(LoadError::plain(format!(
+                "WASK_REMOTE_CACHE_WRITE is `{other}`: expected true or false"
+            ))),
+        }
+        Some(s)
+    }
+}
