@@ -150,7 +150,8 @@ fn main() {
         "{:<22} {:>6} {:>12} {:>12} {:>14}",
         "workspace", "tasks", "fresh run", "audit", "fresh runs"
     );
-    let workspaces: [(&str, fn(&Path) -> usize); 2] =
+    type Writer = fn(&Path) -> usize;
+    let workspaces: [(&str, Writer); 2] =
         [("example (docs-site)", example), ("generated", generated)];
     for (name, write) in workspaces {
         let dir = tempfile::tempdir().unwrap();

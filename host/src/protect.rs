@@ -239,8 +239,9 @@ fn parent(path: &str) -> Option<&str> {
     })
 }
 
-/// `/.wask` and, when they lie inside the workspace, the cache directory and the user
-/// key's directory (`wask_runtime::secret`): the one place
+/// `/.wask` and, when they lie inside the workspace, the cache directory, the user
+/// key's directory (`wask_runtime::secret`) and the signing key `WASK_SIGNING_KEY`
+/// names: the one place
 /// that says which workspace paths are wask's own.
 pub fn reserved_paths(ws: &Workspace) -> Vec<String> {
     let mut reserved = vec![wask_runtime::paths::RESERVED_DIR.to_string()];
@@ -251,6 +252,11 @@ pub fn reserved_paths(ws: &Workspace) -> Vec<String> {
     let mut pairs = vec![(&ws.root, &ws.settings.cache_dir), (&root, &cache)];
     if let (Some(k), Some(kr)) = (&key, &key_resolved) {
         pairs.extend([(&ws.root, k), (&root, kr)]);
+    }
+    let signing = crate::signing::key_from_environment().ok().flatten();
+    let signing_resolved = signing.as_deref().map(crate::fs::resolved);
+    if let (Some(s), Some(sr)) = (&signing, &signing_resolved) {
+        pairs.extend([(&ws.root, s), (&root, sr)]);
     }
     for (r, c) in pairs {
         if let Ok(rel) = c.strip_prefix(r) {

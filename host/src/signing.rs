@@ -51,11 +51,26 @@ pub struct SigningKeyFile {
     pub path: PathBuf,
 }
 
+/// The file `WASK_SIGNING_KEY` names, if it is set: an absolute path (a relative one
+/// would name a different file from every directory wask is started in).
+pub fn key_from_environment() -> Result<Option<PathBuf>, SigningKeyError> {
+    let Some(path) = std::env::var_os("WASK_SIGNING_KEY").filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let path = PathBuf::from(path);
+    if path.is_relative() {
+        return Err(SigningKeyError::Setting(format!(
+            "WASK_SIGNING_KEY is the relative path {}: give the key's absolute path",
+            path.display()
+        )));
+    }
+    Ok(Some(path))
+}
+
 impl SigningKeyFile {
     /// `WASK_SIGNING_KEY`'s key, or this user's, made on first use.
     pub fn load() -> Result<SigningKeyFile, SigningKeyError> {
-        if let Some(path) = std::env::var_os("WASK_SIGNING_KEY").filter(|p| !p.is_empty()) {
-            let path = PathBuf::from(path);
+        if let Some(path) = key_from_environment()? {
             return match read(&path)? {
                 Some(key) => Ok(SigningKeyFile { key, path }),
                 None => Err(SigningKeyError::Unusable {

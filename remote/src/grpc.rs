@@ -421,10 +421,10 @@ impl RemoteStore for Reapi {
                     let Some(d) = r.digest.as_ref().and_then(|d| from_proto(d).ok()) else {
                         continue;
                     };
-                    if let Some(&i) = batch.iter().find(|&&i| blobs[i] == d) {
-                        if ok {
-                            found[i] = Some(r.data);
-                        }
+                    if let Some(&i) = batch.iter().find(|&&i| blobs[i] == d)
+                        && ok
+                    {
+                        found[i] = Some(r.data);
                     }
                 }
                 batch.clear();

@@ -27,5 +27,6 @@ mod plugins;
 mod run;
 mod schedule;
 mod second_review;
+mod sixth_review;
 mod third_review;
 mod why;

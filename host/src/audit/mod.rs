@@ -2,13 +2,19 @@
 //! (AUDIT-001): which output files and streams differ, where the first differing byte
 //! is, and for text a few lines of unified diff around it.
 //!
-//! A run is seen as a set of named files: its outputs by workspace path, and its two
-//! streams as `<stdout>` and `<stderr>`. A file present in one run and absent in
-//! another is a difference too.
+//! A run is seen as a set of named files: its outputs by workspace path, its two
+//! streams as `<stdout>` and `<stderr>`, and what an entry records of the run besides
+//! its bytes, `<write order>` (how the streams interleaved) and `<access record>` (what
+//! it read and was refused): a hit replays and reports those too, so an entry that
+//! lies about them is as suspect as one with wrong bytes. A file present in one run
+//! and absent in another is a difference too.
 
 pub mod provenance;
 
-use crate::key::Digest;
+use crate::cache::{AccessRecord, Manifest};
+use crate::exec::fresh::FreshRun;
+use crate::key::{Digest, hash_bytes};
+use crate::workspace::HashKind;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -17,6 +23,93 @@ use std::path::PathBuf;
 pub const STDOUT: &str = "<stdout>";
 /// The name a run's stderr has among its files.
 pub const STDERR: &str = "<stderr>";
+/// The name of the order of a run's writes to its streams among its files.
+pub const WRITE_ORDER: &str = "<write order>";
+/// The name of a run's access record among its files.
+pub const ACCESS: &str = "<access record>";
+
+/// A run's write order and access record as the bytes a comparison sees: the JSON an
+/// entry's manifest holds of them.
+fn record_files(write_order: &[(u8, u64)], access: &AccessRecord) -> [(&'static str, Vec<u8>); 2] {
+    [
+        (WRITE_ORDER, serde_json::to_vec(write_order).expect("JSON")),
+        (ACCESS, serde_json::to_vec(access).expect("JSON")),
+    ]
+}
+
+/// A fresh run's outputs, streams and record, by name.
+pub fn observe(run: &FreshRun, hash: HashKind) -> Observed {
+    let mut files: Observed = run
+        .produced
+        .iter()
+        .map(|p| {
+            let seen = Seen {
+                digest: p.hash,
+                size: p.size,
+                bytes: Bytes::File(p.file.clone()),
+            };
+            (p.path.clone(), seen)
+        })
+        .collect();
+    let out = &run.outcome;
+    let order = if out.write_order.is_empty() {
+        // Kept by no entry either: replayed as stdout, then stderr (see `entry_files`).
+        [(0u8, out.stdout.len() as u64), (1, out.stderr.len() as u64)]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    } else {
+        crate::cache::manifest::write_order_record(&out.write_order)
+    };
+    let records = record_files(&order, &run.access);
+    let streams = [
+        (STDOUT, run.outcome.stdout.clone()),
+        (STDERR, run.outcome.stderr.clone()),
+    ];
+    for (name, bytes) in streams.into_iter().chain(records) {
+        let seen = Seen {
+            digest: hash_bytes(hash, &bytes),
+            size: bytes.len() as u64,
+            bytes: Bytes::Memory(bytes),
+        };
+        files.insert(name.to_string(), seen);
+    }
+    files
+}
+
+/// Drops the bytes a later `run` holds in memory that no diff will read: where it
+/// agrees with `first`, and where an earlier run already differs from `first` (a diff
+/// is between the first run and the first that differs, `differing` names those
+/// files). Memory stays that of two runs however many there are.
+pub fn forget_needless(run: &mut Observed, first: &Observed, differing: &mut BTreeSet<String>) {
+    for (name, seen) in run.iter_mut() {
+        if !matches!(seen.bytes, Bytes::Memory(_)) {
+            continue;
+        }
+        let same = first.get(name).is_some_and(|f| f.digest == seen.digest);
+        if same || !differing.insert(name.clone()) {
+            seen.bytes = Bytes::Memory(Vec::new());
+        }
+    }
+}
+
+/// What a cache entry records of the same files: digest and size by name.
+pub fn entry_files(m: &Manifest, hash: HashKind) -> BTreeMap<String, (Digest, u64)> {
+    let d = |h: &str| Digest::from_hex(h).unwrap_or(Digest([0; 32]));
+    let mut files: BTreeMap<String, (Digest, u64)> = m
+        .outputs
+        .iter()
+        .map(|o| (o.path.clone(), (d(&o.hash), o.size)))
+        .collect();
+    files.insert(STDOUT.into(), (d(&m.stdout.hash), m.stdout.size));
+    files.insert(STDERR.into(), (d(&m.stderr.hash), m.stderr.size));
+    // An entry that keeps no write order replays stdout, then stderr.
+    let order = crate::cache::manifest::write_order_record(&crate::cache::manifest::write_order(m));
+    for (name, bytes) in record_files(&order, &m.access) {
+        files.insert(name.into(), (hash_bytes(hash, &bytes), bytes.len() as u64));
+    }
+    files
+}
 
 /// Where the bytes of one file of a run are.
 pub enum Bytes {

@@ -3,9 +3,11 @@
 //! them (module, arguments, inputs, environment, sandbox settings) as its build
 //! definition, enough for another machine to run the task again and check the bytes.
 //!
-//! Environment values are never written, not even hashed: a hash of a short secret is
-//! a guess away from the secret. The statement says which allow-listed variables were
-//! set; a verifier runs the task with its own.
+//! Host environment values are never written, not even hashed: a hash of a short
+//! secret is a guess away from the secret. The statement says which allow-listed
+//! variables were set; a verifier runs the task with its own. For the same reason it
+//! does not hold the cache key, which is a function of those values. (`env.set`
+//! values are part of the declaration in `wask.toml`, and are written.)
 
 use crate::cache::ProducedOutput;
 use crate::exec::keys::Prepared;
@@ -45,9 +47,24 @@ fn digests(bytes: &[u8]) -> Value {
     })
 }
 
-/// The digests of the file at `path`.
+/// The digests of the file at `path`, read a piece at a time.
 fn file_digests(path: &std::path::Path) -> std::io::Result<Value> {
-    Ok(digests(&std::fs::read(path)?))
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let (mut sha, mut b3) = (sha2::Sha256::new(), blake3::Hasher::new());
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        sha.update(&buf[..n]);
+        b3.update(&buf[..n]);
+    }
+    Ok(json!({
+        "sha256": hex(&sha.finalize()),
+        "blake3": b3.finalize().to_hex().to_string(),
+    }))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -60,34 +77,46 @@ fn rfc3339(t: SystemTime) -> String {
 
 /// The statement for `made`.
 pub fn statement(made: &Made<'_>) -> std::io::Result<Value> {
-    let mut subjects = Vec::new();
-    for out in made.outputs {
-        subjects.push(json!({
-            "name": out.path.trim_start_matches('/'),
-            "digest": file_digests(&out.file)?,
-        }));
-    }
-    // The streams are part of the result too (a hit replays them).
-    for (stream, bytes) in [("stdout", made.stdout), ("stderr", made.stderr)] {
-        subjects.push(json!({
-            "name": format!("{}#{stream}", made.id),
-            "digest": digests(bytes),
-        }));
-    }
     Ok(json!({
         "_type": STATEMENT_TYPE,
-        "subject": subjects,
+        "subject": subjects(made.id, made.outputs, made.stdout, made.stderr)?,
         "predicateType": PREDICATE_TYPE,
         "predicate": {
-            "buildDefinition": build_definition(made)?,
+            "buildDefinition": build_definition(made.id, made.def, made.prepared)?,
             "runDetails": run_details(made),
         },
     }))
 }
 
+/// The outputs and both streams of a run (a hit replays the streams: they are part of
+/// the result), in that order, each with its `sha256` and `blake3` digests.
+pub fn subjects(
+    id: &TaskId,
+    outputs: &[ProducedOutput],
+    stdout: &[u8],
+    stderr: &[u8],
+) -> std::io::Result<Vec<Value>> {
+    let mut subjects = Vec::new();
+    for out in outputs {
+        subjects.push(json!({
+            "name": out.path.trim_start_matches('/'),
+            "digest": file_digests(&out.file)?,
+        }));
+    }
+    for (stream, bytes) in [("stdout", stdout), ("stderr", stderr)] {
+        subjects.push(json!({
+            "name": format!("{id}#{stream}"),
+            "digest": digests(bytes),
+        }));
+    }
+    Ok(subjects)
+}
+
 /// What made the outputs: the task as declared, how the sandbox ran it, and every
-/// file it was given, with digests.
-fn build_definition(made: &Made<'_>) -> std::io::Result<Value> {
+/// file it was given, with digests. A verifier rebuilds this from its own checkout
+/// and requires it to be the recorded one exactly.
+pub fn build_definition(id: &TaskId, def: &TaskDef, prepared: &Prepared) -> std::io::Result<Value> {
+    let made = Definition { id, def, prepared };
     let mut dependencies = vec![json!({
         "name": format!("module:{}", made.def.module.value),
         "digest": digests(&made.prepared.module.bytes),
@@ -136,15 +165,30 @@ fn build_definition(made: &Made<'_>) -> std::io::Result<Value> {
                 "moduleBytes": limits.module_bytes,
             },
             "envFromHost": env_from_host,
-            "key": made.prepared.key.hex(),
         },
         "resolvedDependencies": dependencies,
     }))
 }
 
-/// Who ran it and when, and what it read (the access record) as a byproduct.
+/// What [`build_definition`] reads.
+struct Definition<'a> {
+    id: &'a TaskId,
+    def: &'a TaskDef,
+    prepared: &'a Prepared,
+}
+
+/// What the run read (its access record), as a byproduct.
+pub fn byproducts(opened: &[String]) -> Value {
+    let access = serde_json::to_vec(&json!({ "opened": opened })).expect("JSON");
+    json!([{
+        "name": "access-record",
+        "mediaType": "application/json",
+        "content": base64::engine::general_purpose::STANDARD.encode(access),
+    }])
+}
+
+/// Who ran it and when, and what it read.
 fn run_details(made: &Made<'_>) -> Value {
-    let access = serde_json::to_vec(&json!({ "opened": made.opened })).expect("JSON");
     json!({
         "builder": {
             "id": BUILDER_ID,
@@ -154,10 +198,6 @@ fn run_details(made: &Made<'_>) -> Value {
             "startedOn": rfc3339(made.started),
             "finishedOn": rfc3339(made.finished),
         },
-        "byproducts": [{
-            "name": "access-record",
-            "mediaType": "application/json",
-            "content": base64::engine::general_purpose::STANDARD.encode(access),
-        }],
+        "byproducts": byproducts(&made.opened),
     })
 }

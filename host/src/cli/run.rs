@@ -97,7 +97,12 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
         return Err(CliError::Modules(e));
     }
     let mut ctx = RunContext::new(keys, &observer, crate::exec::compile_in_child())?;
-    ctx.audit_sample = args.audit_sample;
+    ctx.audit_sample = match args.audit_sample {
+        Some(f) => Some(crate::exec::task::AuditSample::new(f).map_err(|e| {
+            anyhow::anyhow!("--audit-sample: cannot read the system's randomness: {e}")
+        })?),
+        None => None,
+    };
     let records = exec::run(
         &ctx,
         &run_set,

@@ -128,6 +128,7 @@ fn report(ctx: &KeyContext<'_>, history: &ExplainStore, n: usize, planned: Plann
             prepared,
             entry,
             unfit,
+            ..
         } => (prepared, entry, unfit),
     };
     let now = Explained::new(&prepared.parts, &ctx.key);

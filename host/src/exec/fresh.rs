@@ -93,6 +93,8 @@ pub struct FreshRun {
     pub view: StagedView,
     pub produced: Vec<ProducedOutput>,
     pub outcome: RunOutcome,
+    /// What an entry of this run records of its reads.
+    pub access: AccessRecord,
 }
 
 /// Runs a missed task fresh; on success `record` says so and carries its outputs and
@@ -105,9 +107,9 @@ pub fn run(
     prepared: &Prepared,
     record: &mut TaskRecord,
 ) -> Result<(), FreshError> {
-    let fresh = execute(ctx, id, def, project_dir, prepared, record)?;
+    let fresh = run_in_sandbox(ctx, id, def, project_dir, prepared, record, Echo::Live)?;
     let (produced, outcome) = (&fresh.produced, &fresh.outcome);
-    store_and_place(ctx, id, prepared, produced, outcome, record)?;
+    store_and_place(ctx, id, prepared, &fresh, record)?;
     let hash = ctx.keys.ws.settings.hash;
     record.state = super::record::TaskState::Succeeded;
     record.source = Some(Source::Fresh);
@@ -119,9 +121,16 @@ pub fn run(
     Ok(())
 }
 
+/// Whether a run's output reaches the observer as the guest writes it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Echo {
+    Live,
+    Silent,
+}
+
 /// Runs a task in the sandbox and checks and hashes what it wrote, storing and placing
-/// nothing: what `run` does before the cache and the workspace, and what `wask audit`
-/// repeats.
+/// nothing, and showing nothing of its output: what `wask audit` and `--audit-sample`
+/// repeat to check a result (the run being checked is the one the user sees).
 pub fn execute(
     ctx: &RunContext<'_>,
     id: &TaskId,
@@ -129,6 +138,19 @@ pub fn execute(
     project_dir: &str,
     prepared: &Prepared,
     record: &mut TaskRecord,
+) -> Result<FreshRun, FreshError> {
+    run_in_sandbox(ctx, id, def, project_dir, prepared, record, Echo::Silent)
+}
+
+/// What `run` does before the cache and the workspace, and [`execute`] is.
+fn run_in_sandbox(
+    ctx: &RunContext<'_>,
+    id: &TaskId,
+    def: &TaskDef,
+    project_dir: &str,
+    prepared: &Prepared,
+    record: &mut TaskRecord,
+    echo: Echo,
 ) -> Result<FreshRun, FreshError> {
     // One timeout covers compiling the module (when its code is not cached) and running it.
     let deadline = def.limits.deadline_from_now();
@@ -144,7 +166,9 @@ pub fn execute(
         return Err(FreshError::Cancelled);
     }
     let view = view?;
-    let outcome = run_guest(ctx, id, def, prepared, &module, &view, deadline, record);
+    let outcome = run_guest(
+        ctx, id, def, prepared, &module, &view, deadline, record, echo,
+    );
     record.undeclared = undeclared(&outcome, prepared);
     match &outcome.result {
         Err(Failure::Cancelled) => return Err(FreshError::Cancelled),
@@ -162,11 +186,33 @@ pub fn execute(
     }
     let collected = collected.map_err(FreshError::Violations)?;
     let produced = produced(ctx, id, collected)?;
+    let access = access_record(prepared, &outcome, &record.undeclared);
     Ok(FreshRun {
         view,
         produced,
         outcome,
+        access,
     })
+}
+
+/// SANDBOX-009: which declared inputs the run really read, and what it reached for
+/// outside its declarations, as an entry records it.
+fn access_record(prepared: &Prepared, outcome: &RunOutcome, undeclared: &[String]) -> AccessRecord {
+    let declared: HashSet<&str> = prepared
+        .inputs
+        .iter()
+        .map(|i| i.guest_path.as_str())
+        .collect();
+    AccessRecord {
+        opened: outcome
+            .access
+            .opened
+            .iter()
+            .filter(|p| declared.contains(p.as_str()))
+            .cloned()
+            .collect(),
+        refused: undeclared.to_vec(),
+    }
 }
 
 fn compile(
@@ -234,6 +280,7 @@ fn run_guest(
     view: &StagedView,
     deadline: Instant,
     record: &mut TaskRecord,
+    echo: Echo,
 ) -> RunOutcome {
     let clock = match prepared.parts.fixed_clock_epoch {
         Some(epoch_seconds) => ClockMode::Fixed {
@@ -244,9 +291,10 @@ fn run_guest(
     };
     // EXEC-016: the guest's output reaches the observer as it is written; the outcome
     // still holds both streams whole, for the cache.
-    let live = |stream: Stream, bytes: &[u8]| match stream {
-        Stream::Stdout => ctx.observer.on_stdout(id, bytes),
-        Stream::Stderr => ctx.observer.on_stderr(id, bytes),
+    let live = |stream: Stream, bytes: &[u8]| match (echo, stream) {
+        (Echo::Silent, _) => {}
+        (Echo::Live, Stream::Stdout) => ctx.observer.on_stdout(id, bytes),
+        (Echo::Live, Stream::Stderr) => ctx.observer.on_stderr(id, bytes),
     };
     record.timed("run", || {
         ctx.sandbox.run_with_output(
@@ -337,27 +385,11 @@ fn store_and_place(
     ctx: &RunContext<'_>,
     id: &TaskId,
     prepared: &Prepared,
-    produced: &[ProducedOutput],
-    outcome: &RunOutcome,
+    fresh: &FreshRun,
     record: &mut TaskRecord,
 ) -> Result<(), FreshError> {
-    // SANDBOX-009: which declared inputs the run really read, and what it reached for
-    // outside its declarations.
-    let declared: HashSet<&str> = prepared
-        .inputs
-        .iter()
-        .map(|i| i.guest_path.as_str())
-        .collect();
-    let access = AccessRecord {
-        opened: outcome
-            .access
-            .opened
-            .iter()
-            .filter(|p| declared.contains(p.as_str()))
-            .cloned()
-            .collect(),
-        refused: record.undeclared.clone(),
-    };
+    let (produced, outcome) = (&fresh.produced, &fresh.outcome);
+    let access = fresh.access.clone();
     record.timed("store", || {
         let stored = ctx.keys.cache.store(
             &prepared.key,

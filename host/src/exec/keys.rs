@@ -100,6 +100,22 @@ impl<'a> KeyContext<'a> {
             excluded.push(crate::fs::resolved(&key_dir));
             excluded.push(key_dir);
         }
+        // The signing key WASK_SIGNING_KEY names, wherever it is: never an input, and
+        // never inside the cache.
+        if let Some(signing) = crate::signing::key_from_environment()? {
+            let resolved = crate::fs::resolved(&signing);
+            let cache = crate::fs::resolved(&ws.settings.cache_dir);
+            if crate::fs::is_within(&resolved, &cache) {
+                anyhow::bail!(
+                    "the signing key {} (WASK_SIGNING_KEY) lies inside the cache directory {}, which others may read
+  hint: keep the key in a directory of your own outside the workspace and the cache",
+                    signing.display(),
+                    ws.settings.cache_dir.display()
+                );
+            }
+            excluded.push(resolved);
+            excluded.push(signing);
+        }
         Ok(KeyContext {
             ws,
             graph,

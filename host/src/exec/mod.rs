@@ -40,9 +40,9 @@ pub struct RunContext<'a> {
     /// filesystem, claimed when first needed.
     scratch_root: PathBuf,
     scratch: std::sync::OnceLock<Result<scratch::Scratch, String>>,
-    /// `wask run --audit-sample F`: the fraction of hits run fresh again after they
-    /// are restored and compared with their entry (AUDIT, issue 11).
-    pub audit_sample: Option<f64>,
+    /// `wask run --audit-sample F`: which hits are run fresh again and compared with
+    /// their entry before they are restored (AUDIT, issue 11).
+    pub audit_sample: Option<task::AuditSample>,
 }
 
 impl<'a> RunContext<'a> {

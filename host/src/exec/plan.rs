@@ -16,12 +16,14 @@ use std::collections::HashMap;
 /// The plan for one task.
 #[allow(clippy::large_enum_variant, reason = "one per task, moved once")]
 pub enum Planned {
-    /// The key is known; `entry` is the cache entry it would restore, if any, and
-    /// `unfit` why an entry with the key is no hit under the task's limits.
+    /// The key is known; `entry` is the cache entry it would restore, if any, `unfit`
+    /// why an entry with the key is no hit under the task's limits, and `damaged` what
+    /// is wrong with one that is there but broken (a miss, never restored).
     Known {
         prepared: Box<Prepared>,
         entry: Option<Entry>,
         unfit: Option<String>,
+        damaged: Option<String>,
     },
     /// Hard predecessors that would run first, so the key cannot be known yet.
     AfterRunning(Vec<TaskId>),
@@ -53,7 +55,10 @@ pub fn plan(ctx: &KeyContext<'_>, run_set: &[usize]) -> Vec<(usize, Planned)> {
             Err(e) => Planned::Error(e.to_string()),
             Ok(prepared) => {
                 // A corrupt entry is a miss here; the run reports and removes it.
-                let mut entry = ctx.cache.lookup(&prepared.key).ok().flatten();
+                let (mut entry, damaged) = match ctx.cache.lookup(&prepared.key) {
+                    Ok(found) => (found, None),
+                    Err(crate::cache::Damaged(what)) => (None, Some(what)),
+                };
                 let unfit = entry.as_ref().and_then(|e| e.unfit(&def.limits));
                 if unfit.is_some() {
                     entry = None;
@@ -66,6 +71,7 @@ pub fn plan(ctx: &KeyContext<'_>, run_set: &[usize]) -> Vec<(usize, Planned)> {
                     prepared: Box::new(prepared),
                     entry,
                     unfit,
+                    damaged,
                 }
             }
         };

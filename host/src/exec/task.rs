@@ -115,6 +115,17 @@ fn restore_hit(
     let Some(entry) = find_hit(ctx, id, def, prepared, record) else {
         return Ok(false);
     };
+    // Checked before a byte of it is restored: a suspect entry never reaches the
+    // workspace, and goes from the cache.
+    if ctx
+        .audit_sample
+        .as_ref()
+        .is_some_and(|s| s.picks(&prepared.key))
+        && let Err(suspect) = audit_hit(ctx, id, def, project_dir, prepared, &entry)
+    {
+        ctx.keys.cache.discard(&prepared.key);
+        return Err(suspect);
+    }
     let allowed = restore_rule(ctx, id, prepared)?;
     let staging = ctx.scratch_dir()?;
     let placer = Placer::new(&ctx.keys.ws.root, &ctx.ledger, id.to_string(), hash)
@@ -130,9 +141,6 @@ fn restore_hit(
                 .collect();
             placer.finish(&all);
             emit_streams(ctx, id, &restored);
-            if sampled(ctx.audit_sample, &prepared.key) {
-                audit_hit(ctx, id, def, project_dir, prepared, &entry)?;
-            }
             record.state = TaskState::Succeeded;
             record.source = Some(Source::Cache);
             record.outputs = all;
@@ -220,17 +228,45 @@ fn restore_rule<'c>(
     }))
 }
 
-/// Replays stored streams (a cache hit), the same calls a fresh run makes as it goes.
-/// Whether the hit of `key` is one `--audit-sample F` checks: a fixed choice by key, so
-/// the same entries are checked on every run with the same F.
-fn sampled(fraction: Option<f64>, key: &Digest) -> bool {
-    let Some(f) = fraction else { return false };
-    let at = u64::from_le_bytes(key.0[..8].try_into().expect("8 bytes")) as f64;
-    at < f * u64::MAX as f64 || f >= 1.0
+/// `wask run --audit-sample F`: which hits a run runs fresh again and compares with
+/// their entries before restoring them (AUDIT, issue 11). Chosen afresh on every run,
+/// from a seed a writer of the cache cannot know, so no entry can count on being left
+/// out: each is checked with probability F on each run.
+#[derive(Debug, Clone)]
+pub struct AuditSample {
+    fraction: f64,
+    seed: [u8; 32],
 }
 
-/// Runs a restored hit fresh again and compares its outputs and streams with the
-/// entry: a difference fails the task, naming the entry (a suspect cache entry).
+impl AuditSample {
+    /// `fraction` in (0, 1] of hits, chosen with a seed from the system's randomness.
+    pub fn new(fraction: f64) -> std::io::Result<AuditSample> {
+        let mut seed = [0u8; 32];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut seed)?;
+        Ok(AuditSample { fraction, seed })
+    }
+
+    /// Every hit.
+    pub fn all() -> AuditSample {
+        AuditSample {
+            fraction: 1.0,
+            seed: [0; 32],
+        }
+    }
+
+    fn picks(&self, key: &Digest) -> bool {
+        if self.fraction >= 1.0 {
+            return true;
+        }
+        let mut h = blake3::Hasher::new_keyed(&self.seed);
+        h.update(&key.0);
+        let at = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+        (at as f64) < self.fraction * u64::MAX as f64
+    }
+}
+
+/// Runs a hit fresh and compares its outputs, streams and record with the entry's: a
+/// difference is a suspect entry, named with the paths that differ.
 fn audit_hit(
     ctx: &RunContext<'_>,
     id: &TaskId,
@@ -243,45 +279,18 @@ fn audit_hit(
     let run = super::fresh::execute(ctx, id, def, project_dir, prepared, &mut scratch_record)
         .map_err(|e| format!("--audit-sample: the fresh run of this hit failed: {e}"))?;
     let hash = ctx.keys.ws.settings.hash;
-    let mut fresh: Vec<(String, String)> = run
-        .produced
-        .iter()
-        .map(|p| (p.path.clone(), p.hash.hex()))
-        .collect();
-    fresh.push((
-        "<stdout>".into(),
-        hash_bytes(hash, &run.outcome.stdout).hex(),
-    ));
-    fresh.push((
-        "<stderr>".into(),
-        hash_bytes(hash, &run.outcome.stderr).hex(),
-    ));
-    fresh.sort();
     let m = &entry.manifest;
-    let mut stored: Vec<(String, String)> = m
-        .outputs
-        .iter()
-        .map(|o| (o.path.clone(), o.hash.clone()))
-        .collect();
-    stored.push(("<stdout>".into(), m.stdout.hash.clone()));
-    stored.push(("<stderr>".into(), m.stderr.hash.clone()));
-    stored.sort();
-    if fresh == stored {
+    let seen = crate::audit::observe(&run, hash);
+    let differ: Vec<String> =
+        crate::audit::compare_entry(&seen, &crate::audit::entry_files(m, hash))
+            .into_iter()
+            .map(|d| d.file)
+            .collect();
+    if differ.is_empty() {
         return Ok(());
     }
-    let differ: Vec<String> = stored
-        .iter()
-        .filter(|s| !fresh.contains(s))
-        .map(|(path, _)| path.clone())
-        .chain(
-            fresh
-                .iter()
-                .filter(|f| !stored.iter().any(|s| s.0 == f.0))
-                .map(|f| f.0.clone()),
-        )
-        .collect();
     Err(format!(
-        "--audit-sample: suspect cache entry {}: a fresh run does not give what it restored ({}); `wask audit {id}` shows the bytes",
+        "--audit-sample: suspect cache entry {}: a fresh run does not give what it records ({}); it was not restored and is removed from the cache; `wask audit {id}` shows the bytes",
         m.key,
         differ.join(", ")
     ))

@@ -11,8 +11,8 @@ mod verify;
 use super::{CliError, EXIT_OK, EXIT_TASK_FAILED};
 use crate::audit::provenance::{self, Made};
 use crate::audit::{
-    Bytes, Difference, NeverRead, Observed, STDERR, STDOUT, Seen, compare_entry, compare_runs,
-    never_read, never_read_text,
+    Difference, NeverRead, Observed, compare_entry, compare_runs, entry_files, forget_needless,
+    never_read, never_read_text, observe,
 };
 use crate::cache::{Entry, FoundEntry};
 use crate::exec::fresh::FreshRun;
@@ -21,14 +21,13 @@ use crate::exec::observer::Silent;
 use crate::exec::plan::{Planned, plan};
 use crate::exec::record::{TaskRecord, TaskState};
 use crate::exec::{self, KeyContext, RunContext};
-use crate::key::{Digest, hash_bytes};
 use crate::refs::TaskId;
 use crate::signing::{self, SigningKeyFile};
 use crate::workspace::ClockSetting;
 use clap::Args;
 use progress::Progress;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
@@ -103,6 +102,10 @@ struct TaskAudit {
     seconds: f64,
     /// Whether the task has a cache entry the runs were compared with.
     compared_with_cache: bool,
+    /// What is wrong with the task's cache entry, when it is there but broken: it is
+    /// never restored (a run removes it), so the runs are not compared with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    damaged_entry: Option<String>,
     differences: Vec<Difference>,
     /// Declared inputs the first run never opened (`None`: its record was cut short).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -131,8 +134,10 @@ pub fn audit(directory: Option<PathBuf>, args: AuditArgs) -> Result<i32, CliErro
 fn audit_tasks(directory: Option<PathBuf>, args: &AuditArgs) -> Result<i32, CliError> {
     let dir = super::start_dir(directory)?;
     let (ws, graph) = super::load(&dir)?;
-    if args.runs == 0 {
-        return Err(CliError::Usage("--runs must be at least 1".into()));
+    if args.runs < 2 {
+        return Err(CliError::Usage(
+            "--runs must be at least 2: one run has nothing to be compared with".into(),
+        ));
     }
     let audited: Vec<usize> = if args.workspace {
         (0..graph.nodes.len()).collect()
@@ -152,7 +157,10 @@ fn audit_tasks(directory: Option<PathBuf>, args: &AuditArgs) -> Result<i32, CliE
         Some(dir) => Some(ProvenanceWriter::new(dir.clone(), args.unsigned)?),
         None => None,
     };
-    let ctx = RunContext::new(keys, &Silent, exec::compile_in_child())?;
+    let mut ctx = RunContext::new(keys, &Silent, exec::compile_in_child())?;
+    // An audit trusts the sandbox, not the cache: a predecessor restored from it is run
+    // fresh too, and a suspect one fails, with every task that needs it.
+    ctx.audit_sample = Some(exec::task::AuditSample::all());
     let progress = Progress::new(audited.len());
     progress.step("running the predecessors of the audited tasks");
     let failed_before = run_predecessors(&ctx, &audited, &cancel);
@@ -168,16 +176,23 @@ fn audit_tasks(directory: Option<PathBuf>, args: &AuditArgs) -> Result<i32, CliE
         let id = graph.nodes[n].id.clone();
         let audit = match planned {
             Planned::Known {
-                prepared, entry, ..
-            } => audit_task(
-                &ctx,
-                n,
-                &prepared,
-                entry.as_ref(),
-                args.runs,
-                writer.as_ref(),
-                &progress,
-            ),
+                prepared,
+                entry,
+                damaged,
+                ..
+            } => {
+                let mut audit = audit_task(
+                    &ctx,
+                    n,
+                    &prepared,
+                    entry.as_ref(),
+                    args.runs,
+                    writer.as_ref(),
+                    &progress,
+                );
+                audit.damaged_entry = damaged;
+                audit
+            }
             Planned::AfterRunning(preds) => failed(
                 &id,
                 format!(
@@ -259,6 +274,7 @@ fn failed(id: &TaskId, error: String) -> TaskAudit {
         runs: 0,
         seconds: 0.0,
         compared_with_cache: false,
+        damaged_entry: None,
         differences: Vec::new(),
         never_read: None,
         error: Some(error),
@@ -280,12 +296,16 @@ fn audit_task(
     let id = &graph.nodes[n].id;
     let def = graph.task(ctx.keys.ws, n);
     let started = Instant::now();
-    let (fresh, started_on, finished_on) = match fresh_runs(ctx, n, prepared, runs, progress) {
+    let Runs {
+        fresh,
+        observed,
+        started: started_on,
+        finished: finished_on,
+    } = match fresh_runs(ctx, n, prepared, runs, progress) {
         Ok(done) => done,
         Err(e) => return failed(id, e),
     };
     let hash = ctx.keys.ws.settings.hash;
-    let observed: Vec<Observed> = fresh.iter().map(|f| observe(f, hash)).collect();
     let mut differences = compare_runs(&observed);
     let mut verdict = if differences.is_empty() {
         Verdict::Reproducible
@@ -293,7 +313,7 @@ fn audit_task(
         Verdict::Differs
     };
     if let (Verdict::Reproducible, Some(entry)) = (verdict, entry) {
-        differences = compare_entry(&observed[0], &entry_files(entry));
+        differences = compare_entry(&observed[0], &entry_files(entry.manifest(), hash));
         if !differences.is_empty() {
             verdict = Verdict::SuspectEntry;
         }
@@ -326,6 +346,7 @@ fn audit_task(
         runs,
         seconds: started.elapsed().as_secs_f64(),
         compared_with_cache: entry.is_some(),
+        damaged_entry: None,
         differences,
         never_read: never_read(
             def,
@@ -382,72 +403,56 @@ impl ProvenanceWriter {
     }
 }
 
-/// Task `n` run fresh `runs` times, and when the first run began and ended. Each run's
-/// view holds its outputs until every run is compared.
+/// The fresh runs of one task, each as the comparison sees it.
+struct Runs {
+    /// Each run's view holds its outputs until every run is compared. Only the first
+    /// keeps its streams (for provenance); later runs' are in `observed`, and only
+    /// where they differ from the first's.
+    fresh: Vec<FreshRun>,
+    observed: Vec<Observed>,
+    /// When the first run began and ended.
+    started: SystemTime,
+    finished: SystemTime,
+}
+
+/// Task `n` run fresh `runs` times.
 fn fresh_runs(
     ctx: &RunContext<'_>,
     n: usize,
     prepared: &Prepared,
     runs: usize,
     progress: &Progress,
-) -> Result<(Vec<FreshRun>, SystemTime, SystemTime), String> {
+) -> Result<Runs, String> {
     let graph = ctx.keys.graph;
     let id = &graph.nodes[n].id;
     let def = graph.task(ctx.keys.ws, n);
     let project_dir = &ctx.keys.ws.projects[graph.nodes[n].project].dir;
+    let hash = ctx.keys.ws.settings.hash;
     let started = SystemTime::now();
-    let mut finished = started;
-    let mut fresh = Vec::new();
+    let mut all = Runs {
+        fresh: Vec::new(),
+        observed: Vec::new(),
+        started,
+        finished: started,
+    };
+    let mut differing = BTreeSet::new();
     for run in 1..=runs {
         progress.run(id, run, runs);
         let mut record = TaskRecord::new(id.clone());
-        let run = exec::fresh::execute(ctx, id, def, project_dir, prepared, &mut record)
+        let mut fresh = exec::fresh::execute(ctx, id, def, project_dir, prepared, &mut record)
             .map_err(|e| e.to_string())?;
-        fresh.push(run);
-        if fresh.len() == 1 {
-            finished = SystemTime::now();
+        let mut seen = observe(&fresh, hash);
+        if let Some(first) = all.observed.first() {
+            forget_needless(&mut seen, first, &mut differing);
+            fresh.outcome.stdout = Vec::new();
+            fresh.outcome.stderr = Vec::new();
+        } else {
+            all.finished = SystemTime::now();
         }
+        all.fresh.push(fresh);
+        all.observed.push(seen);
     }
-    Ok((fresh, started, finished))
-}
-
-/// A fresh run's outputs and streams, by name.
-fn observe(run: &FreshRun, hash: crate::workspace::HashKind) -> Observed {
-    let mut files: Observed = run
-        .produced
-        .iter()
-        .map(|p| {
-            let seen = Seen {
-                digest: p.hash,
-                size: p.size,
-                bytes: Bytes::File(p.file.clone()),
-            };
-            (p.path.clone(), seen)
-        })
-        .collect();
-    for (name, bytes) in [(STDOUT, &run.outcome.stdout), (STDERR, &run.outcome.stderr)] {
-        let seen = Seen {
-            digest: hash_bytes(hash, bytes),
-            size: bytes.len() as u64,
-            bytes: Bytes::Memory(bytes.clone()),
-        };
-        files.insert(name.to_string(), seen);
-    }
-    files
-}
-
-/// What a cache entry records of the same files.
-fn entry_files(entry: &Entry) -> BTreeMap<String, (Digest, u64)> {
-    let m = entry.manifest();
-    let d = |h: &str| Digest::from_hex(h).unwrap_or(Digest([0; 32]));
-    let mut files: BTreeMap<String, (Digest, u64)> = m
-        .outputs
-        .iter()
-        .map(|o| (o.path.clone(), (d(&o.hash), o.size)))
-        .collect();
-    files.insert(STDOUT.into(), (d(&m.stdout.hash), m.stdout.size));
-    files.insert(STDERR.into(), (d(&m.stderr.hash), m.stderr.size));
-    files
+    Ok(all)
 }
 
 /// A task's part of the table: its row, then what explains the verdict.
@@ -465,6 +470,12 @@ fn row(t: &TaskAudit) -> String {
     );
     if let Some(e) = &t.error {
         let _ = writeln!(out, "  {e}");
+    }
+    if let Some(d) = &t.damaged_entry {
+        let _ = writeln!(
+            out,
+            "  its cache entry is damaged ({d}): never restored, and not compared"
+        );
     }
     for d in &t.differences {
         write_difference(&mut out, d);

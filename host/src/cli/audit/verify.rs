@@ -2,8 +2,15 @@
 //! then run its task again in this workspace from what the statement records and check
 //! that every subject comes out bit for bit (AUDIT-002). Exit 0 verified, 1 when a
 //! signature, an input or a subject does not match, 2 when a file is not provenance.
+//!
+//! Nothing a statement says is taken on its word: the build definition is rebuilt from
+//! this checkout (the task as declared here, its sandbox settings, every input's and
+//! the module's digests) and must be the recorded one exactly, before anything runs;
+//! then the subjects (every digest of every one, in order) and the access record of
+//! the run must be the recorded ones exactly too.
 
 use super::run_predecessors;
+use crate::audit::provenance;
 use crate::cli::{CliError, EXIT_OK, EXIT_TASK_FAILED};
 use crate::exec::keys::Prepared;
 use crate::exec::observer::Silent;
@@ -12,7 +19,6 @@ use crate::exec::record::TaskRecord;
 use crate::exec::{self, KeyContext, RunContext};
 use crate::signing::{self, Envelope, PublicKey, SigningKeyFile, verified_payload};
 use serde_json::Value;
-use sha2::Digest as _;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -20,12 +26,43 @@ use std::path::{Path, PathBuf};
 struct Claim {
     shown: String,
     task: String,
-    /// Subject name to its recorded sha256.
-    subjects: BTreeMap<String, String>,
-    /// Dependency name to its recorded sha256.
-    dependencies: BTreeMap<String, String>,
-    /// The declaration the statement records: arguments, `env.set`, output patterns.
-    declared: Value,
+    definition: Value,
+    subjects: Value,
+    byproducts: Value,
+}
+
+/// A provenance file is one envelope per task: far below this.
+const MAX_FILE: u64 = 64 << 20;
+/// A PEM public key is a few hundred bytes.
+const MAX_KEY: u64 = 64 << 10;
+
+/// A file's text, read no further than `limit` and never from a FIFO or a device
+/// (the user named it, so a link to it is followed).
+fn read_text(path: &Path, limit: u64, what: &str) -> Result<String, CliError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let unusable =
+        |why: String| CliError::Usage(format!("cannot read the {what} {}: {why}", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| unusable(e.to_string()))?;
+    if !file
+        .metadata()
+        .map_err(|e| unusable(e.to_string()))?
+        .is_file()
+    {
+        return Err(unusable("it is not a regular file".into()));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| unusable(e.to_string()))?;
+    if bytes.len() as u64 > limit {
+        return Err(unusable(format!("it is over {limit} bytes")));
+    }
+    String::from_utf8(bytes).map_err(|_| unusable("it is not UTF-8 text".into()))
 }
 
 pub fn verify(
@@ -35,9 +72,7 @@ pub fn verify(
 ) -> Result<i32, CliError> {
     let public = match key {
         Some(path) => {
-            let pem = std::fs::read_to_string(path).map_err(|e| {
-                CliError::Usage(format!("cannot read the key {}: {e}", path.display()))
-            })?;
+            let pem = read_text(path, MAX_KEY, "key")?;
             PublicKey::from_pem(&pem)
                 .map_err(|e| CliError::Usage(format!("the key {}: {e}", path.display())))?
         }
@@ -59,21 +94,26 @@ pub fn verify(
     let (ws, graph) = crate::cli::load(&dir)?;
     let mut nodes = Vec::new();
     for c in &claims {
-        let found = crate::cli::run::resolve_refs(&ws, &graph, &dir, std::slice::from_ref(&c.task))
-            .map_err(|_| {
-                CliError::Usage(format!(
-                    "{}: its task {} is not in this workspace",
-                    c.shown, c.task
-                ))
-            })?;
-        nodes.push(found[0]);
+        // Exactly `project:task`, as wask writes it: never a pattern.
+        let found = graph.nodes.iter().position(|n| n.id.to_string() == c.task);
+        let Some(n) = found else {
+            return Err(CliError::Usage(format!(
+                "{}: its task `{}` is not a task of this workspace (named project:task)",
+                c.shown, c.task
+            )));
+        };
+        nodes.push(n);
     }
     let cancel = crate::cancel::Cancel::on_signals()
         .map_err(|e| anyhow::anyhow!("cannot install the signal handlers: {e}"))?;
     let keys = KeyContext::new(&ws, &graph, cancel.clone())?;
     let run_set = graph.run_set(&nodes);
     keys.prepare_modules(&run_set).map_err(CliError::Modules)?;
-    let ctx = RunContext::new(keys, &Silent, exec::compile_in_child())?;
+    let mut ctx = RunContext::new(keys, &Silent, exec::compile_in_child())?;
+    // The predecessors' outputs are the task's inputs: each restored from the cache is
+    // run fresh too, so a forged one cannot make its successor's inputs hash as
+    // recorded.
+    ctx.audit_sample = Some(exec::task::AuditSample::all());
     let failed_before = run_predecessors(&ctx, &nodes, &cancel);
     let mut plans: BTreeMap<usize, Planned> = plan(&ctx.keys, &run_set).into_iter().collect();
     for (c, n) in claims.iter().zip(&nodes) {
@@ -115,8 +155,7 @@ pub fn verify(
 
 /// The envelopes of `file`, one per non-empty line, each shown as `FILE:LINE`.
 fn envelopes(file: &Path) -> Result<Vec<(String, Envelope)>, CliError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+    let text = read_text(file, MAX_FILE, "provenance file")?;
     let mut out = Vec::new();
     for (i, line) in text
         .lines()
@@ -158,46 +197,20 @@ fn claim(shown: &str, payload: &[u8]) -> Result<Claim, CliError> {
         .as_str()
         .ok_or_else(|| not("it names no task"))?
         .to_string();
-    let sha256s = |list: &Value, what: &str| -> Result<BTreeMap<String, String>, CliError> {
-        let list = list
-            .as_array()
-            .ok_or_else(|| not(&format!("it has no {what} list")))?;
-        list.iter()
-            .map(
-                |d| match (d["name"].as_str(), d["digest"]["sha256"].as_str()) {
-                    (Some(n), Some(h)) => Ok((n.to_string(), h.to_string())),
-                    _ => Err(not(&format!("a {what} without a name and a sha256 digest"))),
-                },
-            )
-            .collect()
-    };
+    if !s["subject"].is_array() {
+        return Err(not("it has no subject list"));
+    }
     Ok(Claim {
         shown: shown.to_string(),
         task,
-        subjects: sha256s(&s["subject"], "subject")?,
-        dependencies: sha256s(&definition["resolvedDependencies"], "dependency")?,
-        declared: declaration(&definition["externalParameters"]),
+        definition: definition.clone(),
+        subjects: s["subject"].clone(),
+        byproducts: s["predicate"]["runDetails"]["byproducts"].clone(),
     })
 }
 
-/// The parts of a task's declaration that decide its outputs besides its files.
-fn declaration(external: &Value) -> Value {
-    serde_json::json!({
-        "args": external["args"],
-        "env": external["env"],
-        "outputs": external["outputs"],
-    })
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Checks the task's inputs against the record, runs it, and checks every subject:
-/// the number of subjects reproduced, or every mismatch.
+/// Checks the task's definition here against the record, runs it, and checks every
+/// subject and the access record: the number of subjects reproduced, or every mismatch.
 fn check(
     ctx: &RunContext<'_>,
     n: usize,
@@ -207,30 +220,9 @@ fn check(
     let graph = ctx.keys.graph;
     let id = &graph.nodes[n].id;
     let def = graph.task(ctx.keys.ws, n);
-    let mut now: BTreeMap<String, String> = BTreeMap::new();
-    now.insert(
-        format!("module:{}", def.module.value),
-        sha256(&prepared.module.bytes),
-    );
-    for input in &prepared.inputs {
-        let bytes = std::fs::read(&input.host_path).unwrap_or_default();
-        now.insert(
-            input.guest_path.trim_start_matches('/').to_string(),
-            sha256(&bytes),
-        );
-    }
-    let today = declaration(&serde_json::json!({
-        "args": def.args,
-        "env": def.env_set,
-        "outputs": prepared.parts.outputs,
-    }));
-    if today != claim.declared {
-        return Err(vec![format!(
-            "the task is declared otherwise than the record says: recorded {}, now {}",
-            claim.declared, today
-        )]);
-    }
-    let problems = differences(&claim.dependencies, &now, "input");
+    let unreadable = |e: std::io::Error| vec![format!("cannot read what it was given: {e}")];
+    let here = provenance::build_definition(id, def, prepared).map_err(unreadable)?;
+    let problems = definition_differences(&claim.definition, &here);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -238,14 +230,13 @@ fn check(
     let mut record = TaskRecord::new(id.clone());
     let run = exec::fresh::execute(ctx, id, def, project_dir, prepared, &mut record)
         .map_err(|e| vec![format!("the run failed: {e}")])?;
-    let mut made: BTreeMap<String, String> = BTreeMap::new();
-    for out in &run.produced {
-        let bytes = std::fs::read(&out.file).unwrap_or_default();
-        made.insert(out.path.trim_start_matches('/').to_string(), sha256(&bytes));
+    let made = provenance::subjects(id, &run.produced, &run.outcome.stdout, &run.outcome.stderr)
+        .map_err(unreadable)?;
+    let mut problems = named_differences(&claim.subjects, &Value::Array(made.clone()), "subject");
+    let opened: Vec<String> = run.outcome.access.opened.iter().cloned().collect();
+    if claim.byproducts != provenance::byproducts(&opened) {
+        problems.push("the run read otherwise than its access record says".into());
     }
-    made.insert(format!("{id}#stdout"), sha256(&run.outcome.stdout));
-    made.insert(format!("{id}#stderr"), sha256(&run.outcome.stderr));
-    let problems = differences(&claim.subjects, &made, "subject");
     if problems.is_empty() {
         Ok(made.len())
     } else {
@@ -253,23 +244,86 @@ fn check(
     }
 }
 
-/// Each name whose sha256 is not what `recorded` says, in words.
-fn differences(
-    recorded: &BTreeMap<String, String>,
-    now: &BTreeMap<String, String>,
-    what: &str,
-) -> Vec<String> {
-    let names: std::collections::BTreeSet<&String> = recorded.keys().chain(now.keys()).collect();
-    names
+/// What differs between a recorded build definition and this checkout's, in words:
+/// each input by name, each other field by its path.
+fn definition_differences(recorded: &Value, here: &Value) -> Vec<String> {
+    let deps = "resolvedDependencies";
+    let mut problems = named_differences(&recorded[deps], &here[deps], "input");
+    for part in ["buildType", "externalParameters", "internalParameters"] {
+        let (a, b) = (&recorded[part], &here[part]);
+        if a == b {
+            continue;
+        }
+        let fields: std::collections::BTreeSet<&String> = a
+            .as_object()
+            .into_iter()
+            .chain(b.as_object())
+            .flat_map(|o| o.keys())
+            .collect();
+        let mut named = false;
+        for f in fields {
+            if a.get(f) != b.get(f) {
+                named = true;
+                problems.push(format!(
+                    "the task is declared otherwise than the record says: {part}.{f} is recorded as {}, here {}",
+                    shown(a.get(f)),
+                    shown(b.get(f))
+                ));
+            }
+        }
+        if !named {
+            problems.push(format!(
+                "the task is declared otherwise than the record says: {part} is recorded as {}, here {}",
+                shown(Some(a)),
+                shown(Some(b))
+            ));
+        }
+    }
+    if problems.is_empty() && recorded != here {
+        problems.push("the build definition holds fields this wask does not write".into());
+    }
+    problems
+}
+
+fn shown(v: Option<&Value>) -> String {
+    let text = v.map_or("nothing".into(), Value::to_string);
+    crate::workspace::diag::clip_lines(&text, 200)
+}
+
+/// The differences between two lists of `{name, digest}`, which must be equal: each
+/// name whose digests differ, that is in one list only, or that is listed twice.
+fn named_differences(recorded: &Value, here: &Value, what: &str) -> Vec<String> {
+    if recorded == here {
+        return Vec::new();
+    }
+    let by_name = |list: &Value| -> BTreeMap<String, Vec<Value>> {
+        let mut map: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for item in list.as_array().into_iter().flatten() {
+            let name = item["name"].as_str().unwrap_or("(no name)").to_string();
+            map.entry(name).or_default().push(item["digest"].clone());
+        }
+        map
+    };
+    let (a, b) = (by_name(recorded), by_name(here));
+    let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let mut out: Vec<String> = names
         .into_iter()
-        .filter_map(|name| match (recorded.get(name), now.get(name)) {
-            (Some(a), Some(b)) if a == b => None,
-            (Some(a), Some(b)) => Some(format!(
-                "{what} {name} differs: recorded sha256 {a}, now {b}"
+        .filter_map(|name| match (a.get(name), b.get(name)) {
+            (Some(x), Some(y)) if x == y => None,
+            (Some(x), _) if x.len() > 1 => {
+                Some(format!("{what} {name} is recorded {} times", x.len()))
+            }
+            (Some(x), Some(y)) => Some(format!(
+                "{what} {name} differs: recorded {}, now {}",
+                x[0], y[0]
             )),
             (Some(_), None) => Some(format!("{what} {name} is recorded but not there now")),
             (None, Some(_)) => Some(format!("{what} {name} is there now but not recorded")),
             (None, None) => None,
         })
-        .collect()
+        .collect();
+    if out.is_empty() {
+        out.push(format!("the {what}s are recorded in another order"));
+    }
+    out
 }
