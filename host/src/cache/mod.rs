@@ -20,6 +20,7 @@ pub mod housekeeping;
 pub mod layout;
 pub mod manifest;
 pub mod marker;
+pub mod remote;
 mod restore;
 
 use crate::fs::{open_ambient, open_dirs, open_regular, read_at_most, unique_name};
@@ -86,6 +87,7 @@ pub trait FoundEntry {
 pub struct Damaged(pub String);
 
 /// A local cache directory.
+#[derive(Clone)]
 pub struct LocalCache {
     dir: PathBuf,
     hash: HashKind,
@@ -122,8 +124,19 @@ impl FoundEntry for Entry {
     }
 }
 
+impl Entry {
+    /// Opens one of the entry's files (`stdout`, `stderr` or `blobs/<hash>`) for
+    /// reading, never through a link and never a FIFO. Its bytes are not checked here.
+    pub fn open_file(&self, name: &str) -> io::Result<cap_std::fs::File> {
+        match name.split_once('/') {
+            Some(("blobs", blob)) => open_regular(&open_dirs(&self.dir, &["blobs"], false)?, blob),
+            _ => open_regular(&self.dir, name),
+        }
+    }
+}
+
 /// See [`FoundEntry::unfit`].
-fn unfit(m: &Manifest, limits: &wask_runtime::Limits) -> Option<String> {
+pub(crate) fn unfit(m: &Manifest, limits: &wask_runtime::Limits) -> Option<String> {
     let cap = limits.output_bytes as u64;
     let total = m.outputs.iter().fold(0u64, |t, o| t.saturating_add(o.size));
     let count = m.outputs.len() as u64;

@@ -46,6 +46,13 @@ pub struct RunArgs {
     /// to FILE in Chrome trace event format; open it in Perfetto or chrome://tracing.
     #[arg(long, value_name = "FILE.json")]
     profile: Option<PathBuf>,
+    /// Use this remote cache (grpc://, grpcs://, http://, https://) instead of the one
+    /// `[cache.remote]` or WASK_REMOTE_CACHE names.
+    #[arg(long, value_name = "URL", conflicts_with = "no_remote_cache")]
+    remote_cache: Option<String>,
+    /// Use no remote cache this run.
+    #[arg(long)]
+    no_remote_cache: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -103,7 +110,8 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
         })?),
         None => None,
     };
-    let records = exec::run(
+    ctx.remote = remote_cache(&ws, &args)?;
+    let mut records = exec::run(
         &ctx,
         &run_set,
         &exec::RunOptions {
@@ -112,7 +120,9 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
             cancelled: &|| cancel.is_set(),
         },
     );
-    let tally = Tally::of(&records, started.elapsed());
+    let remote = ctx.remote.as_ref().map(|r| finish_uploads(r, &mut records));
+    let mut tally = Tally::of(&records, started.elapsed());
+    tally.remote = remote;
     eprintln!("{}", tally.line());
     if let Some(path) = &args.summary {
         std::fs::write(path, tally.summary(&records))
@@ -131,14 +141,74 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
     })
 }
 
+/// The remote cache the run uses: `--remote-cache URL` or `--no-remote-cache`, else
+/// the workspace's (`[cache.remote]`, `WASK_REMOTE_CACHE`).
+fn remote_cache(
+    ws: &Workspace,
+    args: &RunArgs,
+) -> Result<Option<crate::cache::remote::RemoteCache>, CliError> {
+    if args.no_remote_cache {
+        return Ok(None);
+    }
+    let settings = match (&args.remote_cache, &ws.settings.remote) {
+        (Some(url), from_workspace) => {
+            crate::workspace::lower::remote::check_url(url)
+                .map_err(|e| CliError::Usage(format!("--remote-cache: {e}")))?;
+            let mut s = from_workspace
+                .clone()
+                .unwrap_or_else(|| crate::workspace::RemoteSettings::at(url.clone()));
+            s.url = url.clone();
+            s
+        }
+        (None, Some(s)) => s.clone(),
+        (None, None) => return Ok(None),
+    };
+    crate::cache::remote::RemoteCache::open(&settings, ws.settings.hash)
+        .map(Some)
+        .map_err(|e| CliError::Other(e.into()))
+}
+
+/// Waits for the run's uploads; puts what each task sent in its record, says what did
+/// not make it, and sums up what the run did with the remote.
+fn finish_uploads(
+    remote: &crate::cache::remote::RemoteCache,
+    records: &mut [TaskRecord],
+) -> serde_json::Value {
+    let report = remote.finish();
+    for r in records.iter_mut() {
+        r.bytes_up = report.bytes_up.get(&r.id).copied().unwrap_or(0);
+    }
+    for (task, why) in &report.failed {
+        eprintln!("   warning {task}: its result was not uploaded to the remote cache: {why}");
+    }
+    let stats = remote.stats();
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    serde_json::json!({
+        "url": remote.url(),
+        "read": remote.reads(),
+        "write": remote.writes(),
+        "hits": n(&stats.hits),
+        "bytes_down": n(&stats.bytes_down),
+        "bytes_up": n(&stats.bytes_up),
+        "requests": n(&stats.requests),
+        "uploaded": report.uploaded,
+        "uploads_failed": report.failed.len(),
+        "last_error": remote.last_error(),
+    })
+}
+
 /// How a run's tasks ended: the closing line and the `--summary` file.
 struct Tally {
     completed: usize,
     cached: usize,
+    /// Of the cached, those that came from the remote cache.
+    remote_hits: usize,
     failed: usize,
     skipped: usize,
     cancelled: usize,
     elapsed: std::time::Duration,
+    /// What the run did with the remote cache, when it had one.
+    remote: Option<serde_json::Value>,
 }
 
 impl Tally {
@@ -147,10 +217,14 @@ impl Tally {
         Tally {
             completed: count(&|r| r.state == TaskState::Succeeded),
             cached: count(&|r| r.source == Some(Source::Cache)),
+            remote_hits: count(&|r| {
+                r.source == Some(Source::Cache) && r.hit == Some(crate::exec::record::Hit::Remote)
+            }),
             failed: count(&|r| r.state == TaskState::Failed),
             skipped: count(&|r| r.state == TaskState::Skipped),
             cancelled: count(&|r| r.state == TaskState::Cancelled),
             elapsed,
+            remote: None,
         }
     }
 
@@ -161,8 +235,13 @@ impl Tally {
         } else {
             String::new()
         };
+        let remote = if self.remote.is_some() {
+            format!(", {} from the remote", self.remote_hits)
+        } else {
+            String::new()
+        };
         format!(
-            "Tasks: {} completed ({} cached), {} failed, {} skipped{cancelled} in {:.2}s",
+            "Tasks: {} completed ({} cached{remote}), {} failed, {} skipped{cancelled} in {:.2}s",
             self.completed,
             self.cached,
             self.failed,
@@ -180,6 +259,8 @@ impl Tally {
             "failed": self.failed,
             "skipped": self.skipped,
             "cancelled": self.cancelled,
+            "remote_hits": self.remote_hits,
+            "remote": self.remote,
             "duration_ms": self.elapsed.as_secs_f64() * 1000.0,
         });
         serde_json::to_vec_pretty(&summary).expect("summary serialises")

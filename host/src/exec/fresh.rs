@@ -410,6 +410,10 @@ fn store_and_place(
                 .observer
                 .on_warning(id, &format!("could not store the result in the cache: {e}")),
             Ok(()) => {
+                // Sent in the background; the run waits for it at its end.
+                if let (Some(remote), Ok(staging)) = (&ctx.remote, ctx.scratch_dir()) {
+                    remote.upload(prepared.key, id, &ctx.keys.cache, staging);
+                }
                 // Only informs `wask why`; losing it costs an explanation, not a result.
                 let explained = crate::explain::Explained::new(&prepared.parts, &ctx.keys.key);
                 let _ =

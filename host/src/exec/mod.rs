@@ -43,6 +43,8 @@ pub struct RunContext<'a> {
     /// `wask run --audit-sample F`: which hits are run fresh again and compared with
     /// their entry before they are restored (AUDIT, issue 11).
     pub audit_sample: Option<task::AuditSample>,
+    /// The remote cache behind the local one, when the run has one (issue 12).
+    pub remote: Option<crate::cache::remote::RemoteCache>,
 }
 
 impl<'a> RunContext<'a> {
@@ -67,6 +69,7 @@ impl<'a> RunContext<'a> {
             scratch_root: keys.wask_dir.join("tmp"),
             scratch: std::sync::OnceLock::new(),
             audit_sample: None,
+            remote: None,
             keys,
         })
     }

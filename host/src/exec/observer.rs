@@ -18,7 +18,7 @@
 //!   (tasks finished of the total, cached, failed, and the running tasks), printing task
 //!   lines above it. Otherwise, plain lines only.
 
-use super::record::{Source, TaskRecord, TaskState};
+use super::record::{Hit, Source, TaskRecord, TaskState};
 use crate::refs::TaskId;
 use crate::workspace::OutputMode;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -78,6 +78,8 @@ struct State {
     running: Vec<TaskId>,
     finished: usize,
     cached: usize,
+    /// Of the cached, those from the remote cache.
+    remote: usize,
     failed: usize,
     /// Shown only while a task runs: the line disappears before anything that follows
     /// the run (the summary line) is printed.
@@ -228,8 +230,13 @@ impl ConsoleObserver {
         });
         bar.set_position(state.finished as u64);
         let names: Vec<String> = state.running.iter().map(ToString::to_string).collect();
+        let remote = if state.remote > 0 {
+            format!(" ({} remote)", state.remote)
+        } else {
+            String::new()
+        };
         bar.set_message(format!(
-            "{} cached, {} failed | running: {}",
+            "{} cached{remote}, {} failed | running: {}",
             state.cached,
             state.failed,
             names.join(", ")
@@ -259,12 +266,18 @@ impl Observer for ConsoleObserver {
         state.finished += 1;
         if r.source == Some(Source::Cache) {
             state.cached += 1;
+            if r.hit == Some(Hit::Remote) {
+                state.remote += 1;
+            }
         }
         if r.state == TaskState::Failed {
             state.failed += 1;
         }
         let ms = r.duration().as_millis();
         let line = match (&r.state, &r.source) {
+            (TaskState::Succeeded, Some(Source::Cache)) if r.hit == Some(Hit::Remote) => Some(
+                format!("    cached {} (from the remote cache, {ms} ms)", r.id),
+            ),
             (TaskState::Succeeded, Some(Source::Cache)) => {
                 Some(format!("    cached {} ({ms} ms)", r.id))
             }

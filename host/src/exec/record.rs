@@ -30,6 +30,14 @@ pub enum Source {
     Cache,
 }
 
+/// Which cache a hit came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hit {
+    Local,
+    /// The remote cache: downloaded into the local cache, then restored from it.
+    Remote,
+}
+
 #[derive(Debug, Clone)]
 pub struct TaskRecord {
     pub id: TaskId,
@@ -49,12 +57,18 @@ pub struct TaskRecord {
     pub skipped_because: Option<TaskId>,
     /// What the task spent its time on, in order (for `--profile` and the summary).
     pub phases: Vec<Phase>,
+    /// For a hit, which cache it came from.
+    pub hit: Option<Hit>,
+    /// Bytes downloaded from the remote cache (a remote hit), and uploaded to it (a
+    /// fresh result, known when the run's uploads are done).
+    pub bytes_down: u64,
+    pub bytes_up: u64,
 }
 
 /// One timed step of a task's lifecycle (EXEC-007).
 #[derive(Debug, Clone)]
 pub struct Phase {
-    /// `key`, `lookup`, `restore`, `compile`, `run` or `store`.
+    /// `key`, `lookup`, `remote`, `restore`, `compile`, `run` or `store`.
     pub name: &'static str,
     pub start: SystemTime,
     pub duration: Duration,
@@ -82,6 +96,9 @@ impl TaskRecord {
             undeclared: Vec::new(),
             skipped_because: None,
             phases: Vec::new(),
+            hit: None,
+            bytes_down: 0,
+            bytes_up: 0,
         }
     }
 
@@ -112,6 +129,9 @@ impl TaskRecord {
             "id": self.id.to_string(),
             "state": self.state.name(),
             "source": self.source.map(|s| match s { Source::Fresh => "fresh", Source::Cache => "cache" }),
+            "hit": self.hit.map(|h| match h { Hit::Local => "local", Hit::Remote => "remote" }),
+            "remote_bytes_down": self.bytes_down,
+            "remote_bytes_up": self.bytes_up,
             "key": self.key.map(|k| k.hex()),
             "started_at": time(self.started_at),
             "finished_at": time(self.finished_at),

@@ -113,6 +113,7 @@ fn restore_hit(
 ) -> Result<bool, String> {
     let hash = ctx.keys.ws.settings.hash;
     let Some(entry) = find_hit(ctx, id, def, prepared, record) else {
+        record.hit = None;
         return Ok(false);
     };
     // Checked before a byte of it is restored: a suspect entry never reaches the
@@ -143,6 +144,7 @@ fn restore_hit(
             emit_streams(ctx, id, &restored);
             record.state = TaskState::Succeeded;
             record.source = Some(Source::Cache);
+            record.hit.get_or_insert(super::record::Hit::Local);
             record.outputs = all;
             record.streams = Some((
                 hash_bytes(hash, &restored.stdout),
@@ -152,9 +154,13 @@ fn restore_hit(
         }
         Err(e @ (RestoreError::Corrupt { .. } | RestoreError::Unreadable { .. })) => {
             ctx.observer.on_warning(id, &e.to_string());
+            record.hit = None;
             Ok(false)
         }
-        Err(RestoreError::Vanished { .. }) => Ok(false),
+        Err(RestoreError::Vanished { .. }) => {
+            record.hit = None;
+            Ok(false)
+        }
         Err(e @ RestoreError::Cancelled) => {
             record.state = TaskState::Cancelled;
             Err(e.to_string())
@@ -172,7 +178,23 @@ fn find_hit(
     prepared: &Prepared,
     record: &mut TaskRecord,
 ) -> Option<Entry> {
-    let entry = match record.timed("lookup", || ctx.keys.cache.lookup(&prepared.key)) {
+    let mut found = record.timed("lookup", || ctx.keys.cache.lookup(&prepared.key));
+    if matches!(found, Ok(None))
+        && let Some(remote) = &ctx.remote
+        && let Ok(staging) = ctx.scratch_dir()
+    {
+        let warn = |message: &str| ctx.observer.on_warning(id, message);
+        let cache = &ctx.keys.cache;
+        let fetched = record.timed("remote", || {
+            remote.fetch(&prepared.key, &def.limits, cache, staging, &warn)
+        });
+        if let crate::cache::remote::Fetched::Stored { bytes } = fetched {
+            record.bytes_down = bytes;
+            record.hit = Some(super::record::Hit::Remote);
+            found = cache.lookup(&prepared.key);
+        }
+    }
+    let entry = match found {
         Ok(found) => found?,
         Err(Damaged(what)) => {
             // CACHE-019: a broken entry is a miss with a report, and goes, so the

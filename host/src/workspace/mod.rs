@@ -4,7 +4,7 @@
 pub mod diag;
 mod discover;
 mod load;
-mod lower;
+pub(crate) mod lower;
 mod names;
 mod raw;
 mod settings;
@@ -14,7 +14,7 @@ pub use discover::find_root;
 pub use load::load;
 pub use names::{check_name, check_path};
 pub use settings::{
-    ClockSetting, HashKind, MutexMode, MutexScope, OutputMode, Settings, parse_size,
+    ClockSetting, HashKind, MutexMode, MutexScope, OutputMode, RemoteSettings, Settings, parse_size,
 };
 
 use std::collections::BTreeMap;

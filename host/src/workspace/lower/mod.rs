@@ -2,7 +2,7 @@
 //! reported with its span and the load carrying on, so one load reports them all.
 
 mod overlay;
-pub mod remote;
+pub(crate) mod remote;
 mod settings;
 mod task;
 

@@ -1,0 +1,277 @@
+//! A remote lookup: the action result, its seal, the trust check, then every blob,
+//! each checked twice (against the digest the server names it by, and against the
+//! signed manifest), into the local cache.
+
+use super::Inner;
+use crate::cache::manifest::{self, Manifest};
+use crate::cache::{LocalCache, NewEntry, ProducedOutput, ResultStore};
+use crate::key::{Digest, hash_reader};
+use crate::signing::{CACHE_MANIFEST, Envelope, verified_payload};
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use wask_remote::entry::{RemoteEntry, action_digest};
+use wask_remote::{RemoteError, fetch_blob};
+
+/// A seal is a few kilobytes: a cap so a hostile server cannot make it large.
+const MAX_SEAL: u64 = 1 << 20;
+
+/// What a remote lookup gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fetched {
+    /// A trusted entry, now in the local cache; the bytes downloaded.
+    Stored { bytes: u64 },
+    /// No entry there, or none to believe, or no server to ask.
+    Miss,
+}
+
+/// Why a remote entry was not taken.
+enum NotTaken {
+    /// The server failed: counts towards giving up.
+    Server(RemoteError),
+    /// The entry is not one to believe or to use: said each time, with why.
+    Refused(String),
+    /// Nothing to say (not there).
+    Absent,
+}
+
+impl From<RemoteError> for NotTaken {
+    fn from(e: RemoteError) -> Self {
+        match e {
+            // Bytes that are not what they claim are the entry's fault, not a sign
+            // the server is down.
+            RemoteError::WrongBytes { .. } => NotTaken::Refused(e.to_string()),
+            e => NotTaken::Server(e),
+        }
+    }
+}
+
+pub(super) fn fetch(
+    inner: &Inner,
+    key: &Digest,
+    limits: &wask_runtime::Limits,
+    local: &LocalCache,
+    staging: &Path,
+    warn: &dyn Fn(&str),
+) -> Fetched {
+    if !inner.read || !inner.usable() {
+        return Fetched::Miss;
+    }
+    match take(inner, key, limits, local, staging) {
+        Ok(bytes) => {
+            inner.stats.hits.fetch_add(1, Ordering::Relaxed);
+            inner.stats.bytes_down.fetch_add(bytes, Ordering::Relaxed);
+            Fetched::Stored { bytes }
+        }
+        Err(NotTaken::Absent) => Fetched::Miss,
+        Err(NotTaken::Refused(why)) => {
+            warn(&format!(
+                "the remote cache's entry for this task was not used: {why}; the task runs fresh"
+            ));
+            Fetched::Miss
+        }
+        Err(NotTaken::Server(e)) => {
+            if let Some(message) = inner.failed(&e) {
+                warn(&message);
+            }
+            Fetched::Miss
+        }
+    }
+}
+
+/// The bytes downloaded for a trusted entry, now stored in `local`.
+fn take(
+    inner: &Inner,
+    key: &Digest,
+    limits: &wask_runtime::Limits,
+    local: &LocalCache,
+    staging: &Path,
+) -> Result<u64, NotTaken> {
+    let caps = inner.capabilities().map_err(|e| {
+        NotTaken::Server(RemoteError::Unreachable {
+            url: inner.store.url().into(),
+            message: e,
+        })
+    })?;
+    let function = caps.digest;
+    let action = action_digest(function, inner.hash.name(), &key.hex());
+    let count = |n: u64| inner.stats.requests.fetch_add(n, Ordering::Relaxed);
+    count(1);
+    let Some(result) = inner.store.get_action_result(&action)? else {
+        return Err(NotTaken::Absent);
+    };
+    let entry = RemoteEntry::from_action_result(&result)
+        .map_err(|why| NotTaken::Refused(format!("it is not an entry of wask's layout: {why}")))?;
+    if entry.seal.size > MAX_SEAL {
+        return Err(NotTaken::Refused(format!(
+            "its seal is {} bytes",
+            entry.seal.size
+        )));
+    }
+    // The seal, the streams and the outputs that fit a batch come in one request.
+    let small = |d: &wask_remote::Digest| d.size + 256 <= caps.max_batch_bytes;
+    let mut wanted = vec![
+        entry.seal.clone(),
+        entry.stdout.clone(),
+        entry.stderr.clone(),
+    ];
+    wanted.retain(|d| d.size > 0 && small(d));
+    wanted.dedup();
+    let batch = if wanted.is_empty() {
+        Vec::new()
+    } else {
+        count(1);
+        inner.store.read_small_blobs(&wanted)?
+    };
+    let got = |d: &wask_remote::Digest| -> Result<Vec<u8>, NotTaken> {
+        // The empty blob is never asked for (servers need not store it).
+        let bytes = match wanted.iter().position(|w| w == d) {
+            _ if d.size == 0 => Some(Vec::new()),
+            Some(i) => batch[i].clone(),
+            None => {
+                count(1);
+                let mut bytes = Vec::new();
+                fetch_blob(&*inner.store, function, d, &mut bytes)?.then_some(bytes)
+            }
+        };
+        let bytes =
+            bytes.ok_or_else(|| NotTaken::Refused(format!("the server lacks its blob {d}")))?;
+        wask_remote::check_blob(&*inner.store, function, d, &bytes)?;
+        Ok(bytes)
+    };
+    let seal = got(&entry.seal)?;
+    let manifest = trusted_manifest(inner, key, &seal)?;
+    if let Some(why) = crate::cache::unfit(&manifest, limits) {
+        return Err(NotTaken::Refused(format!(
+            "it does not fit this task's limits: {why}"
+        )));
+    }
+    let files = matching_files(&entry, &manifest)?;
+    let mut bytes = seal.len() as u64;
+    let stdout = got(&entry.stdout)?;
+    let stderr = got(&entry.stderr)?;
+    for (bytes, recorded) in [(&stdout, &manifest.stdout), (&stderr, &manifest.stderr)] {
+        let digest = crate::key::hash_bytes(inner.hash, bytes);
+        if bytes.len() as u64 != recorded.size || digest.hex() != recorded.hash {
+            return Err(NotTaken::Refused(
+                "a stream is not what its signed manifest records".into(),
+            ));
+        }
+    }
+    bytes += (stdout.len() + stderr.len()) as u64;
+    let dir = tempfile::Builder::new()
+        .prefix(".wask-remote-")
+        .tempdir_in(staging)
+        .map_err(|e| {
+            NotTaken::Refused(format!(
+                "cannot stage its files in {}: {e}",
+                staging.display()
+            ))
+        })?;
+    let mut outputs = Vec::new();
+    for (i, (record, remote)) in files.into_iter().enumerate() {
+        let path = dir.path().join(i.to_string());
+        let mut file = std::fs::File::create(&path)
+            .map_err(|e| NotTaken::Refused(format!("cannot stage {}: {e}", record.path)))?;
+        let found = remote.size == 0 || {
+            count(1);
+            fetch_blob(&*inner.store, function, &remote, &mut file)?
+        };
+        if remote.size == 0 && remote != wask_remote::Digest::of(function, &[]) {
+            return Err(NotTaken::Refused(format!(
+                "the digest of {} is not the empty blob's",
+                record.path
+            )));
+        }
+        if !found {
+            return Err(NotTaken::Refused(format!(
+                "the server lacks the blob of {}",
+                record.path
+            )));
+        }
+        file.flush().map_err(|e| NotTaken::Refused(e.to_string()))?;
+        let local_digest = std::fs::File::open(&path)
+            .and_then(|mut f| hash_reader(inner.hash, &mut f))
+            .map_err(|e| NotTaken::Refused(e.to_string()))?;
+        if local_digest.hex() != record.hash {
+            return Err(NotTaken::Refused(format!(
+                "{} is not what its signed manifest records",
+                record.path
+            )));
+        }
+        bytes += record.size;
+        outputs.push(ProducedOutput {
+            path: record.path.clone(),
+            file: path,
+            hash: local_digest,
+            size: record.size,
+            mode: record.mode,
+        });
+    }
+    let order = manifest::write_order(&manifest);
+    local
+        .store(
+            key,
+            &NewEntry {
+                outputs: &outputs,
+                stdout: &stdout,
+                stderr: &stderr,
+                stored_by: &manifest.stored_by,
+                access: manifest.access.clone(),
+                memory: manifest.memory,
+                write_order: &order,
+            },
+        )
+        .map_err(|e| NotTaken::Refused(format!("cannot store it in the local cache: {e}")))?;
+    Ok(bytes)
+}
+
+/// The manifest the seal signs, if a trusted key signed it and it is the entry of
+/// `key`.
+fn trusted_manifest(inner: &Inner, key: &Digest, seal: &[u8]) -> Result<Manifest, NotTaken> {
+    let envelope: Envelope = serde_json::from_slice(seal)
+        .map_err(|e| NotTaken::Refused(format!("its seal is not a DSSE envelope: {e}")))?;
+    let (payload, _signer) = verified_payload(&envelope, CACHE_MANIFEST, &inner.trusted)
+        .map_err(|why| NotTaken::Refused(format!("its seal is not to be trusted: {why}")))?;
+    let m = manifest::decode(&payload)
+        .map_err(|why| NotTaken::Refused(format!("its signed manifest is not one: {why}")))?;
+    if m.revision != manifest::MANIFEST_REVISION || m.hash != inner.hash.name() {
+        return Err(NotTaken::Absent);
+    }
+    if m.key != key.hex() {
+        return Err(NotTaken::Refused(format!(
+            "it is signed for another key ({})",
+            m.key
+        )));
+    }
+    Ok(m)
+}
+
+/// Each output the manifest records, with the remote digest the entry names its blob
+/// by: the entry must list exactly the manifest's outputs.
+fn matching_files<'m>(
+    entry: &RemoteEntry,
+    m: &'m Manifest,
+) -> Result<Vec<(&'m crate::cache::OutputRecord, wask_remote::Digest)>, NotTaken> {
+    let mut out = Vec::new();
+    if entry.files.len() != m.outputs.len() {
+        return Err(NotTaken::Refused(
+            "it lists other outputs than its signed manifest".into(),
+        ));
+    }
+    for record in &m.outputs {
+        let remote = entry
+            .files
+            .iter()
+            .find(|f| f.path == record.path)
+            .ok_or_else(|| NotTaken::Refused(format!("it does not list {}", record.path)))?;
+        if remote.digest.size != record.size {
+            return Err(NotTaken::Refused(format!(
+                "it gives {} another size than its signed manifest",
+                record.path
+            )));
+        }
+        out.push((record, remote.digest.clone()));
+    }
+    Ok(out)
+}

@@ -1,0 +1,220 @@
+//! The remote cache (issue 12): results shared through a REAPI v2 or Bazel HTTP cache
+//! server (`wask-remote` speaks the protocols), behind the local cache.
+//!
+//! A remote entry is never believed on its word. Every entry carries a DSSE envelope,
+//! signed with Ed25519 by the key of whoever uploaded it, over the entry's manifest
+//! exactly as the local cache stores it (key, every output's path, mode, size and
+//! digest, both streams, write order, access record). A reader accepts an entry only if
+//! that envelope verifies under one of its trusted keys (its own, and `trusted_keys`),
+//! the manifest's key is the key it looked up, and every blob it downloads hashes to
+//! what the remote names it by and to what the signed manifest records. Then the entry
+//! is written to the local cache and restored from there, through the same checks as
+//! any local hit (declared outputs only, never over an input). Nothing that becomes
+//! code comes from the remote: modules, compiled code and crate builds stay local.
+//!
+//! The remote is an optimisation: whatever the server does (down, slow, 5xx, refusing
+//! the credentials, sending garbage) a run's result is the same, with one warning line;
+//! after [`GIVE_UP_AFTER`] failures the run stops asking.
+
+mod fetch;
+mod upload;
+
+use crate::signing::{PublicKey, SigningKeyFile};
+use crate::workspace::HashKind;
+use crate::workspace::RemoteSettings;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use wask_remote::{Capabilities, RemoteError, RemoteStore};
+
+pub use fetch::Fetched;
+pub use upload::UploadReport;
+
+/// Failures after which a run stops asking the server.
+pub const GIVE_UP_AFTER: usize = 3;
+
+/// The environment variable that holds the bearer token (never a file in the
+/// repository).
+pub const TOKEN_VARIABLE: &str = "WASK_REMOTE_CACHE_TOKEN";
+
+/// A remote cache, as one run uses it. Cheap to share between the run's threads.
+pub struct RemoteCache {
+    inner: Arc<Inner>,
+    uploads: upload::Uploader,
+}
+
+struct Inner {
+    store: Box<dyn RemoteStore>,
+    read: bool,
+    write: bool,
+    hash: HashKind,
+    /// Whose signed entries are believed.
+    trusted: Vec<PublicKey>,
+    /// Signs uploads (only when `write`).
+    signer: Option<SigningKeyFile>,
+    capabilities: OnceLock<Result<Capabilities, String>>,
+    health: Health,
+    pub(crate) stats: Stats,
+}
+
+/// How the server has behaved this run.
+#[derive(Default)]
+struct Health {
+    failures: AtomicUsize,
+    /// Whether the user was told the server is failing.
+    warned: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+/// What the run got from and gave to the server.
+#[derive(Default)]
+pub struct Stats {
+    pub hits: AtomicU64,
+    pub bytes_down: AtomicU64,
+    pub bytes_up: AtomicU64,
+    pub requests: AtomicU64,
+}
+
+/// Why the remote cache cannot be used at all (a setting, not the server).
+#[derive(Debug, thiserror::Error)]
+#[error("the remote cache {url}: {why}")]
+pub struct RemoteSetupError {
+    url: String,
+    why: String,
+}
+
+impl RemoteCache {
+    /// The remote cache `settings` describe, for a workspace whose keys use `hash`.
+    /// Connecting does not reach the server yet: the first lookup does.
+    pub fn open(
+        settings: &RemoteSettings,
+        hash: HashKind,
+    ) -> Result<RemoteCache, RemoteSetupError> {
+        let setup = |why: String| RemoteSetupError {
+            url: settings.url.clone(),
+            why,
+        };
+        let options = wask_remote::Options {
+            url: settings.url.clone(),
+            timeout: settings.timeout,
+            instance_name: settings.instance_name.clone(),
+            headers: settings.headers.clone(),
+            token: std::env::var(TOKEN_VARIABLE).ok().filter(|t| !t.is_empty()),
+            ca_file: settings.ca_file.clone(),
+            client_cert: settings.client_cert.clone(),
+        };
+        let store = wask_remote::connect(&options).map_err(|e| setup(e.to_string()))?;
+        // The user's own key: trusted always, and the one that signs uploads.
+        let own = SigningKeyFile::load().map_err(|e| setup(e.to_string()))?;
+        let mut trusted = vec![own.public()];
+        trusted.extend(settings.trusted_keys.iter().copied());
+        let inner = Arc::new(Inner {
+            store,
+            read: settings.read,
+            write: settings.write,
+            hash,
+            trusted,
+            signer: settings.write.then_some(own),
+            capabilities: OnceLock::new(),
+            health: Health::default(),
+            stats: Stats::default(),
+        });
+        Ok(RemoteCache {
+            uploads: upload::Uploader::new(inner.clone(), settings.timeout),
+            inner,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        self.inner.store.url()
+    }
+
+    pub fn reads(&self) -> bool {
+        self.inner.read
+    }
+
+    pub fn writes(&self) -> bool {
+        self.inner.write
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// What the server said it can do, or why it could not be asked.
+    pub fn capabilities(&self) -> Result<Capabilities, String> {
+        self.inner.capabilities()
+    }
+
+    /// The last error the server gave, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.inner.health.last_error.lock().unwrap().clone()
+    }
+
+    /// Looks `key` up on the server and, on a trusted hit, writes it into `local`; see
+    /// [`fetch`].
+    pub fn fetch(
+        &self,
+        key: &crate::key::Digest,
+        limits: &wask_runtime::Limits,
+        local: &super::LocalCache,
+        staging: &std::path::Path,
+        warn: &dyn Fn(&str),
+    ) -> Fetched {
+        fetch::fetch(&self.inner, key, limits, local, staging, warn)
+    }
+
+    /// Queues the upload of the local entry stored under `key` by `task`: it runs in
+    /// the background, and [`RemoteCache::finish`] waits for it.
+    pub fn upload(
+        &self,
+        key: crate::key::Digest,
+        task: &crate::refs::TaskId,
+        local: &super::LocalCache,
+        staging: &std::path::Path,
+    ) {
+        if self.inner.write && self.inner.usable() {
+            self.uploads
+                .queue(key, task.clone(), local.clone(), staging.to_path_buf());
+        }
+    }
+
+    /// Waits for the queued uploads, no longer than the timeout after the last one
+    /// started; says what did not make it.
+    pub fn finish(&self) -> UploadReport {
+        self.uploads.finish()
+    }
+}
+
+impl Inner {
+    fn capabilities(&self) -> Result<Capabilities, String> {
+        self.capabilities
+            .get_or_init(|| {
+                self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                self.store.capabilities().map_err(|e| e.to_string())
+            })
+            .clone()
+    }
+
+    /// Whether the run still asks the server.
+    fn usable(&self) -> bool {
+        self.health.failures.load(Ordering::Relaxed) < GIVE_UP_AFTER
+    }
+
+    /// Counts a failure of the server; the warning to show, the first time and when
+    /// the run gives up.
+    fn failed(&self, e: &RemoteError) -> Option<String> {
+        *self.health.last_error.lock().unwrap() = Some(e.to_string());
+        let n = self.health.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if !self.health.warned.swap(true, Ordering::Relaxed) {
+            Some(format!(
+                "the remote cache failed ({e}); the run goes on with the local cache"
+            ))
+        } else if n == GIVE_UP_AFTER {
+            Some(format!(
+                "the remote cache failed {GIVE_UP_AFTER} times; this run stops asking it"
+            ))
+        } else {
+            None
+        }
+    }
+}
