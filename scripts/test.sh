@@ -22,12 +22,16 @@ if ! "$validators/bin/python" -c 'import in_toto_attestation, securesystemslib, 
   "$validators/bin/pip" install --quiet 'in-toto-attestation==0.9.3' 'securesystemslib[crypto]==1.6.0'
 fi
 export WASK_TEST_VALIDATOR_PYTHON="$validators/bin/python"
+# The remote cache is tested against real servers on loopback ports: nginx (Debian) for
+# the Bazel HTTP cache layout and BuildGrid (PyPI) for REAPI v2, stopped on exit.
+source scripts/servers.sh
+start_servers
 # The end-to-end tests drive the binary wask ships, built here.
 cargo build --locked --release -p wask --bin wask
 target_dir=$(cargo metadata --locked --format-version 1 --no-deps |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 WASK_TEST_BINARY="$target_dir/release/wask" cargo test --locked --release --workspace "$@"
 # The two crates that would be published package without reaching outside themselves.
-cargo package --locked --no-verify --allow-dirty -p wask-runtime -p wask >/dev/null
+cargo package --locked --no-verify --allow-dirty -p wask-runtime -p wask-remote -p wask >/dev/null
 # The example plugins are a workspace of their own; their logic is tested natively.
 cargo test --locked --release --manifest-path examples/plugins/Cargo.toml

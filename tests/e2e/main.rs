@@ -24,6 +24,7 @@ mod modules;
 mod output;
 mod overlays;
 mod plugins;
+mod remote;
 mod run;
 mod schedule;
 mod second_review;
