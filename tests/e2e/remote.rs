@@ -433,12 +433,14 @@ fn a_server_killed_in_the_middle_of_a_run_fails_no_run() {
         let store = tempfile::tempdir().unwrap();
         let mut start = std::process::Command::new(runner);
         start.arg(port.to_string()).arg(store.path());
-        let mut private = start
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap();
+        let mut private = Private(
+            start
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .process_group(0)
+                .spawn()
+                .unwrap(),
+        );
         let up = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -485,8 +487,7 @@ fn a_server_killed_in_the_middle_of_a_run_fails_no_run() {
             said.push_str(&line);
             said.push('\n');
             if line.contains("done p:t") {
-                unsafe_kill_group(private.id());
-                let _ = private.wait();
+                private.kill();
                 break;
             }
         }
@@ -506,11 +507,23 @@ fn a_server_killed_in_the_middle_of_a_run_fails_no_run() {
     }
 }
 
-/// Kills a process group (the private server and what it started).
-fn unsafe_kill_group(pid: u32) {
-    let _ = std::process::Command::new("kill")
-        .args(["-s", "KILL", "--", &format!("-{pid}")])
-        .status();
+/// A private server: its process group is killed, and waited for, when it is dropped
+/// if not before.
+struct Private(std::process::Child);
+
+impl Private {
+    fn kill(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Private {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 use std::os::unix::process::CommandExt as _;
