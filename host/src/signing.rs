@@ -195,10 +195,22 @@ pub fn verified_payload(
             return Ok((payload, *key));
         }
     }
-    let signers: Vec<&str> = envelope
+    // A key id is not signed: shown only if it looks like one, never echoed raw.
+    let signers: Vec<String> = envelope
         .signatures
         .iter()
-        .map(|s| s.keyid.as_str())
+        .take(8)
+        .map(|s| {
+            let plain = s.keyid.len() <= 128
+                && s.keyid
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if plain {
+                s.keyid.clone()
+            } else {
+                format!("(a key id of {} bytes that is not one)", s.keyid.len())
+            }
+        })
         .collect();
     Err(if signers.is_empty() {
         "it is not signed".into()

@@ -147,6 +147,23 @@ pub fn read_private(path: &std::path::Path, max: u64) -> Result<Option<Vec<u8>>,
             meta.mode() & 0o777
         ));
     }
+    if meta.nlink() != 1 {
+        return Err(format!(
+            "has {} names (hard links): a key must have one, or it can be read where it is not guarded",
+            meta.nlink()
+        ));
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && let Ok(dir) = std::fs::metadata(parent)
+        && dir.mode() & 0o022 != 0
+        && dir.mode() & 0o1000 == 0
+    {
+        return Err(format!(
+            "lies in {}, which others may write (mode {:o}): they could remove or replace it",
+            parent.display(),
+            dir.mode() & 0o7777
+        ));
+    }
     if meta.len() > max {
         return Err(format!("is {} bytes, more than {max}", meta.len()));
     }
@@ -206,7 +223,20 @@ pub fn create_private(
             .open(&draft)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::hard_link(&draft, path)
+        // Renamed into place, never replacing: no moment where the key has two names
+        // (a reader refuses a key with another link). A file system without the flag
+        // gets the link, then the unlink below.
+        match rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &draft,
+            rustix::fs::CWD,
+            path,
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => Ok(()),
+            Err(e) if e == rustix::io::Errno::EXIST => Err(std::io::Error::from(e)),
+            Err(_) => std::fs::hard_link(&draft, path),
+        }
     })();
     let _ = std::fs::remove_file(&draft);
     written

@@ -28,6 +28,7 @@ mod remote;
 mod run;
 mod schedule;
 mod second_review;
+mod seventh_review;
 mod sixth_review;
 mod third_review;
 mod why;

@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-const TASKS: &str = "[tasks.gen]\nmodule = \"/tools/hostile.wasm\"\nargs = [\"write:/out/a.txt\"]\noutputs = [\"out/a.txt\"]\n\n\
+pub(crate) const TASKS: &str = "[tasks.gen]\nmodule = \"/tools/hostile.wasm\"\nargs = [\"write:/out/a.txt\"]\noutputs = [\"out/a.txt\"]\n\n\
 [tasks.use]\nmodule = \"/tools/hostile.wasm\"\nargs = [\"copy:/out/a.txt|/res/b.txt\"]\ndeps = [\"~:gen\"]\ninputs = [\"out/a.txt\"]\noutputs = [\"res/b.txt\"]\n\n";
 
-const FORGED: &[u8] = b"PWNED\n";
+pub(crate) const FORGED: &[u8] = b"PWNED\n";
 
 /// The manifest of the entry `task` stored, and its path.
-fn manifest_of(ws: &Ws, task: &str) -> (PathBuf, serde_json::Value) {
+pub(crate) fn manifest_of(ws: &Ws, task: &str) -> (PathBuf, serde_json::Value) {
     walkdir::WalkDir::new(ws.path(".wask/cache"))
         .into_iter()
         .flatten()
@@ -32,14 +32,14 @@ fn manifest_of(ws: &Ws, task: &str) -> (PathBuf, serde_json::Value) {
 
 /// Rewrites the entry of `task` as a writer of the cache can: `change` edits the
 /// manifest, which is then sealed again.
-fn forge(ws: &Ws, task: &str, change: impl FnOnce(&mut serde_json::Value, &Path)) {
+pub(crate) fn forge(ws: &Ws, task: &str, change: impl FnOnce(&mut serde_json::Value, &Path)) {
     let (path, mut m) = manifest_of(ws, task);
     change(&mut m, path.parent().unwrap());
     std::fs::write(&path, crate::cache::reseal(m)).unwrap();
 }
 
 /// Replaces the first output of `task`'s entry with [`FORGED`].
-fn forge_output(ws: &Ws, task: &str) {
+pub(crate) fn forge_output(ws: &Ws, task: &str) {
     forge(ws, task, |m, dir| {
         let hash = blake3::hash(FORGED).to_hex().to_string();
         std::fs::write(dir.join("blobs").join(&hash), FORGED).unwrap();
@@ -50,12 +50,12 @@ fn forge_output(ws: &Ws, task: &str) {
 
 /// An Ed25519 key made by openssl, its public PEM, and the environment that makes wask
 /// sign with it.
-struct Keys {
-    dir: tempfile::TempDir,
+pub(crate) struct Keys {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Keys {
-    fn new() -> Keys {
+    pub(crate) fn new() -> Keys {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("k.pem");
         let made = std::process::Command::new("openssl")
@@ -69,10 +69,10 @@ impl Keys {
         std::fs::create_dir(dir.path().join("state")).unwrap();
         Keys { dir }
     }
-    fn key(&self) -> PathBuf {
+    pub(crate) fn key(&self) -> PathBuf {
         self.dir.path().join("k.pem")
     }
-    fn env(&self) -> Vec<(String, String)> {
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
         vec![
             (
                 "WASK_SIGNING_KEY".into(),
@@ -84,12 +84,12 @@ impl Keys {
             ),
         ]
     }
-    fn wask(&self, ws: &Ws, args: &[&str]) -> crate::support::Run {
+    pub(crate) fn wask(&self, ws: &Ws, args: &[&str]) -> crate::support::Run {
         let env = self.env();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         ws.wask_env(args, &env)
     }
-    fn public(&self, ws: &Ws) -> PathBuf {
+    pub(crate) fn public(&self, ws: &Ws) -> PathBuf {
         let pem = self.dir.path().join("pub.pem");
         let out = self.wask(ws, &["audit", "key"]);
         out.expect_code(0);
@@ -97,25 +97,28 @@ impl Keys {
         pem
     }
     /// `statement` signed as wask signs it.
-    fn sign(&self, statement: &serde_json::Value) -> String {
+    pub(crate) fn sign(&self, statement: &serde_json::Value) -> String {
+        self.sign_bytes(&serde_json::to_vec(statement).unwrap(), "")
+    }
+    /// `payload` as it is, signed, under the key id `keyid`.
+    pub(crate) fn sign_bytes(&self, payload: &[u8], keyid: &str) -> String {
         use ed25519_dalek::Signer as _;
         use ed25519_dalek::pkcs8::DecodePrivateKey as _;
         let pem = std::fs::read_to_string(self.key()).unwrap();
         let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).unwrap();
-        let payload = serde_json::to_vec(statement).unwrap();
         let kind = "application/vnd.in-toto+json";
         let mut pae = format!("DSSEv1 {} {kind} {} ", kind.len(), payload.len()).into_bytes();
-        pae.extend_from_slice(&payload);
+        pae.extend_from_slice(payload);
         let envelope = serde_json::json!({
-            "payload": B64.encode(&payload),
+            "payload": B64.encode(payload),
             "payloadType": kind,
-            "signatures": [{"keyid": "", "sig": B64.encode(key.sign(&pae).to_bytes())}],
+            "signatures": [{"keyid": keyid, "sig": B64.encode(key.sign(&pae).to_bytes())}],
         });
         format!("{envelope}\n")
     }
 }
 
-fn statement_of(record: &Path) -> serde_json::Value {
+pub(crate) fn statement_of(record: &Path) -> serde_json::Value {
     let line: serde_json::Value = serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
     serde_json::from_slice(&B64.decode(line["payload"].as_str().unwrap()).unwrap()).unwrap()
 }
@@ -474,6 +477,9 @@ fn an_entry_that_lies_about_its_order_or_its_reads_is_suspect() {
         let report: serde_json::Value = serde_json::from_str(&audit.stdout()).unwrap();
         assert_eq!(report[0]["verdict"], "suspect_entry", "{file}: {report:#}");
         assert_eq!(report[0]["differences"][0]["file"], file, "{report:#}");
+        // The audit removed the suspect entry: store and forge it again.
+        ws.run(&["p:talk"]).0.expect_code(0);
+        forge(&ws, "p:talk", |m, _| lie(m));
         let (run, summary) = ws.run(&["p:talk", "--audit-sample", "1"]);
         assert_eq!(run.code(), 1, "{file}");
         let error = task(&summary, "p:talk")["error"]

@@ -32,7 +32,8 @@ pub struct Made<'a> {
     pub def: &'a TaskDef,
     pub prepared: &'a Prepared,
     pub outputs: &'a [ProducedOutput],
-    pub opened: Vec<String>,
+    /// What the run read and was refused, as its cache entry records it.
+    pub access: &'a crate::cache::AccessRecord,
     pub stdout: &'a [u8],
     pub stderr: &'a [u8],
     pub started: SystemTime,
@@ -99,7 +100,8 @@ pub fn subjects(
     let mut subjects = Vec::new();
     for out in outputs {
         subjects.push(json!({
-            "name": out.path.trim_start_matches('/'),
+            // Workspace paths keep their `/`: no output can be named like a stream.
+            "name": out.path,
             "digest": file_digests(&out.file)?,
         }));
     }
@@ -123,7 +125,8 @@ pub fn build_definition(id: &TaskId, def: &TaskDef, prepared: &Prepared) -> std:
     })];
     for input in &made.prepared.inputs {
         dependencies.push(json!({
-            "name": input.guest_path.trim_start_matches('/'),
+            // Workspace paths keep their `/`: no input can be named like the module.
+            "name": input.guest_path,
             "digest": file_digests(&input.host_path)?,
         }));
     }
@@ -177,9 +180,9 @@ struct Definition<'a> {
     prepared: &'a Prepared,
 }
 
-/// What the run read (its access record), as a byproduct.
-pub fn byproducts(opened: &[String]) -> Value {
-    let access = serde_json::to_vec(&json!({ "opened": opened })).expect("JSON");
+/// What the run read and was refused (its access record), as a byproduct.
+pub fn byproducts(access: &crate::cache::AccessRecord) -> Value {
+    let access = serde_json::to_vec(access).expect("JSON");
     json!([{
         "name": "access-record",
         "mediaType": "application/json",
@@ -198,6 +201,6 @@ fn run_details(made: &Made<'_>) -> Value {
             "startedOn": rfc3339(made.started),
             "finishedOn": rfc3339(made.finished),
         },
-        "byproducts": byproducts(&made.opened),
+        "byproducts": byproducts(made.access),
     })
 }

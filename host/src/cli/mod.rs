@@ -151,6 +151,22 @@ fn color_choice() -> ColorChoice {
     }
 }
 
+/// Writes a file the user named (`--summary`, `--profile`) whole or not at all: under a
+/// temporary name beside it, then renamed over it, so a link already at the path is
+/// replaced, never written through.
+fn write_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// The directory commands start from: `-C DIR` or the current directory.
 fn start_dir(directory: Option<PathBuf>) -> Result<PathBuf, CliError> {
     match directory {

@@ -125,11 +125,11 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
     tally.remote = remote;
     eprintln!("{}", tally.line());
     if let Some(path) = &args.summary {
-        std::fs::write(path, tally.summary(&records))
+        super::write_file(path, &tally.summary(&records))
             .map_err(|e| anyhow::anyhow!("cannot write the summary to {}: {e}", path.display()))?;
     }
     if let Some(path) = &args.profile {
-        std::fs::write(path, super::profile::chrome_trace(&records))
+        super::write_file(path, &super::profile::chrome_trace(&records))
             .map_err(|e| anyhow::anyhow!("cannot write the profile to {}: {e}", path.display()))?;
     }
     Ok(if let Some(signal) = cancel.signal() {

@@ -14,7 +14,7 @@ use crate::audit::{
     Difference, NeverRead, Observed, compare_entry, compare_runs, entry_files, forget_needless,
     never_read, never_read_text, observe,
 };
-use crate::cache::{Entry, FoundEntry};
+use crate::cache::{Entry, FoundEntry, ResultStore};
 use crate::exec::fresh::FreshRun;
 use crate::exec::keys::Prepared;
 use crate::exec::observer::Silent;
@@ -312,21 +312,28 @@ fn audit_task(
     } else {
         Verdict::Differs
     };
+    let mut hint = None;
     if let (Verdict::Reproducible, Some(entry)) = (verdict, entry) {
         differences = compare_entry(&observed[0], &entry_files(entry.manifest(), hash));
         if !differences.is_empty() {
             verdict = Verdict::SuspectEntry;
+            // As `--audit-sample` does: an entry no run gives is not kept for a hit.
+            ctx.keys.cache.discard(&prepared.key);
+            hint = Some("the suspect entry was removed from the cache".to_string());
         }
     }
     let mut error = None;
-    if let (Verdict::Reproducible, Some(writer)) = (verdict, writer) {
+    let host_clock = def.clock == ClockSetting::Host;
+    if let (Verdict::Reproducible, Some(_), true) = (verdict, writer, host_clock) {
+        hint = Some("not signed: the task reads the host clock (`clock = \"host\"`), so runs that agree now prove nothing of a run later".into());
+    } else if let (Verdict::Reproducible, Some(writer)) = (verdict, writer) {
         let first = &fresh[0];
         let made = Made {
             id,
             def,
             prepared,
             outputs: &first.produced,
-            opened: first.outcome.access.opened.iter().cloned().collect(),
+            access: &first.access,
             stdout: &first.outcome.stdout,
             stderr: &first.outcome.stderr,
             started: started_on,
@@ -337,9 +344,9 @@ fn audit_task(
             error = Some(format!("cannot write its provenance: {e}"));
         }
     }
-    let hint = (verdict == Verdict::Differs && def.clock == ClockSetting::Host).then(|| {
-        "the task reads the host clock (`clock = \"host\"`); with the default fixed clock its time and randomness are the same on every run".to_string()
-    });
+    if verdict == Verdict::Differs && host_clock {
+        hint = Some("the task reads the host clock (`clock = \"host\"`); with the default fixed clock its time and randomness are the same on every run".to_string());
+    }
     TaskAudit {
         task: id.to_string(),
         verdict,

@@ -85,7 +85,13 @@ pub fn verify(
     for file in files {
         for (shown, envelope) in envelopes(file)? {
             match verified_payload(&envelope, signing::IN_TOTO, &[public]) {
-                Ok((payload, _)) => claims.push(claim(&shown, &payload)?),
+                Ok((payload, _)) => {
+                    let c = claim(&shown, &payload)?;
+                    match as_written(&payload) {
+                        Ok(()) => claims.push(c),
+                        Err(why) => bad.push(format!("{shown}: {why}")),
+                    }
+                }
                 Err(why) => bad.push(format!("{shown}: {why}")),
             }
         }
@@ -115,11 +121,11 @@ pub fn verify(
     // recorded.
     ctx.audit_sample = Some(exec::task::AuditSample::all());
     let failed_before = run_predecessors(&ctx, &nodes, &cancel);
-    let mut plans: BTreeMap<usize, Planned> = plan(&ctx.keys, &run_set).into_iter().collect();
+    let plans: BTreeMap<usize, Planned> = plan(&ctx.keys, &run_set).into_iter().collect();
     for (c, n) in claims.iter().zip(&nodes) {
-        let outcome = match plans.remove(n) {
-            Some(Planned::Known { prepared, .. }) => check(&ctx, *n, &prepared, c),
-            Some(Planned::Error(e)) => Err(vec![e]),
+        let outcome = match plans.get(n) {
+            Some(Planned::Known { prepared, .. }) => check(&ctx, *n, prepared, c),
+            Some(Planned::Error(e)) => Err(vec![e.clone()]),
             _ => Err(vec![format!(
                 "its predecessors did not succeed{}",
                 failed_before
@@ -179,6 +185,60 @@ fn envelopes(file: &Path) -> Result<Vec<(String, Envelope)>, CliError> {
     Ok(out)
 }
 
+/// Whether a signed statement is exactly as wask writes it: compact JSON in one order,
+/// each key once, no field wask does not write, and a builder that is wask. A parser
+/// that keeps the first of two equal keys would read other claims than wask checked.
+fn as_written(payload: &[u8]) -> Result<(), String> {
+    use crate::audit::provenance::BUILDER_ID;
+    let s: Value = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    if serde_json::to_vec(&s).map_err(|e| e.to_string())? != payload {
+        return Err("the statement is not in the form wask writes (a key given twice, keys out of order, or spaces): its claims are not checked".into());
+    }
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        k.sort();
+        k
+    };
+    let shapes: [(&Value, &[&str]); 5] = [
+        (&s, &["_type", "predicate", "predicateType", "subject"]),
+        (&s["predicate"], &["buildDefinition", "runDetails"]),
+        (
+            &s["predicate"]["runDetails"],
+            &["builder", "byproducts", "metadata"],
+        ),
+        (&s["predicate"]["runDetails"]["builder"], &["id", "version"]),
+        (
+            &s["predicate"]["runDetails"]["metadata"],
+            &["finishedOn", "startedOn"],
+        ),
+    ];
+    for (v, want) in shapes {
+        if keys(v) != want {
+            return Err(format!(
+                "the statement holds other fields than wask writes ({:?} where wask writes {want:?})",
+                keys(v)
+            ));
+        }
+    }
+    let details = &s["predicate"]["runDetails"];
+    if details["builder"]["id"] != BUILDER_ID || !details["builder"]["version"]["wask"].is_string()
+    {
+        return Err(format!("its builder is not wask ({})", details["builder"]));
+    }
+    let time = |name: &str| {
+        details["metadata"][name]
+            .as_str()
+            .and_then(|t| humantime::parse_rfc3339(t).ok())
+    };
+    match (time("startedOn"), time("finishedOn")) {
+        (Some(a), Some(b)) if a <= b => Ok(()),
+        _ => Err("its start and finish times are not two times in order".into()),
+    }
+}
+
 /// What a signed statement claims, or why it is not wask provenance.
 fn claim(shown: &str, payload: &[u8]) -> Result<Claim, CliError> {
     let not = |what: &str| CliError::Usage(format!("{shown} is not wask provenance: {what}"));
@@ -233,8 +293,7 @@ fn check(
     let made = provenance::subjects(id, &run.produced, &run.outcome.stdout, &run.outcome.stderr)
         .map_err(unreadable)?;
     let mut problems = named_differences(&claim.subjects, &Value::Array(made.clone()), "subject");
-    let opened: Vec<String> = run.outcome.access.opened.iter().cloned().collect();
-    if claim.byproducts != provenance::byproducts(&opened) {
+    if claim.byproducts != provenance::byproducts(&run.access) {
         problems.push("the run read otherwise than its access record says".into());
     }
     if problems.is_empty() {
