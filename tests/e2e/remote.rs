@@ -195,6 +195,21 @@ fn every_task_of_a_copy_elsewhere_is_a_remote_hit() {
         let b = remote_workspace(&server.url, &nonce, &trusted, "");
         assert_ne!(a.root, b.root);
         let files_before = store_files(&server);
+        let why = reader.wask(&b, &["why", "p:gen"], &[]);
+        assert!(
+            why.stdout()
+                .contains("holds an entry signed by trusted key"),
+            "{}: {}",
+            server.name,
+            why.stdout()
+        );
+        let info = reader.wask(&b, &["cache", "info"], &[]);
+        assert!(
+            info.stdout().contains("reachable: "),
+            "{}: {}",
+            server.name,
+            info.stdout()
+        );
         let (hit, summary) = reader.run(&b, &["--workspace"], &[]);
         hit.expect_code(0);
         for id in TASKS {

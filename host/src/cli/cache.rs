@@ -60,6 +60,7 @@ pub fn cache(directory: Option<PathBuf>, command: CacheCommand) -> Result<i32, C
             if !info.foreign.is_empty() {
                 println!("not made by wask (left alone): {}", info.foreign.join(", "));
             }
+            remote_info(&ws);
         }
         CacheCommand::Clear => {
             let report = cache.clear().map_err(|e| CliError::Other(e.into()))?;
@@ -90,6 +91,35 @@ pub fn cache(directory: Option<PathBuf>, command: CacheCommand) -> Result<i32, C
         CacheCommand::Verify => return verify(&cache),
     }
     Ok(EXIT_OK)
+}
+
+/// The remote cache, if the workspace has one: where, what it may do, and what the
+/// server says it can do (one request), or why it could not be asked.
+fn remote_info(ws: &Workspace) {
+    let Some(settings) = &ws.settings.remote else {
+        println!("remote cache: none");
+        return;
+    };
+    println!("remote cache: {}", settings.url);
+    println!(
+        "  read: {}, write: {}, timeout: {} s, trusted keys: {} besides your own",
+        settings.read,
+        settings.write,
+        settings.timeout.as_secs_f64(),
+        settings.trusted_keys.len()
+    );
+    match crate::cache::remote::RemoteCache::open(settings, ws.settings.hash) {
+        Err(e) => println!("  unusable: {e}"),
+        Ok(remote) => match remote.capabilities() {
+            Ok(caps) => println!(
+                "  reachable: {} ({}), digests {}",
+                caps.protocol,
+                caps.detail,
+                caps.digest.name()
+            ),
+            Err(e) => println!("  not reachable: {e}"),
+        },
+    }
 }
 
 fn clean(ws: &Workspace, cache: &LocalCache, args: CleanArgs) -> Result<i32, CliError> {

@@ -39,6 +39,9 @@ pub fn why(directory: Option<PathBuf>, args: WhyArgs) -> Result<i32, CliError> {
             reports.push(report(&ctx, &history, n, planned));
         }
     }
+    if let Some(settings) = &ws.settings.remote {
+        ask_the_remote(settings, &ws, &mut reports);
+    }
     if args.json {
         let text = serde_json::to_string_pretty(&serde_json::json!({ "tasks": reports }))
             .expect("JSON serialises");
@@ -53,6 +56,38 @@ pub fn why(directory: Option<PathBuf>, args: WhyArgs) -> Result<i32, CliError> {
     }
     // A guest crate's build interrupted: the reports above say so; the exit code too.
     Ok(cancel.signal().map_or(EXIT_OK, |signal| 128 + signal))
+}
+
+/// For each local miss, what the remote cache holds: whether `wask run` would download
+/// a trusted entry, or why not.
+fn ask_the_remote(
+    settings: &crate::workspace::RemoteSettings,
+    ws: &crate::workspace::Workspace,
+    reports: &mut [Report],
+) {
+    let remote = crate::cache::remote::RemoteCache::open(settings, ws.settings.hash);
+    for r in reports.iter_mut() {
+        let Detail::Known(k) = &mut r.detail else {
+            continue;
+        };
+        if r.state == State::Hit || !settings.read {
+            continue;
+        }
+        let Some(key) = crate::key::Digest::from_hex(&k.key) else {
+            continue;
+        };
+        k.remote = Some(match &remote {
+            Err(e) => format!("cannot be asked: {e}"),
+            Ok(remote) => match remote.probe(&key) {
+                Ok(Some(signer)) => format!(
+                    "{} holds an entry signed by trusted key {signer}: `wask run` downloads it",
+                    settings.url
+                ),
+                Ok(None) => format!("{} holds no entry for this key", settings.url),
+                Err(why) => format!("{}: {why}", settings.url),
+            },
+        });
+    }
 }
 
 /// What `wask why` says of one task; `--json` prints it as it is.
@@ -105,6 +140,9 @@ struct Known {
     /// For a hit: declared inputs the stored run never opened, each with the `inputs`
     /// entry that brought it in (each one a needless miss when it changes).
     never_read: Option<Vec<NeverRead>>,
+    /// For a local miss, what the remote cache holds for the key, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote: Option<String>,
 }
 
 fn report(ctx: &KeyContext<'_>, history: &ExplainStore, n: usize, planned: Planned) -> Report {
@@ -166,6 +204,7 @@ fn report(ctx: &KeyContext<'_>, history: &ExplainStore, n: usize, planned: Plann
                 let opened = e.manifest.access.opened.iter().map(String::as_str);
                 never_read(ctx.graph.task(ctx.ws, n), &prepared, opened.collect())
             }),
+            remote: None,
             parts: now,
         })),
     }
@@ -243,7 +282,12 @@ impl Known {
                     "  declared, never read: {never} (each one a needless cache miss when it changes)"
                 );
             }
-        } else if let Some(why) = &self.unfit {
+            return;
+        }
+        if let Some(remote) = &self.remote {
+            println!("  remote: {remote}");
+        }
+        if let Some(why) = &self.unfit {
             println!("  miss: an entry has this key, but {why}, so a run now would not give it");
         } else if !self.has_history {
             println!("  miss: this task has stored no entry in this cache yet");

@@ -108,26 +108,32 @@ fn take(
             entry.seal.size
         )));
     }
-    // The seal, the streams and the outputs that fit a batch come in one request.
-    let small = |d: &wask_remote::Digest| d.size + 256 <= caps.max_batch_bytes;
-    let mut wanted = vec![
-        entry.seal.clone(),
-        entry.stdout.clone(),
-        entry.stderr.clone(),
-    ];
-    wanted.retain(|d| d.size > 0 && small(d));
-    wanted.dedup();
+    // The seal, the streams and the outputs that fit come in one batch (REAPI): two
+    // requests for a small entry. Nothing of it is used before the seal is checked.
+    let mut wanted: Vec<wask_remote::Digest> =
+        entry.blobs().into_iter().filter(|d| d.size > 0).collect();
+    let mut room = caps.max_batch_bytes;
+    wanted.retain(|d| {
+        let cost = d.size + 256;
+        let fits = cost <= room;
+        if fits {
+            room -= cost;
+        }
+        fits
+    });
     let batch = if wanted.is_empty() {
         Vec::new()
     } else {
         count(1);
         inner.store.read_small_blobs(&wanted)?
     };
+    let batched =
+        |d: &wask_remote::Digest| wanted.iter().position(|w| w == d).map(|i| batch[i].clone());
     let got = |d: &wask_remote::Digest| -> Result<Vec<u8>, NotTaken> {
         // The empty blob is never asked for (servers need not store it).
-        let bytes = match wanted.iter().position(|w| w == d) {
+        let bytes = match batched(d) {
             _ if d.size == 0 => Some(Vec::new()),
-            Some(i) => batch[i].clone(),
+            Some(bytes) => bytes,
             None => {
                 count(1);
                 let mut bytes = Vec::new();
@@ -173,21 +179,35 @@ fn take(
         let path = dir.path().join(i.to_string());
         let mut file = std::fs::File::create(&path)
             .map_err(|e| NotTaken::Refused(format!("cannot stage {}: {e}", record.path)))?;
-        let found = remote.size == 0 || {
-            count(1);
-            fetch_blob(&*inner.store, function, &remote, &mut file)?
-        };
         if remote.size == 0 && remote != wask_remote::Digest::of(function, &[]) {
             return Err(NotTaken::Refused(format!(
                 "the digest of {} is not the empty blob's",
                 record.path
             )));
         }
-        if !found {
-            return Err(NotTaken::Refused(format!(
-                "the server lacks the blob of {}",
-                record.path
-            )));
+        if remote.size > 0 {
+            match batched(&remote) {
+                Some(Some(bytes)) => {
+                    wask_remote::check_blob(&*inner.store, function, &remote, &bytes)?;
+                    file.write_all(&bytes)
+                        .map_err(|e| NotTaken::Refused(e.to_string()))?;
+                }
+                Some(None) => {
+                    return Err(NotTaken::Refused(format!(
+                        "the server lacks the blob of {}",
+                        record.path
+                    )));
+                }
+                None => {
+                    count(1);
+                    if !fetch_blob(&*inner.store, function, &remote, &mut file)? {
+                        return Err(NotTaken::Refused(format!(
+                            "the server lacks the blob of {}",
+                            record.path
+                        )));
+                    }
+                }
+            }
         }
         file.flush().map_err(|e| NotTaken::Refused(e.to_string()))?;
         let local_digest = std::fs::File::open(&path)
@@ -224,6 +244,40 @@ fn take(
         )
         .map_err(|e| NotTaken::Refused(format!("cannot store it in the local cache: {e}")))?;
     Ok(bytes)
+}
+
+/// What the server holds for `key`, without downloading the result: `Ok(Some(signer))`
+/// for an entry a trusted key signed, `Ok(None)` for none, `Err` for one that would not
+/// be used (and why), or for a server that cannot be asked.
+pub(super) fn probe(inner: &Inner, key: &Digest) -> Result<Option<String>, String> {
+    let caps = inner.capabilities()?;
+    let action = action_digest(caps.digest, inner.hash.name(), &key.hex());
+    let result = inner
+        .store
+        .get_action_result(&action)
+        .map_err(|e| e.to_string())?;
+    let Some(result) = result else {
+        return Ok(None);
+    };
+    let entry = RemoteEntry::from_action_result(&result)
+        .map_err(|why| format!("an entry not of wask's layout: {why}"))?;
+    let mut seal = Vec::new();
+    if entry.seal.size > MAX_SEAL
+        || !fetch_blob(&*inner.store, caps.digest, &entry.seal, &mut seal)
+            .map_err(|e| e.to_string())?
+    {
+        return Err("an entry whose seal is missing".into());
+    }
+    let envelope: Envelope =
+        serde_json::from_slice(&seal).map_err(|e| format!("a seal that is not one: {e}"))?;
+    let (_, signer) = verified_payload(&envelope, CACHE_MANIFEST, &inner.trusted)
+        .map_err(|why| format!("an entry that would not be used: {why}"))?;
+    trusted_manifest(inner, key, &seal).map_err(|e| match e {
+        NotTaken::Refused(why) => why,
+        NotTaken::Server(e) => e.to_string(),
+        NotTaken::Absent => "an entry of another revision".into(),
+    })?;
+    Ok(Some(signer.keyid()))
 }
 
 /// The manifest the seal signs, if a trusted key signed it and it is the entry of

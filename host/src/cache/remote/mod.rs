@@ -53,7 +53,7 @@ struct Inner {
     signer: Option<SigningKeyFile>,
     capabilities: OnceLock<Result<Capabilities, String>>,
     health: Health,
-    pub(crate) stats: Stats,
+    stats: Stats,
 }
 
 /// How the server has behaved this run.
@@ -161,6 +161,12 @@ impl RemoteCache {
         warn: &dyn Fn(&str),
     ) -> Fetched {
         fetch::fetch(&self.inner, key, limits, local, staging, warn)
+    }
+
+    /// Whether the server holds a trusted entry for `key` (its signer's key id), without
+    /// downloading it: for `wask why`.
+    pub fn probe(&self, key: &crate::key::Digest) -> Result<Option<String>, String> {
+        fetch::probe(&self.inner, key)
     }
 
     /// Queues the upload of the local entry stored under `key` by `task`: it runs in
