@@ -16,6 +16,31 @@ use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
 /// Far above any action result wask writes (a few hundred bytes per output).
 const MAX_ACTION_RESULT: u64 = 64 << 20;
 
+/// Resolves the server's name once: ureq's own resolver starts a thread for every
+/// request when a timeout is set, which cost more than the request on loopback. Every
+/// request of a store goes to the one host of its URL.
+#[derive(Debug, Default)]
+struct ResolvedOnce {
+    addrs: std::sync::Mutex<Option<ureq::unversioned::resolver::ResolvedSocketAddrs>>,
+}
+
+impl ureq::unversioned::resolver::Resolver for ResolvedOnce {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        if let Some(addrs) = self.addrs.lock().unwrap().as_ref() {
+            return Ok(addrs.clone());
+        }
+        let addrs = ureq::unversioned::resolver::DefaultResolver::default()
+            .resolve(uri, config, timeout)?;
+        *self.addrs.lock().unwrap() = Some(addrs.clone());
+        Ok(addrs)
+    }
+}
+
 pub struct HttpCache {
     url: String,
     /// The URL without a trailing `/`, to which `/ac/..` and `/cas/..` are added.
@@ -42,15 +67,19 @@ impl HttpCache {
                 .map_err(|e| bad("key", e))?;
             tls = tls.client_cert(Some(ClientCert::new_with_certs(&[cert], key)));
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .timeout_global(Some(options.timeout))
             .http_status_as_error(false)
             // A cache server has no business sending wask elsewhere.
             .max_redirects(0)
             .tls_config(tls.build())
             .user_agent(concat!("wask/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::new(),
+            ResolvedOnce::default(),
+        );
         let mut headers = options.headers.clone();
         if let Some(token) = &options.token {
             headers.push(("Authorization".into(), format!("Bearer {token}")));

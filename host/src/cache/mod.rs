@@ -181,6 +181,11 @@ pub struct NewEntry<'a> {
     pub memory: u64,
     /// How the run's writes to its two streams interleaved.
     pub write_order: &'a [(wask_runtime::Stream, u64)],
+    /// Whether the entry must survive a crash (`fsync` of every file and directory,
+    /// CACHE-017): a fresh result must, or the run that made it would be lost. A copy
+    /// of a remote entry need not: after a crash it is at worst found damaged (every
+    /// byte is checked before a restore) and downloaded again.
+    pub durable: bool,
 }
 
 /// Far above any real manifest (a few hundred bytes per output); a cap so a hostile
@@ -269,7 +274,9 @@ impl LocalCache {
                 );
                 let mut dst = create_new(&blobs, &blob)?;
                 io::copy(&mut src, &mut dst)?;
-                dst.sync_all()?;
+                if new.durable {
+                    dst.sync_all()?;
+                }
             }
             records.push(OutputRecord {
                 path: out.path.clone(),
@@ -279,8 +286,9 @@ impl LocalCache {
             });
         }
         records.sort_by(|a, b| a.path.cmp(&b.path));
-        write_synced(&tmp, "stdout", stdout)?;
-        write_synced(&tmp, "stderr", stderr)?;
+        let durable = new.durable;
+        write_synced(&tmp, "stdout", stdout, durable)?;
+        write_synced(&tmp, "stderr", stderr, durable)?;
         let manifest = Manifest {
             revision: manifest::MANIFEST_REVISION,
             hash: self.hash.name().into(),
@@ -309,7 +317,11 @@ impl LocalCache {
             &tmp,
             "manifest.json",
             &manifest::encode(&manifest, self.hash),
+            durable,
         )?;
+        if !durable {
+            return Ok(());
+        }
         sync_dir(&blobs)?;
         sync_dir(&tmp)
     }
@@ -399,7 +411,7 @@ impl ResultStore for LocalCache {
             },
             r => r,
         });
-        if result.is_ok() {
+        if result.is_ok() && new.durable {
             let _ = sync_dir(&shard);
         }
         // Gone if it was renamed into place; otherwise not needed.
@@ -423,10 +435,13 @@ fn create_new(dir: &Dir, name: &str) -> io::Result<cap_std::fs::File> {
     dir.open_with(name, &opts)
 }
 
-fn write_synced(dir: &Dir, name: &str, bytes: &[u8]) -> io::Result<()> {
+fn write_synced(dir: &Dir, name: &str, bytes: &[u8], durable: bool) -> io::Result<()> {
     let mut f = create_new(dir, name)?;
     f.write_all(bytes)?;
-    f.sync_all()
+    if durable {
+        f.sync_all()?;
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Dir) -> io::Result<()> {

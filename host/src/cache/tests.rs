@@ -37,6 +37,7 @@ fn cache_with(keys: &[(u8, &[u8])]) -> (tempfile::TempDir, LocalCache, Vec<Diges
                     access: AccessRecord::default(),
                     memory: 0,
                     write_order: &[],
+                    durable: true,
                 },
             )
             .unwrap();
@@ -210,6 +211,7 @@ fn housekeeping_removes_only_what_wask_made() {
             access: AccessRecord::default(),
             memory: 0,
             write_order: &[],
+            durable: true,
         },
     );
     assert!(

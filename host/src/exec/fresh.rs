@@ -401,6 +401,7 @@ fn store_and_place(
                 access,
                 memory: outcome.memory,
                 write_order: &outcome.write_order,
+                durable: true,
             },
         );
         match stored {

@@ -240,6 +240,7 @@ fn take(
                 access: manifest.access.clone(),
                 memory: manifest.memory,
                 write_order: &order,
+                durable: false,
             },
         )
         .map_err(|e| NotTaken::Refused(format!("cannot store it in the local cache: {e}")))?;
