@@ -210,3 +210,53 @@ outputs = ["b-out/**"]
         "{err}"
     );
 }
+
+/// `[cache.remote]` (issue 12): a URL of no protocol wask speaks, a credential in the
+/// file (a token comes only from the environment), half a client certificate, a
+/// trusted key that is not one and a zero timeout are each reported with their line;
+/// so is a bad `WASK_REMOTE_CACHE`. `--remote-cache` with a bad URL is a usage error.
+#[test]
+fn remote_cache_settings_are_checked_at_load() {
+    let ws = Ws::new();
+    ws.write(
+        "wask.toml",
+        "[workspace]\n\n[cache.remote]\nurl = \"ftp://cache\"\ntimeout = \"0s\"\nheaders = { Authorization = \"Bearer s3cret\" }\ntrusted_keys = [\"-----BEGIN PUBLIC KEY-----\\nnope\\n-----END PUBLIC KEY-----\"]\nclient_cert = \"me.pem\"\n",
+    );
+    let run = ws.wask(&["check"]);
+    run.expect_code(2);
+    let err = run.stderr();
+    for (line, text) in [
+        (4, "is not a remote cache URL"),
+        (5, "above zero"),
+        (6, "WASK_REMOTE_CACHE_TOKEN"),
+        (7, "not a PEM Ed25519 public key"),
+        (8, "go together"),
+    ] {
+        assert!(
+            err.contains(&format!("wask.toml:{line}:")),
+            "line {line}: {err}"
+        );
+        assert!(err.contains(text), "{text}: {err}");
+    }
+    assert!(
+        !err.contains("s3cret\n") || err.contains("Authorization"),
+        "{err}"
+    );
+
+    let ok = Ws::new();
+    ok.write("wask.toml", "[workspace]\n");
+    let bad_env = ok.wask_env(&["check"], &[("WASK_REMOTE_CACHE", "cache:9092")]);
+    bad_env.expect_code(2);
+    assert!(
+        bad_env.stderr().contains("WASK_REMOTE_CACHE"),
+        "{}",
+        bad_env.stderr()
+    );
+    let bad_flag = ok.wask(&["run", "--workspace", "--remote-cache", "nope"]);
+    bad_flag.expect_code(2);
+    assert!(
+        bad_flag.stderr().contains("--remote-cache"),
+        "{}",
+        bad_flag.stderr()
+    );
+}
