@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const WASK: &str = env!("CARGO_BIN_EXE_wask");
 
@@ -94,16 +94,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// The server's round trip: a lookup of an action nobody stored, median of 200.
 fn round_trip(url: &str) -> f64 {
-    let store = wask_remote::connect(&wask_remote::Options {
-        url: url.into(),
-        timeout: Duration::from_secs(10),
-        instance_name: String::new(),
-        headers: Vec::new(),
-        token: None,
-        ca_file: None,
-        client_cert: None,
-    })
-    .unwrap();
+    let store = wask_remote::connect(&wask_remote::Options::new(url)).unwrap();
     store.capabilities().unwrap();
     let times = (0..200)
         .map(|i| {

@@ -295,6 +295,22 @@ pub struct Options {
     pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
+impl Options {
+    /// `url` with a 10 s timeout and nothing else: the default instance, no headers,
+    /// no credentials, the system's roots.
+    pub fn new(url: &str) -> Options {
+        Options {
+            url: url.to_string(),
+            timeout: Duration::from_secs(10),
+            instance_name: String::new(),
+            headers: Vec::new(),
+            token: None,
+            ca_file: None,
+            client_cert: None,
+        }
+    }
+}
+
 /// The store `options.url` names.
 pub fn connect(options: &Options) -> Result<Box<dyn RemoteStore>, RemoteError> {
     let url = options.url.as_str();

@@ -254,16 +254,7 @@ fn every_task_of_a_copy_elsewhere_is_a_remote_hit() {
 
 /// The server's copy of a result, as the library reads it.
 fn client(server: &Server) -> Box<dyn wask_remote::RemoteStore> {
-    wask_remote::connect(&wask_remote::Options {
-        url: server.url.clone(),
-        timeout: Duration::from_secs(10),
-        instance_name: String::new(),
-        headers: Vec::new(),
-        token: None,
-        ca_file: None,
-        client_cert: None,
-    })
-    .unwrap()
+    wask_remote::connect(&wask_remote::Options::new(&server.url)).unwrap()
 }
 
 fn action(key: &str) -> wask_remote::Digest {
