@@ -216,7 +216,7 @@ pub fn verified_payload(
         "it is not signed".into()
     } else {
         format!(
-            "no signature of it verifies with a trusted key (it names the signer {})",
+            "no signature of it verifies with a trusted key (it gives the key id {}, which no signature proves)",
             signers.join(", ")
         )
     })

@@ -126,14 +126,14 @@ impl RemoteEntry {
             let digest = f
                 .digest
                 .as_ref()
-                .ok_or_else(|| format!("{} has no digest", f.path))
+                .ok_or_else(|| format!("{} has no digest", short(&f.path)))
                 .and_then(from_proto)?;
             if f.path == SEAL_PATH {
                 if seal.replace(digest).is_some() {
                     return Err("it has two seals".into());
                 }
             } else if f.path.is_empty() || f.path.starts_with('/') {
-                return Err(format!("`{}` is not a relative path", f.path));
+                return Err(format!("`{}` is not a relative path", short(&f.path)));
             } else {
                 files.push(RemoteFile {
                     path: format!("/{}", f.path),
@@ -147,6 +147,14 @@ impl RemoteEntry {
             stderr: stream(&r.stderr_digest, "stderr")?,
             seal: seal.ok_or("it has no seal: it was not stored by wask")?,
         })
+    }
+}
+
+/// A path from the server as a message may hold it: its first 100 characters.
+fn short(path: &str) -> String {
+    match path.char_indices().nth(100) {
+        Some((at, _)) => format!("{}...", &path[..at]),
+        None => path.to_string(),
     }
 }
 

@@ -24,8 +24,11 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// ByteStream pieces: well under gRPC's 4 MiB default message size.
 const CHUNK: usize = 1 << 20;
-/// What wask asks tonic to accept in one message (a batch read answer).
-const MAX_MESSAGE: usize = 64 << 20;
+/// What wask asks tonic to accept in one message (a batch read answer; wask asks for
+/// batches of at most [`crate::MAX_BATCH`]).
+const MAX_MESSAGE: usize = 8 << 20;
+/// An action result: see the HTTP layout's cap.
+const MAX_ACTION_RESULT: usize = 4 << 20;
 
 pub struct Reapi {
     url: String,
@@ -280,7 +283,10 @@ impl RemoteStore for Reapi {
         let found = Capabilities {
             protocol: "REAPI",
             digest,
-            max_batch_bytes: u64::try_from(cache.max_batch_total_size_bytes).unwrap_or(0),
+            // Whatever the server allows, wask's batches stay small enough to hold.
+            max_batch_bytes: u64::try_from(cache.max_batch_total_size_bytes)
+                .unwrap_or(0)
+                .min(crate::MAX_BATCH),
             update_enabled: cache
                 .action_cache_update_capabilities
                 .is_some_and(|u| u.update_enabled),
@@ -295,8 +301,8 @@ impl RemoteStore for Reapi {
     }
 
     fn get_action_result(&self, action: &Digest) -> Result<Option<ActionResult>, RemoteError> {
-        let mut client =
-            ActionCacheClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE);
+        let mut client = ActionCacheClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_ACTION_RESULT);
         let request = self.request(reapi::GetActionResultRequest {
             instance_name: self.instance.clone(),
             action_digest: Some(to_proto(action)),

@@ -13,8 +13,9 @@ use std::path::Path;
 use std::time::Duration;
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
 
-/// Far above any action result wask writes (a few hundred bytes per output).
-const MAX_ACTION_RESULT: u64 = 64 << 20;
+/// Far above any action result wask writes (a few hundred bytes per output, 10,000
+/// outputs in 2 MiB): a cap, since decoding one costs a few times its size in memory.
+const MAX_ACTION_RESULT: u64 = 4 << 20;
 
 /// Resolves the server's name once: ureq's own resolver starts a thread for every
 /// request when a timeout is set, which cost more than the request on loopback. Every

@@ -29,6 +29,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The most bytes wask asks for or sends in one batch, whatever a server allows.
+pub const MAX_BATCH: u64 = 4 << 20;
+
 /// A blob's name in a content-addressed store: its hash (lower-case hex) and size.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Digest {

@@ -11,6 +11,7 @@ mod cache;
 mod cache_commands;
 mod corruption;
 mod crash;
+mod eighth_review;
 mod escapes;
 mod examples;
 mod faults;

@@ -11,16 +11,16 @@ use std::time::{Duration, Instant};
 use wask_remote::DigestFunction;
 
 /// A server the tests use.
-struct Server {
-    name: &'static str,
-    url: String,
+pub(crate) struct Server {
+    pub(crate) name: &'static str,
+    pub(crate) url: String,
     /// Where nginx keeps the layout's files (HTTP only).
-    store: Option<PathBuf>,
+    pub(crate) store: Option<PathBuf>,
     /// A script that starts another such server: `SCRIPT PORT [STORE]`.
     runner: Option<PathBuf>,
 }
 
-fn servers() -> Vec<Server> {
+pub(crate) fn servers() -> Vec<Server> {
     let mut found = Vec::new();
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     match env("WASK_TEST_HTTP_CACHE") {
@@ -52,29 +52,34 @@ fn missing(what: &str) {
 }
 
 /// Someone with a key of their own (their own state directory).
-struct User {
+pub(crate) struct User {
     state: tempfile::TempDir,
 }
 
 impl User {
-    fn new() -> User {
+    pub(crate) fn new() -> User {
         User {
             state: tempfile::tempdir().unwrap(),
         }
     }
 
-    fn env<'a>(&'a self, more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    pub(crate) fn env<'a>(&'a self, more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
         let mut env = vec![("WASK_STATE_DIR", self.state.path().to_str().unwrap())];
         env.extend_from_slice(more);
         env
     }
 
-    fn wask(&self, ws: &Ws, args: &[&str], more: &[(&str, &str)]) -> Run {
+    pub(crate) fn wask(&self, ws: &Ws, args: &[&str], more: &[(&str, &str)]) -> Run {
         ws.wask_env(args, &self.env(more))
     }
 
     /// `wask run ARGS --summary` as this user: the run and its summary.
-    fn run(&self, ws: &Ws, args: &[&str], more: &[(&str, &str)]) -> (Run, serde_json::Value) {
+    pub(crate) fn run(
+        &self,
+        ws: &Ws,
+        args: &[&str],
+        more: &[(&str, &str)],
+    ) -> (Run, serde_json::Value) {
         let summary = ws.path(".wask-summary.json");
         let _ = std::fs::remove_file(&summary);
         let mut all = vec!["run"];
@@ -87,20 +92,20 @@ impl User {
         (run, json)
     }
 
-    fn public_pem(&self, ws: &Ws) -> String {
+    pub(crate) fn public_pem(&self, ws: &Ws) -> String {
         let key = self.wask(ws, &["audit", "key"], &[]);
         key.expect_code(0);
         key.stdout()
     }
 }
 
-const WRITE: (&str, &str) = ("WASK_REMOTE_CACHE_WRITE", "true");
+pub(crate) const WRITE: (&str, &str) = ("WASK_REMOTE_CACHE_WRITE", "true");
 const TASKS: [&str; 3] = ["p:gen", "p:use", "p:talk"];
 
 /// A workspace of three tasks (an output, an output made from it, interleaved streams),
 /// all reading `nonce.txt` (so no other test shares their keys), whose remote cache is
 /// `url`, trusting the keys in `trusted` (files under `keys/`).
-fn remote_workspace(url: &str, nonce: &str, trusted: &[String], more: &str) -> Ws {
+pub(crate) fn remote_workspace(url: &str, nonce: &str, trusted: &[String], more: &str) -> Ws {
     let mut tasks = String::new();
     // Outputs hold the nonce: blobs, which the server keeps by content, are this
     // test's own too (one test replaces a blob's bytes on the server).
@@ -134,7 +139,7 @@ fn remote_workspace(url: &str, nonce: &str, trusted: &[String], more: &str) -> W
     ws
 }
 
-fn nonce() -> String {
+pub(crate) fn nonce() -> String {
     format!(
         "{:?} {}\n",
         std::time::SystemTime::now(),
@@ -253,11 +258,11 @@ fn every_task_of_a_copy_elsewhere_is_a_remote_hit() {
 }
 
 /// The server's copy of a result, as the library reads it.
-fn client(server: &Server) -> Box<dyn wask_remote::RemoteStore> {
+pub(crate) fn client(server: &Server) -> Box<dyn wask_remote::RemoteStore> {
     wask_remote::connect(&wask_remote::Options::new(&server.url)).unwrap()
 }
 
-fn action(key: &str) -> wask_remote::Digest {
+pub(crate) fn action(key: &str) -> wask_remote::Digest {
     wask_remote::entry::action_digest(DigestFunction::Sha256, "blake3", key)
 }
 
@@ -402,7 +407,7 @@ fn a_server_that_is_down_or_never_answers_fails_no_run() {
 }
 
 /// Runs `cmd` to its end, killing it (and failing) if it takes longer than `limit`.
-fn run_bounded(mut cmd: std::process::Command, limit: Duration) -> std::process::Output {
+pub(crate) fn run_bounded(mut cmd: std::process::Command, limit: Duration) -> std::process::Output {
     let child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -179,7 +179,10 @@ fn finish_uploads(
         r.bytes_up = report.bytes_up.get(&r.id).copied().unwrap_or(0);
     }
     for (task, why) in &report.failed {
-        eprintln!("   warning {task}: its result was not uploaded to the remote cache: {why}");
+        eprintln!(
+            "   warning {task}: its result was not uploaded to the remote cache: {}",
+            crate::cache::remote::printable(why)
+        );
     }
     let stats = remote.stats();
     let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);

@@ -80,7 +80,7 @@ fn ask_the_remote(
             Err(e) => format!("cannot be asked: {e}"),
             Ok(remote) => match remote.probe(&key) {
                 Ok(Some(signer)) => format!(
-                    "{} holds an entry signed by trusted key {signer}: `wask run` downloads it",
+                    "{} holds an entry signed by trusted key {signer}: `wask run` downloads it (and checks every byte of it then)",
                     settings.url
                 ),
                 Ok(None) => format!("{} holds no entry for this key", settings.url),

@@ -66,7 +66,8 @@ pub(super) fn fetch(
         Err(NotTaken::Absent) => Fetched::Miss,
         Err(NotTaken::Refused(why)) => {
             warn(&format!(
-                "the remote cache's entry for this task was not used: {why}; the task runs fresh"
+                "the remote cache's entry for this task was not used: {}; the task runs fresh",
+                super::printable(&why)
             ));
             Fetched::Miss
         }
@@ -95,8 +96,20 @@ fn take(
     })?;
     let function = caps.digest;
     let action = action_digest(function, inner.hash.name(), &key.hex());
-    let count = |n: u64| inner.stats.requests.fetch_add(n, Ordering::Relaxed);
-    count(1);
+    // One entry's requests together get one timeout: a server that answers each just
+    // in time is as slow as one that does not answer, and counts as failing.
+    let deadline = std::time::Instant::now() + inner.timeout;
+    let count = |n: u64| -> Result<(), NotTaken> {
+        if std::time::Instant::now() > deadline {
+            return Err(NotTaken::Server(RemoteError::Timeout {
+                url: inner.store.url().into(),
+                seconds: inner.timeout.as_secs(),
+            }));
+        }
+        inner.stats.requests.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    };
+    count(1)?;
     let Some(result) = inner.store.get_action_result(&action)? else {
         return Err(NotTaken::Absent);
     };
@@ -124,7 +137,7 @@ fn take(
     let batch = if wanted.is_empty() {
         Vec::new()
     } else {
-        count(1);
+        count(1)?;
         inner.store.read_small_blobs(&wanted)?
     };
     let batched =
@@ -135,7 +148,7 @@ fn take(
             _ if d.size == 0 => Some(Vec::new()),
             Some(bytes) => bytes,
             None => {
-                count(1);
+                count(1)?;
                 let mut bytes = Vec::new();
                 fetch_blob(&*inner.store, function, d, &mut bytes)?.then_some(bytes)
             }
@@ -199,7 +212,7 @@ fn take(
                     )));
                 }
                 None => {
-                    count(1);
+                    count(1)?;
                     if !fetch_blob(&*inner.store, function, &remote, &mut file)? {
                         return Err(NotTaken::Refused(format!(
                             "the server lacks the blob of {}",
@@ -273,11 +286,13 @@ pub(super) fn probe(inner: &Inner, key: &Digest) -> Result<Option<String>, Strin
         serde_json::from_slice(&seal).map_err(|e| format!("a seal that is not one: {e}"))?;
     let (_, signer) = verified_payload(&envelope, CACHE_MANIFEST, &inner.trusted)
         .map_err(|why| format!("an entry that would not be used: {why}"))?;
-    trusted_manifest(inner, key, &seal).map_err(|e| match e {
+    let words = |e: NotTaken| match e {
         NotTaken::Refused(why) => why,
         NotTaken::Server(e) => e.to_string(),
         NotTaken::Absent => "an entry of another revision".into(),
-    })?;
+    };
+    let m = trusted_manifest(inner, key, &seal).map_err(words)?;
+    matching_files(&entry, &m).map_err(words)?;
     Ok(Some(signer.keyid()))
 }
 

@@ -46,6 +46,8 @@ struct Inner {
     store: Box<dyn RemoteStore>,
     read: bool,
     write: bool,
+    /// Every request, and all of one entry's requests together, end within this.
+    timeout: std::time::Duration,
     hash: HashKind,
     /// Whose signed entries are believed.
     trusted: Vec<PublicKey>,
@@ -111,6 +113,7 @@ impl RemoteCache {
             store,
             read: settings.read,
             write: settings.write,
+            timeout: settings.timeout,
             hash,
             trusted,
             signer: settings.write.then_some(own),
@@ -142,7 +145,7 @@ impl RemoteCache {
 
     /// What the server said it can do, or why it could not be asked.
     pub fn capabilities(&self) -> Result<Capabilities, String> {
-        self.inner.capabilities()
+        self.inner.capabilities().map_err(|e| printable(&e))
     }
 
     /// The last error the server gave, if any.
@@ -166,7 +169,7 @@ impl RemoteCache {
     /// Whether the server holds a trusted entry for `key` (its signer's key id), without
     /// downloading it: for `wask why`.
     pub fn probe(&self, key: &crate::key::Digest) -> Result<Option<String>, String> {
-        fetch::probe(&self.inner, key)
+        fetch::probe(&self.inner, key).map_err(|e| printable(&e))
     }
 
     /// Queues the upload of the local entry stored under `key` by `task`: it runs in
@@ -191,6 +194,25 @@ impl RemoteCache {
     }
 }
 
+/// `text` (which may hold what a server sent) as it may be shown: control characters
+/// (escape sequences, carriage returns, newlines) written as escapes, and no more than
+/// 400 characters, so a hostile server cannot draw on the terminal or fill a log.
+pub fn printable(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == 400 {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl Inner {
     fn capabilities(&self) -> Result<Capabilities, String> {
         self.capabilities
@@ -209,11 +231,12 @@ impl Inner {
     /// Counts a failure of the server; the warning to show, the first time and when
     /// the run gives up.
     fn failed(&self, e: &RemoteError) -> Option<String> {
-        *self.health.last_error.lock().unwrap() = Some(e.to_string());
+        *self.health.last_error.lock().unwrap() = Some(printable(&e.to_string()));
         let n = self.health.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if !self.health.warned.swap(true, Ordering::Relaxed) {
             Some(format!(
-                "the remote cache failed ({e}); the run goes on with the local cache"
+                "the remote cache failed ({}); the run goes on with the local cache",
+                printable(&e.to_string())
             ))
         } else if n == GIVE_UP_AFTER {
             Some(format!(

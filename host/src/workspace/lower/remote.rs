@@ -14,12 +14,26 @@ use toml::Spanned;
 pub fn check_url(url: &str) -> Result<(), String> {
     let schemes = ["grpc://", "grpcs://", "http://", "https://"];
     match schemes.iter().find(|s| url.starts_with(**s)) {
+        Some(s) if url[s.len()..].split('/').next().is_some_and(|a| a.contains('@')) => Err(
+            "a remote cache URL holds no user name or password (they would be shown in every message and kept in the repository): set WASK_REMOTE_CACHE_TOKEN for a bearer token".into(),
+        ),
         Some(s) if url.len() > s.len() => Ok(()),
         _ => Err(format!(
             "`{url}` is not a remote cache URL: expected grpc://HOST:PORT or grpcs:// (REAPI v2), or http:// or https:// (the Bazel HTTP cache layout)"
         )),
     }
 }
+
+/// Headers that carry credentials or say where a request goes: never from a file of
+/// the repository.
+const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "x-auth-token",
+    "host",
+];
 
 impl Loader {
     pub(super) fn remote(
@@ -48,7 +62,8 @@ impl Loader {
         }
         s.instance_name = r.instance_name.clone().unwrap_or_default();
         for (name, value) in &r.headers {
-            if name.get_ref().eq_ignore_ascii_case("authorization") {
+            let lower = name.get_ref().to_ascii_lowercase();
+            if CREDENTIAL_HEADERS.contains(&lower.as_str()) {
                 let what = "a credential is never kept in a file of the repository: set WASK_REMOTE_CACHE_TOKEN in the environment instead".into();
                 self.err(file, name.span(), what, "here");
             }
@@ -80,8 +95,21 @@ impl Loader {
         if text.trim_start().starts_with("-----BEGIN") {
             return PublicKey::from_pem(text).map_err(|e| format!("this trusted key is {e}"));
         }
+        // A file of the repository: a relative path that stays in the workspace, a
+        // regular file (never a FIFO or a device, even through a link), read no further
+        // than a key's size.
+        if let Err(why) = crate::workspace::check_path(text) {
+            return Err(format!(
+                "a trusted key is a PEM text or a path in the workspace: {why}"
+            ));
+        }
+        if text.starts_with('/') || text.split('/').any(|s| s == "..") {
+            return Err(format!(
+                "the trusted key `{text}` is not a path inside the workspace"
+            ));
+        }
         let path = self.root.join(text);
-        let pem = std::fs::read_to_string(&path)
+        let pem = read_key_file(&path)
             .map_err(|e| format!("cannot read the trusted key {}: {e}", path.display()))?;
         PublicKey::from_pem(&pem).map_err(|e| format!("the trusted key {} is {e}", path.display()))
     }
@@ -117,4 +145,28 @@ impl Loader {
         }
         Some(s)
     }
+}
+
+/// A PEM public key is a few hundred bytes.
+const MAX_KEY_FILE: u64 = 64 << 10;
+
+fn read_key_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(format!("it is over {MAX_KEY_FILE} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|_| "it is not text".into())
 }
