@@ -22,6 +22,7 @@ mod graph_query;
 mod hardening;
 mod load_errors;
 mod modules;
+mod ninth_review;
 mod output;
 mod overlays;
 mod plugins;

@@ -57,7 +57,20 @@ pub(super) fn fetch(
     if !inner.read || !inner.usable() {
         return Fetched::Miss;
     }
-    match take(inner, key, limits, local, staging) {
+    let asked = std::time::Instant::now();
+    let taken = take(inner, key, limits, local, staging);
+    // A server that takes half the timeout to say it has nothing is failing too: else
+    // each miss could cost a timeout, and the run would never stop asking.
+    let taken = match taken {
+        Err(NotTaken::Absent) if asked.elapsed() > inner.timeout / 2 => {
+            Err(NotTaken::Server(RemoteError::Timeout {
+                url: inner.store.url().into(),
+                seconds: inner.timeout.as_secs() / 2,
+            }))
+        }
+        other => other,
+    };
+    match taken {
         Ok(bytes) => {
             inner.stats.hits.fetch_add(1, Ordering::Relaxed);
             inner.stats.bytes_down.fetch_add(bytes, Ordering::Relaxed);
@@ -166,6 +179,7 @@ fn take(
         )));
     }
     let files = matching_files(&entry, &manifest)?;
+    matching_streams(&entry, &manifest)?;
     let mut bytes = seal.len() as u64;
     let stdout = got(&entry.stdout)?;
     let stderr = got(&entry.stderr)?;
@@ -293,6 +307,7 @@ pub(super) fn probe(inner: &Inner, key: &Digest) -> Result<Option<String>, Strin
     };
     let m = trusted_manifest(inner, key, &seal).map_err(words)?;
     matching_files(&entry, &m).map_err(words)?;
+    matching_streams(&entry, &m).map_err(words)?;
     Ok(Some(signer.keyid()))
 }
 
@@ -315,6 +330,17 @@ fn trusted_manifest(inner: &Inner, key: &Digest, seal: &[u8]) -> Result<Manifest
         )));
     }
     Ok(m)
+}
+
+/// The entry's streams must have the signed sizes: checked before a byte of them is
+/// downloaded, so a server cannot make a reader take a stream of any size it likes.
+fn matching_streams(entry: &RemoteEntry, m: &Manifest) -> Result<(), NotTaken> {
+    if entry.stdout.size != m.stdout.size || entry.stderr.size != m.stderr.size {
+        return Err(NotTaken::Refused(
+            "its streams have other sizes than its signed manifest records".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Each output the manifest records, with the remote digest the entry names its blob

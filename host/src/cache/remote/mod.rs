@@ -204,7 +204,10 @@ pub fn printable(text: &str) -> String {
             out.push_str("...");
             break;
         }
-        if c.is_control() {
+        // Controls, and the format characters that reorder or hide text (bidi
+        // overrides and isolates, zero widths, the byte order mark).
+        let hides = matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}');
+        if c.is_control() || hides {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -245,5 +248,21 @@ impl Inner {
         } else {
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn what_a_server_sends_is_shown_escaped_and_clipped() {
+        let shown = super::printable("a\u{1b}[2K\r\u{202e}b\u{200b}c");
+        assert!(
+            !shown
+                .chars()
+                .any(|c| c.is_control() || c == '\u{202e}' || c == '\u{200b}'),
+            "{shown}"
+        );
+        assert!(shown.starts_with('a') && shown.contains('b'), "{shown}");
+        assert!(super::printable(&"x".repeat(10_000)).len() < 500);
     }
 }

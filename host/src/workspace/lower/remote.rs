@@ -17,6 +17,9 @@ pub fn check_url(url: &str) -> Result<(), String> {
         Some(s) if url[s.len()..].split('/').next().is_some_and(|a| a.contains('@')) => Err(
             "a remote cache URL holds no user name or password (they would be shown in every message and kept in the repository): set WASK_REMOTE_CACHE_TOKEN for a bearer token".into(),
         ),
+        Some(_) if url.contains('?') || url.contains('#') => Err(
+            "a remote cache URL holds no query or fragment (where signed URLs keep their credentials, which would be shown in every message): set WASK_REMOTE_CACHE_TOKEN for a bearer token".into(),
+        ),
         Some(s) if url.len() > s.len() => Ok(()),
         _ => Err(format!(
             "`{url}` is not a remote cache URL: expected grpc://HOST:PORT or grpcs:// (REAPI v2), or http:// or https:// (the Bazel HTTP cache layout)"
@@ -33,6 +36,12 @@ const CREDENTIAL_HEADERS: &[&str] = &[
     "x-api-key",
     "x-auth-token",
     "host",
+];
+
+/// A header whose name holds one of these carries a credential, whatever the service
+/// calls it (`x-buildbuddy-api-key`, `x-amz-security-token`, `private-token`).
+const CREDENTIAL_WORDS: &[&str] = &[
+    "auth", "token", "key", "secret", "cookie", "password", "session",
 ];
 
 impl Loader {
@@ -63,7 +72,9 @@ impl Loader {
         s.instance_name = r.instance_name.clone().unwrap_or_default();
         for (name, value) in &r.headers {
             let lower = name.get_ref().to_ascii_lowercase();
-            if CREDENTIAL_HEADERS.contains(&lower.as_str()) {
+            if CREDENTIAL_HEADERS.contains(&lower.as_str())
+                || CREDENTIAL_WORDS.iter().any(|w| lower.contains(w))
+            {
                 let what = "a credential is never kept in a file of the repository: set WASK_REMOTE_CACHE_TOKEN in the environment instead".into();
                 self.err(file, name.span(), what, "here");
             }
@@ -109,6 +120,17 @@ impl Loader {
             ));
         }
         let path = self.root.join(text);
+        // Where it really is: a link out of the workspace would trust whoever can
+        // write the link's target.
+        if !crate::fs::is_within(
+            &crate::fs::resolved(&path),
+            &crate::fs::resolved(&self.root),
+        ) {
+            return Err(format!(
+                "the trusted key {} lies outside the workspace (through a link): keep the key itself in the repository",
+                path.display()
+            ));
+        }
         let pem = read_key_file(&path)
             .map_err(|e| format!("cannot read the trusted key {}: {e}", path.display()))?;
         PublicKey::from_pem(&pem).map_err(|e| format!("the trusted key {} is {e}", path.display()))

@@ -11,6 +11,9 @@ use crate::workspace::{Located, ModuleSpec, MutexDecl, TaskDef, absolutize};
 use std::collections::BTreeMap;
 use toml::Spanned;
 
+/// Environment variables that hold wask's own credentials.
+const WASK_SECRETS: &[&str] = &["WASK_REMOTE_CACHE_TOKEN", "WASK_SIGNING_KEY"];
+
 impl Loader {
     fn paths(
         &mut self,
@@ -246,6 +249,15 @@ impl Loader {
             for n in env.from_host {
                 if let Err(why) = check_env_name(n.get_ref()) {
                     self.err(file, n.span(), why, "here");
+                }
+                // wask's own credentials never reach a task (nor, through it, a key,
+                // a stream or a server).
+                if WASK_SECRETS.contains(&n.get_ref().as_str()) {
+                    let what = format!(
+                        "`{}` is wask's own credential: no task may read it",
+                        n.get_ref()
+                    );
+                    self.err(file, n.span(), what, "here");
                 }
                 from_host.push(n.into_inner());
             }
