@@ -250,10 +250,19 @@ fn every_task_of_a_copy_elsewhere_is_a_remote_hit() {
             hit.stderr()
         );
 
-        // Again: now local hits, and the server is not asked.
+        // Again: now local hits, and the server is not asked; `wask why` says where the
+        // local copy came from.
         let (again, summary) = reader.run(&b, &["--workspace"], &[]);
         again.expect_code(0);
         assert_eq!(task(&summary, "p:gen")["hit"], "local", "{}", server.name);
+        let why = reader.wask(&b, &["why", "p:gen"], &[]);
+        assert!(
+            why.stdout()
+                .contains(&format!("downloaded from {}", server.url)),
+            "{}: {}",
+            server.name,
+            why.stdout()
+        );
     }
 }
 

@@ -172,7 +172,7 @@ fn take(
         Ok(bytes)
     };
     let seal = got(&entry.seal)?;
-    let manifest = trusted_manifest(inner, key, &seal)?;
+    let (manifest, signer) = trusted_manifest(inner, key, &seal)?;
     if let Some(why) = crate::cache::unfit(&manifest, limits) {
         return Err(NotTaken::Refused(format!(
             "it does not fit this task's limits: {why}"
@@ -263,7 +263,13 @@ fn take(
                 outputs: &outputs,
                 stdout: &stdout,
                 stderr: &stderr,
-                stored_by: &manifest.stored_by,
+                // Informational, for `wask why`: where this local copy came from.
+                stored_by: &format!(
+                    "{} (downloaded from {}, signed by key {})",
+                    manifest.stored_by,
+                    inner.store.url(),
+                    signer.keyid()
+                ),
                 access: manifest.access.clone(),
                 memory: manifest.memory,
                 write_order: &order,
@@ -305,7 +311,7 @@ pub(super) fn probe(inner: &Inner, key: &Digest) -> Result<Option<String>, Strin
         NotTaken::Server(e) => e.to_string(),
         NotTaken::Absent => "an entry of another revision".into(),
     };
-    let m = trusted_manifest(inner, key, &seal).map_err(words)?;
+    let (m, _) = trusted_manifest(inner, key, &seal).map_err(words)?;
     matching_files(&entry, &m).map_err(words)?;
     matching_streams(&entry, &m).map_err(words)?;
     Ok(Some(signer.keyid()))
@@ -313,10 +319,14 @@ pub(super) fn probe(inner: &Inner, key: &Digest) -> Result<Option<String>, Strin
 
 /// The manifest the seal signs, if a trusted key signed it and it is the entry of
 /// `key`.
-fn trusted_manifest(inner: &Inner, key: &Digest, seal: &[u8]) -> Result<Manifest, NotTaken> {
+fn trusted_manifest(
+    inner: &Inner,
+    key: &Digest,
+    seal: &[u8],
+) -> Result<(Manifest, crate::signing::PublicKey), NotTaken> {
     let envelope: Envelope = serde_json::from_slice(seal)
         .map_err(|e| NotTaken::Refused(format!("its seal is not a DSSE envelope: {e}")))?;
-    let (payload, _signer) = verified_payload(&envelope, CACHE_MANIFEST, &inner.trusted)
+    let (payload, signer) = verified_payload(&envelope, CACHE_MANIFEST, &inner.trusted)
         .map_err(|why| NotTaken::Refused(format!("its seal is not to be trusted: {why}")))?;
     let m = manifest::decode(&payload)
         .map_err(|why| NotTaken::Refused(format!("its signed manifest is not one: {why}")))?;
@@ -329,7 +339,7 @@ fn trusted_manifest(inner: &Inner, key: &Digest, seal: &[u8]) -> Result<Manifest
             m.key
         )));
     }
-    Ok(m)
+    Ok((m, signer))
 }
 
 /// The entry's streams must have the signed sizes: checked before a byte of them is
