@@ -80,6 +80,29 @@ pub fn read_at_most(dir: &Dir, name: &str, limit: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The text of a file a person named (a provenance file, a key), following links as
+/// they meant, but never from a FIFO or a device, and no further than `limit` bytes.
+/// The error says what is wrong, to follow the file's name.
+pub fn read_named_text(path: &Path, limit: u64) -> Result<String, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("it is over {limit} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".into())
+}
+
 /// Writes `name` in `dir` whole or not at all: a temporary file, synced, renamed over.
 pub fn write_atomic(dir: &Dir, name: &str, bytes: &[u8]) -> io::Result<()> {
     let tmp = unique_name(".tmp-");

@@ -359,38 +359,38 @@ impl RemoteStore for Reapi {
         });
         let limit = blob.size;
         let timeout = self.timeout;
+        // Each piece goes to `out` as it comes: a blob is never held whole in memory.
+        let mut failed_write = None;
         let outcome = self.runtime.block_on(async {
             tokio::time::timeout(timeout, async {
                 let mut stream = client.read(request).await?.into_inner();
                 let mut got = 0u64;
-                let mut pieces = Vec::new();
                 while let Some(piece) = stream.message().await? {
                     got = got.saturating_add(piece.data.len() as u64);
-                    pieces.push(piece.data);
+                    if let Err(e) = out.write_all(&piece.data) {
+                        failed_write = Some(e);
+                        break;
+                    }
                     if got > limit {
                         break;
                     }
                 }
-                Ok::<_, tonic::Status>(pieces)
+                Ok::<_, tonic::Status>(())
             })
             .await
         });
-        let pieces = match outcome {
-            Err(_) => {
-                return Err(RemoteError::Timeout {
-                    url: self.url.clone(),
-                    seconds: timeout.as_secs(),
-                });
-            }
-            Ok(Err(status)) if status.code() == tonic::Code::NotFound => return Ok(false),
-            Ok(Err(status)) => return Err(self.error(&status)),
-            Ok(Ok(pieces)) => pieces,
-        };
-        for piece in pieces {
-            out.write_all(&piece)
-                .map_err(|e| RemoteError::Local(e.to_string()))?;
+        match outcome {
+            Err(_) => Err(RemoteError::Timeout {
+                url: self.url.clone(),
+                seconds: timeout.as_secs(),
+            }),
+            Ok(Err(status)) if status.code() == tonic::Code::NotFound => Ok(false),
+            Ok(Err(status)) => Err(self.error(&status)),
+            Ok(Ok(())) => match failed_write {
+                Some(e) => Err(RemoteError::Local(e.to_string())),
+                None => Ok(true),
+            },
         }
-        Ok(true)
     }
 
     fn write_blob(&self, blob: &Digest, path: &Path) -> Result<(), RemoteError> {

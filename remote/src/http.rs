@@ -151,10 +151,12 @@ impl HttpCache {
         match std::io::copy(&mut reader, out) {
             Ok(_) => Ok(true),
             Err(e) => match e.downcast::<ureq::Error>() {
-                Ok(ureq::Error::BodyExceedsLimit(_)) => Err(RemoteError::Local(
-                    "more bytes than the digest's size".into(),
-                )),
+                Ok(ureq::Error::BodyExceedsLimit(_)) => Err(RemoteError::Server {
+                    url: self.url.clone(),
+                    message: format!("a body over {limit} bytes"),
+                }),
                 Ok(e) => Err(self.error(e)),
+                // The writer's own failure (see `crate::fetch_blob`).
                 Err(e) if e.kind() == std::io::ErrorKind::Other => {
                     Err(RemoteError::Local(e.to_string()))
                 }

@@ -190,18 +190,7 @@ pub trait RemoteStore: Send + Sync {
     }
 
     /// Small blobs uploaded together where the protocol can.
-    fn write_small_blobs(&self, blobs: &[(Digest, Vec<u8>)]) -> Result<(), RemoteError> {
-        for (digest, bytes) in blobs {
-            let mut tmp = tempfile::NamedTempFile::new().map_err(|e| local(&e))?;
-            tmp.write_all(bytes).map_err(|e| local(&e))?;
-            self.write_blob(digest, tmp.path())?;
-        }
-        Ok(())
-    }
-}
-
-fn local(e: &dyn std::fmt::Display) -> RemoteError {
-    RemoteError::Local(e.to_string())
+    fn write_small_blobs(&self, blobs: &[(Digest, Vec<u8>)]) -> Result<(), RemoteError>;
 }
 
 /// Checks that `bytes` are what `blob` names under `function`.
@@ -237,10 +226,13 @@ pub fn fetch_blob(
         hasher: Hasher,
         written: u64,
         limit: u64,
+        /// Set when the server sent more than the digest's size.
+        overflowed: bool,
     }
     impl Write for Hashing<'_> {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             if self.written.saturating_add(buf.len() as u64) > self.limit {
+                self.overflowed = true;
                 return Err(std::io::Error::other("more bytes than the digest's size"));
             }
             self.out.write_all(buf)?;
@@ -257,6 +249,7 @@ pub fn fetch_blob(
         hasher: function.hasher(),
         written: 0,
         limit: blob.size,
+        overflowed: false,
     };
     let wrong = |message: String| RemoteError::WrongBytes {
         url: store.url().into(),
@@ -266,9 +259,7 @@ pub fn fetch_blob(
     match store.read_blob(blob, &mut w) {
         Ok(false) => return Ok(false),
         Ok(true) => {}
-        Err(RemoteError::Local(m)) if m.contains("more bytes than the digest's size") => {
-            return Err(wrong("it is longer than its size".into()));
-        }
+        Err(_) if w.overflowed => return Err(wrong("it is longer than its size".into())),
         Err(e) => return Err(e),
     }
     let (written, hash) = (w.written, w.hasher.finish());

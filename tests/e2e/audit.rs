@@ -212,14 +212,7 @@ fn signed_provenance_is_accepted_by_independent_validators() {
     let b64 = base64::engine::general_purpose::STANDARD;
     let ws = workspace(TASKS);
     let keys = tempfile::tempdir().unwrap();
-    let key = keys.path().join("k.pem");
-    let made = std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "ed25519", "-out"])
-        .arg(&key)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let key = crate::support::openssl_key(keys.path());
     let env = [("WASK_SIGNING_KEY", key.to_str().unwrap())];
     let public = ws.wask_env(&["audit", "key"], &env);
     public.expect_code(0);

@@ -2,7 +2,7 @@
 //! and the tests' servers. Each test is one attack that worked, and fails on the
 //! binary it worked on.
 
-use crate::remote::{User, WRITE, nonce, remote_workspace, run_bounded, servers};
+use crate::remote::{Uploaded, User, nonce, remote_workspace, run_bounded, servers, uploaded};
 use crate::support::{Ws, task};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -76,12 +76,12 @@ fn a_server_that_answers_each_request_just_in_time_is_counted_as_failing() {
         if server.store.is_none() {
             continue; // the proxy speaks HTTP/1.1
         }
-        let (writer, reader) = (User::new(), User::new());
-        let nonce = nonce();
-        let probe = remote_workspace(&server.url, &nonce, &[], "");
-        let trusted = [writer.public_pem(&probe)];
-        let a = remote_workspace(&server.url, &nonce, &trusted, "");
-        writer.run(&a, &["--workspace"], &[WRITE]).0.expect_code(0);
+        let Uploaded {
+            reader,
+            nonce,
+            trusted,
+            ..
+        } = uploaded(&server);
 
         let upstream = server.url.trim_start_matches("http://").to_string();
         let port = slow_proxy(upstream, Duration::from_millis(700));

@@ -1,7 +1,7 @@
 //! The ninth outside review: the remote cache again, against the eighth review's fixes.
 //! Each test is one attack that worked, and fails on the binary it worked on.
 
-use crate::remote::{User, WRITE, action, client, nonce, remote_workspace, servers};
+use crate::remote::{Uploaded, action, client, remote_workspace, servers, uploaded};
 use crate::support::{Ws, task};
 
 /// R1 (medium): a stream's size was taken from the server, and checked against the
@@ -10,13 +10,13 @@ use crate::support::{Ws, task};
 #[test]
 fn a_stream_of_another_size_than_signed_is_never_downloaded() {
     for server in servers() {
-        let (writer, reader) = (User::new(), User::new());
-        let nonce = nonce();
-        let probe = remote_workspace(&server.url, &nonce, &[], "");
-        let trusted = [writer.public_pem(&probe)];
-        let a = remote_workspace(&server.url, &nonce, &trusted, "");
-        let (run, summary) = writer.run(&a, &["--workspace"], &[WRITE]);
-        run.expect_code(0);
+        let Uploaded {
+            reader,
+            nonce,
+            trusted,
+            summary,
+            ..
+        } = uploaded(&server);
         let remote = client(&server);
         let key = task(&summary, "p:talk")["key"]
             .as_str()

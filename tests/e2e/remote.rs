@@ -177,6 +177,36 @@ fn store_files(server: &Server) -> usize {
     })
 }
 
+/// A workspace a writer ran fresh and uploaded to `server`, and a reader who trusts the
+/// writer's key: what most tests start from.
+pub(crate) struct Uploaded {
+    pub(crate) reader: User,
+    pub(crate) nonce: String,
+    /// The writer's public key, for `trusted_keys`.
+    pub(crate) trusted: [String; 1],
+    pub(crate) a: Ws,
+    pub(crate) run: Run,
+    pub(crate) summary: serde_json::Value,
+}
+
+pub(crate) fn uploaded(server: &Server) -> Uploaded {
+    let (writer, reader) = (User::new(), User::new());
+    let nonce = nonce();
+    let probe = remote_workspace(&server.url, &nonce, &[], "");
+    let trusted = [writer.public_pem(&probe)];
+    let a = remote_workspace(&server.url, &nonce, &trusted, "");
+    let (run, summary) = writer.run(&a, &["--workspace"], &[WRITE]);
+    run.expect_code(0);
+    Uploaded {
+        reader,
+        nonce,
+        trusted,
+        a,
+        run,
+        summary,
+    }
+}
+
 /// A workspace run fresh by a writer, and a copy of it at another path, with an empty
 /// local cache, whose user trusts the writer: every task of the copy is a remote hit,
 /// with the writer's bytes and streams, and no task runs. The reader, who may not
@@ -184,13 +214,15 @@ fn store_files(server: &Server) -> usize {
 #[test]
 fn every_task_of_a_copy_elsewhere_is_a_remote_hit() {
     for server in servers() {
-        let (writer, reader) = (User::new(), User::new());
-        let nonce = nonce();
-        let probe = remote_workspace(&server.url, &nonce, &[], "");
-        let trusted = [writer.public_pem(&probe)];
-        let a = remote_workspace(&server.url, &nonce, &trusted, "");
-        let (run, summary) = writer.run(&a, &["--workspace"], &[WRITE]);
-        run.expect_code(0);
+        let Uploaded {
+            reader,
+            nonce,
+            trusted,
+            a,
+            run,
+            summary,
+            ..
+        } = uploaded(&server);
         assert_eq!(
             summary["remote"]["uploaded"], 3,
             "{}: {summary:#}",
@@ -300,13 +332,15 @@ fn a_reader_that_may_not_write_uploads_nothing() {
 #[test]
 fn a_changed_blob_or_an_untrusted_signer_is_a_miss_never_a_wrong_restore() {
     for server in servers() {
-        let (writer, reader, stranger) = (User::new(), User::new(), User::new());
-        let nonce = nonce();
-        let probe = remote_workspace(&server.url, &nonce, &[], "");
-        let trusted = [writer.public_pem(&probe)];
-        let a = remote_workspace(&server.url, &nonce, &trusted, "");
-        let (run, summary) = writer.run(&a, &["--workspace"], &[WRITE]);
-        run.expect_code(0);
+        let Uploaded {
+            reader,
+            nonce,
+            trusted,
+            a,
+            summary,
+            ..
+        } = uploaded(&server);
+        let stranger = User::new();
         let right = outputs(&a);
 
         // Signed by a key this reader does not trust (the stranger trusts only itself).

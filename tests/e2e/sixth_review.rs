@@ -57,15 +57,7 @@ pub(crate) struct Keys {
 impl Keys {
     pub(crate) fn new() -> Keys {
         let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("k.pem");
-        let made = std::process::Command::new("openssl")
-            .args(["genpkey", "-algorithm", "ed25519", "-out"])
-            .arg(&key)
-            .status()
-            .unwrap();
-        assert!(made.success());
-        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
+        crate::support::openssl_key(dir.path());
         std::fs::create_dir(dir.path().join("state")).unwrap();
         Keys { dir }
     }

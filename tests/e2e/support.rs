@@ -269,3 +269,17 @@ pub fn terminate(pid: u32) {
         .unwrap();
     assert!(sent.success());
 }
+
+/// A new Ed25519 key made by openssl (PKCS#8 PEM, mode 600) at `dir/k.pem`: a key
+/// wask did not write, for `WASK_SIGNING_KEY`.
+pub fn openssl_key(dir: &Path) -> PathBuf {
+    let key = dir.join("k.pem");
+    let made = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success(), "openssl genpkey");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    key
+}

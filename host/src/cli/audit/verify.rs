@@ -39,30 +39,8 @@ const MAX_KEY: u64 = 64 << 10;
 /// A file's text, read no further than `limit` and never from a FIFO or a device
 /// (the user named it, so a link to it is followed).
 fn read_text(path: &Path, limit: u64, what: &str) -> Result<String, CliError> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let unusable =
-        |why: String| CliError::Usage(format!("cannot read the {what} {}: {why}", path.display()));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| unusable(e.to_string()))?;
-    if !file
-        .metadata()
-        .map_err(|e| unusable(e.to_string()))?
-        .is_file()
-    {
-        return Err(unusable("it is not a regular file".into()));
-    }
-    let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| unusable(e.to_string()))?;
-    if bytes.len() as u64 > limit {
-        return Err(unusable(format!("it is over {limit} bytes")));
-    }
-    String::from_utf8(bytes).map_err(|_| unusable("it is not UTF-8 text".into()))
+    crate::fs::read_named_text(path, limit)
+        .map_err(|why| CliError::Usage(format!("cannot read the {what} {}: {why}", path.display())))
 }
 
 pub fn verify(

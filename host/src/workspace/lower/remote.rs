@@ -173,22 +173,5 @@ impl Loader {
 const MAX_KEY_FILE: u64 = 64 << 10;
 
 fn read_key_file(path: &std::path::Path) -> Result<String, String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| e.to_string())?;
-    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
-        return Err("it is not a regular file".into());
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_KEY_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MAX_KEY_FILE {
-        return Err(format!("it is over {MAX_KEY_FILE} bytes"));
-    }
-    String::from_utf8(bytes).map_err(|_| "it is not text".into())
+    crate::fs::read_named_text(path, MAX_KEY_FILE)
 }
