@@ -408,6 +408,100 @@ fn a_changed_blob_or_an_untrusted_signer_is_a_miss_never_a_wrong_restore() {
     }
 }
 
+/// `--remote-cache URL` in a workspace with no `[cache.remote]`: the run reads the
+/// server, and `WASK_REMOTE_CACHE_WRITE=true` makes it upload (the variable is not
+/// only for URLs the workspace names). A copy elsewhere, same user (who trusts their
+/// own key by default), then hits it.
+#[test]
+fn the_command_line_url_uploads_when_the_environment_says_write() {
+    for server in servers() {
+        let user = User::new();
+        let nonce = nonce();
+        let make = || {
+            let ws = workspace(&hostile(
+                "gen",
+                &["copy:/nonce.txt|/out/a.txt"],
+                "inputs = [\"nonce.txt\"]\noutputs = [\"out/a.txt\"]",
+            ));
+            ws.write("nonce.txt", &nonce);
+            ws
+        };
+        let a = make();
+        let flag = ["--workspace", "--remote-cache", server.url.as_str()];
+        let (run, summary) = user.run(&a, &flag, &[WRITE]);
+        run.expect_code(0);
+        assert_eq!(
+            summary["remote"]["uploaded"], 1,
+            "{}: {summary:#}",
+            server.name
+        );
+        let b = make();
+        let (hit, summary) = user.run(&b, &flag, &[]);
+        hit.expect_code(0);
+        assert_eq!(
+            task(&summary, "p:gen")["hit"],
+            "remote",
+            "{}: {}",
+            server.name,
+            hit.stderr()
+        );
+        assert_eq!(
+            std::fs::read(b.path("out/a.txt")).unwrap(),
+            nonce.as_bytes()
+        );
+    }
+}
+
+/// An entry with an output above the in-memory budget and REAPI's batch limit (6 MiB,
+/// streamed through ByteStream into a staged file) beside small ones (in memory): a
+/// remote hit in a copy elsewhere, every byte as written.
+#[test]
+fn an_entry_with_a_large_output_is_a_remote_hit_byte_for_byte() {
+    for server in servers() {
+        let user = User::new();
+        let nonce = nonce();
+        let make = || {
+            let ws = workspace(&format!(
+                "{}[cache.remote]\nurl = \"{}\"\n",
+                hostile(
+                    "big",
+                    &["fill:/out/big.bin|6291456", "copy:/nonce.txt|/out/a.txt"],
+                    "inputs = [\"nonce.txt\"]\noutputs = [\"out/big.bin\", \"out/a.txt\"]",
+                ),
+                server.url
+            ));
+            ws.write("nonce.txt", &nonce);
+            ws
+        };
+        let a = make();
+        let (run, summary) = user.run(&a, &["p:big"], &[WRITE]);
+        run.expect_code(0);
+        assert_eq!(
+            summary["remote"]["uploaded"], 1,
+            "{}: {summary:#}",
+            server.name
+        );
+        let b = make();
+        let (hit, summary) = user.run(&b, &["p:big"], &[]);
+        hit.expect_code(0);
+        let t = task(&summary, "p:big");
+        assert_eq!(t["hit"], "remote", "{}: {}", server.name, hit.stderr());
+        assert!(t["remote_bytes_down"].as_u64().unwrap() >= 6 << 20, "{t:#}");
+        for path in ["out/big.bin", "out/a.txt"] {
+            assert_eq!(
+                std::fs::read(b.path(path)).unwrap(),
+                std::fs::read(a.path(path)).unwrap(),
+                "{}: {path}",
+                server.name
+            );
+        }
+        assert_eq!(
+            std::fs::metadata(b.path("out/big.bin")).unwrap().len(),
+            6 << 20
+        );
+    }
+}
+
 /// A port no server listens on, and a server that accepts connections and never
 /// answers: the run succeeds, says so in one warning, and ends within the timeout.
 #[test]

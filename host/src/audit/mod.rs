@@ -11,13 +11,12 @@
 
 pub mod provenance;
 
-use crate::cache::{AccessRecord, Manifest};
+use crate::cache::{AccessRecord, Contents, Manifest};
 use crate::exec::fresh::FreshRun;
 use crate::key::{Digest, hash_bytes};
 use crate::workspace::HashKind;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 /// The name a run's stdout has among its files.
 pub const STDOUT: &str = "<stdout>";
@@ -46,7 +45,7 @@ pub fn observe(run: &FreshRun, hash: HashKind) -> Observed {
             let seen = Seen {
                 digest: p.hash,
                 size: p.size,
-                bytes: Bytes::File(p.file.clone()),
+                bytes: p.contents.clone(),
             };
             (p.path.clone(), seen)
         })
@@ -70,7 +69,7 @@ pub fn observe(run: &FreshRun, hash: HashKind) -> Observed {
         let seen = Seen {
             digest: hash_bytes(hash, &bytes),
             size: bytes.len() as u64,
-            bytes: Bytes::Memory(bytes),
+            bytes: Contents::Memory(bytes),
         };
         files.insert(name.to_string(), seen);
     }
@@ -83,12 +82,12 @@ pub fn observe(run: &FreshRun, hash: HashKind) -> Observed {
 /// files). Memory stays that of two runs however many there are.
 pub fn forget_needless(run: &mut Observed, first: &Observed, differing: &mut BTreeSet<String>) {
     for (name, seen) in run.iter_mut() {
-        if !matches!(seen.bytes, Bytes::Memory(_)) {
+        if !matches!(seen.bytes, Contents::Memory(_)) {
             continue;
         }
         let same = first.get(name).is_some_and(|f| f.digest == seen.digest);
         if same || !differing.insert(name.clone()) {
-            seen.bytes = Bytes::Memory(Vec::new());
+            seen.bytes = Contents::Memory(Vec::new());
         }
     }
 }
@@ -111,19 +110,11 @@ pub fn entry_files(m: &Manifest, hash: HashKind) -> BTreeMap<String, (Digest, u6
     files
 }
 
-/// Where the bytes of one file of a run are.
-pub enum Bytes {
-    /// A file on disk (an output, in the run's view).
-    File(PathBuf),
-    /// Bytes in memory (a stream).
-    Memory(Vec<u8>),
-}
-
 /// One file of a run: its digest, size and bytes.
 pub struct Seen {
     pub digest: Digest,
     pub size: u64,
-    pub bytes: Bytes,
+    pub bytes: Contents,
 }
 
 /// What one run produced, by file name.
@@ -225,10 +216,10 @@ pub fn compare_entry(run: &Observed, entry: &BTreeMap<String, (Digest, u64)>) ->
         .collect()
 }
 
-fn read(bytes: &Bytes) -> Vec<u8> {
+fn read(bytes: &Contents) -> Vec<u8> {
     match bytes {
-        Bytes::File(path) => std::fs::read(path).unwrap_or_default(),
-        Bytes::Memory(b) => b.clone(),
+        Contents::File(path) => std::fs::read(path).unwrap_or_default(),
+        Contents::Memory(b) => b.clone(),
     }
 }
 
@@ -336,7 +327,7 @@ mod tests {
                 let seen = Seen {
                     digest,
                     size: bytes.len() as u64,
-                    bytes: Bytes::Memory(bytes.to_vec()),
+                    bytes: Contents::Memory(bytes.to_vec()),
                 };
                 (name.to_string(), seen)
             })

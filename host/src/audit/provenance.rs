@@ -48,10 +48,9 @@ fn digests(bytes: &[u8]) -> Value {
     })
 }
 
-/// The digests of the file at `path`, read a piece at a time.
-fn file_digests(path: &std::path::Path) -> std::io::Result<Value> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
+/// The digests of `contents`, read a piece at a time.
+fn file_digests(contents: &crate::cache::Contents) -> std::io::Result<Value> {
+    let mut file = contents.reader()?;
     let (mut sha, mut b3) = (sha2::Sha256::new(), blake3::Hasher::new());
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -102,7 +101,7 @@ pub fn subjects(
         subjects.push(json!({
             // Workspace paths keep their `/`: no output can be named like a stream.
             "name": out.path,
-            "digest": file_digests(&out.file)?,
+            "digest": file_digests(&out.contents)?,
         }));
     }
     for (stream, bytes) in [("stdout", stdout), ("stderr", stderr)] {
@@ -127,7 +126,7 @@ pub fn build_definition(id: &TaskId, def: &TaskDef, prepared: &Prepared) -> std:
         dependencies.push(json!({
             // Workspace paths keep their `/`: no input can be named like the module.
             "name": input.guest_path,
-            "digest": file_digests(&input.host_path)?,
+            "digest": file_digests(&crate::cache::Contents::File(input.host_path.clone()))?,
         }));
     }
     let env_from_host: serde_json::Map<String, Value> = made

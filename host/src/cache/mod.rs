@@ -112,10 +112,28 @@ pub struct Entry {
 pub struct ProducedOutput {
     pub path: String,
     /// Where its bytes are now.
-    pub file: PathBuf,
+    pub contents: Contents,
     pub hash: Digest,
     pub size: u64,
     pub mode: u32,
+}
+
+/// Where the bytes of one file are: staged on disk (a fresh run's output), or in
+/// memory (a small download, which then costs no file to stage and delete).
+#[derive(Clone)]
+pub enum Contents {
+    File(PathBuf),
+    Memory(Vec<u8>),
+}
+
+impl Contents {
+    /// A reader of the bytes, from the start.
+    pub fn reader(&self) -> io::Result<Box<dyn io::Read + Send + '_>> {
+        Ok(match self {
+            Contents::File(path) => Box::new(std::fs::File::open(path)?),
+            Contents::Memory(bytes) => Box::new(&bytes[..]),
+        })
+    }
 }
 
 impl FoundEntry for Entry {
@@ -263,17 +281,22 @@ impl LocalCache {
         for out in new.outputs {
             let blob = out.hash.hex();
             if blobs.symlink_metadata(&blob).is_err() {
-                // Read through a buffer of its own: `io::copy` then copies in 1 MiB
-                // pieces, each after a look at the cancel flag.
-                let mut src = io::BufReader::with_capacity(
-                    1 << 20,
-                    crate::key::UntilCancelled {
-                        inner: std::fs::File::open(&out.file)?,
-                        cancel: &self.cancel,
-                    },
-                );
                 let mut dst = create_new(&blobs, &blob)?;
-                io::copy(&mut src, &mut dst)?;
+                match &out.contents {
+                    Contents::Memory(bytes) => dst.write_all(bytes)?,
+                    Contents::File(path) => {
+                        // Read through a buffer of its own: `io::copy` then copies in
+                        // 1 MiB pieces, each after a look at the cancel flag.
+                        let mut src = io::BufReader::with_capacity(
+                            1 << 20,
+                            crate::key::UntilCancelled {
+                                inner: std::fs::File::open(path)?,
+                                cancel: &self.cancel,
+                            },
+                        );
+                        io::copy(&mut src, &mut dst)?;
+                    }
+                }
                 if new.durable {
                     dst.sync_all()?;
                 }

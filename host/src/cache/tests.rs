@@ -21,7 +21,7 @@ fn cache_with(keys: &[(u8, &[u8])]) -> (tempfile::TempDir, LocalCache, Vec<Diges
         fs::write(&file, content).unwrap();
         let out = ProducedOutput {
             path: format!("/out{n}"),
-            file,
+            contents: Contents::File(file),
             hash: hash_bytes(HashKind::Blake3, content),
             size: content.len() as u64,
             mode: 0o644,

@@ -154,9 +154,16 @@ fn remote_cache(
         (Some(url), from_workspace) => {
             crate::workspace::lower::remote::check_url(url)
                 .map_err(|e| CliError::Usage(format!("--remote-cache: {e}")))?;
-            let mut s = from_workspace
-                .clone()
-                .unwrap_or_else(|| crate::workspace::RemoteSettings::at(url.clone()));
+            let mut s = match from_workspace {
+                Some(s) => s.clone(),
+                // No `[cache.remote]`: the environment still says whether to upload.
+                None => {
+                    let mut s = crate::workspace::RemoteSettings::at(url.clone());
+                    crate::workspace::lower::remote::write_from_environment(&mut s)
+                        .map_err(CliError::Usage)?;
+                    s
+                }
+            };
             s.url = url.clone();
             s
         }
@@ -184,6 +191,12 @@ fn finish_uploads(
             crate::cache::remote::printable(why)
         );
     }
+    if report.not_sent > 0 {
+        eprintln!(
+            "   warning: {} result(s) were not uploaded: the run had stopped asking the remote cache",
+            report.not_sent
+        );
+    }
     let stats = remote.stats();
     let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     serde_json::json!({
@@ -195,7 +208,7 @@ fn finish_uploads(
         "bytes_up": n(&stats.bytes_up),
         "requests": n(&stats.requests),
         "uploaded": report.uploaded,
-        "uploads_failed": report.failed.len(),
+        "uploads_failed": report.failed.len() + report.not_sent,
         "last_error": remote.last_error(),
     })
 }

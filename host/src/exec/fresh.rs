@@ -7,7 +7,7 @@ use super::RunContext;
 use super::keys::Prepared;
 use super::place::{PlaceError, Placer};
 use super::record::{Source, TaskRecord};
-use crate::cache::{AccessRecord, NewEntry, ProducedOutput, ResultStore};
+use crate::cache::{AccessRecord, Contents, NewEntry, ProducedOutput, ResultStore};
 use crate::key::{KeyParts, UntilCancelled, hash_bytes, hash_reader};
 use crate::protect::Refusal;
 use crate::refs::TaskId;
@@ -370,7 +370,7 @@ fn produced(
             };
             Ok(ProducedOutput {
                 path: c.guest_path,
-                file: c.host_path,
+                contents: Contents::File(c.host_path),
                 hash: digest,
                 size: c.size,
                 mode: OUTPUT_MODE,
@@ -426,7 +426,7 @@ fn store_and_place(
             .map_err(FreshError::Workspace)?;
         let placed = produced
             .iter()
-            .try_for_each(|p| placer.place(&p.file, &p.path, &p.hash))
+            .try_for_each(|p| placer.place(&p.contents, &p.path, &p.hash))
             .map_err(FreshError::Place);
         // What was placed before a refusal is this task's, refusal or not.
         placer.finish(&[]);

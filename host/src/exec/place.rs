@@ -9,11 +9,13 @@
 //! [`Ledger`] says so) or it already holds the same bytes.
 
 use super::ledger::Ledger;
+use crate::cache::Contents;
 use crate::fs::{open_ambient, open_dirs, open_dirs_with_mode, open_regular};
 use crate::key::{Digest, hash_reader};
 use crate::workspace::HashKind;
 use cap_std::fs::Dir;
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -41,7 +43,8 @@ impl crate::cache::Destination for Placer<'_> {
     }
 
     fn place(&self, staged: &Path, path: &str, digest: &Digest) -> Result<(), String> {
-        Placer::place(self, staged, path, digest).map_err(|e| e.to_string())
+        Placer::place(self, &Contents::File(staged.to_path_buf()), path, digest)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -112,9 +115,15 @@ impl<'a> Placer<'a> {
         mode_ok && same_bytes(&dir, &name, digest, self.hash)
     }
 
-    /// Moves `staged` (a file in this run's scratch directory) to workspace path
-    /// `path`, whose bytes hash to `digest`.
-    pub fn place(&self, staged: &Path, path: &str, digest: &Digest) -> Result<(), PlaceError> {
+    /// Puts `contents` at workspace path `path`, whose bytes hash to `digest`: a staged
+    /// file (in this run's scratch directory) is moved there, bytes in memory written
+    /// next to it and renamed.
+    pub fn place(
+        &self,
+        contents: &Contents,
+        path: &str,
+        digest: &Digest,
+    ) -> Result<(), PlaceError> {
         let io_err = |source| PlaceError::Io {
             path: path.to_string(),
             source,
@@ -138,7 +147,14 @@ impl<'a> Placer<'a> {
                 }
             }
         }
-        use std::os::unix::fs::PermissionsExt;
+        let staged = match contents {
+            Contents::File(staged) => staged,
+            Contents::Memory(bytes) => {
+                write_near(&dir, &name, &mut &bytes[..]).map_err(io_err)?;
+                self.placed.lock().unwrap().push(path.to_string());
+                return Ok(());
+            }
+        };
         std::fs::set_permissions(
             staged,
             std::fs::Permissions::from_mode(wask_runtime::view::OUTPUT_MODE),
@@ -151,24 +167,8 @@ impl<'a> Placer<'a> {
             Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
                 // An output directory on another file system: copy next to the path,
                 // then rename there, so the last step is still atomic.
-                let near = crate::fs::unique_name(".wask-restore-");
-                let copied = (|| {
-                    let mut src = from_dir.open(from_name)?;
-                    let mut dst = dir.create(&near)?;
-                    io::copy(&mut src, &mut dst)?;
-                    dst.sync_all()?;
-                    dir.set_permissions(
-                        &near,
-                        cap_std::fs::Permissions::from_std(std::fs::Permissions::from_mode(
-                            wask_runtime::view::OUTPUT_MODE,
-                        )),
-                    )?;
-                    dir.rename(&near, &dir, &name)
-                })();
-                if copied.is_err() {
-                    let _ = dir.remove_file(&near);
-                }
-                copied.map_err(io_err)?;
+                let mut src = from_dir.open(from_name).map_err(io_err)?;
+                write_near(&dir, &name, &mut src).map_err(io_err)?;
                 let _ = from_dir.remove_file(from_name);
             }
             r => r.map_err(io_err)?,
@@ -184,6 +184,28 @@ impl<'a> Placer<'a> {
         placed.extend(also.iter().cloned());
         self.ledger.record(&self.task, &placed);
     }
+}
+
+/// Writes `src` to a new file beside `name` in `dir`, synced, then renames it to
+/// `name`: the path holds the old bytes or the new, never a part.
+fn write_near(dir: &Dir, name: &str, src: &mut dyn io::Read) -> io::Result<()> {
+    let near = crate::fs::unique_name(".wask-restore-");
+    let copied = (|| {
+        let mut dst = dir.create(&near)?;
+        io::copy(src, &mut dst)?;
+        dst.sync_all()?;
+        dir.set_permissions(
+            &near,
+            cap_std::fs::Permissions::from_std(std::fs::Permissions::from_mode(
+                wask_runtime::view::OUTPUT_MODE,
+            )),
+        )?;
+        dir.rename(&near, dir, name)
+    })();
+    if copied.is_err() {
+        let _ = dir.remove_file(&near);
+    }
+    copied
 }
 
 fn same_bytes(dir: &Dir, name: &str, digest: &Digest, hash: HashKind) -> bool {

@@ -4,7 +4,7 @@
 
 use super::Inner;
 use crate::cache::manifest::{self, Manifest};
-use crate::cache::{LocalCache, NewEntry, ProducedOutput, ResultStore};
+use crate::cache::{Contents, LocalCache, NewEntry, ProducedOutput, ResultStore};
 use crate::key::{Digest, hash_reader};
 use crate::signing::{CACHE_MANIFEST, Envelope, verified_payload};
 use std::io::Write;
@@ -15,6 +15,10 @@ use wask_remote::{RemoteError, fetch_blob};
 
 /// A seal is a few kilobytes: a cap so a hostile server cannot make it large.
 const MAX_SEAL: u64 = 1 << 20;
+
+/// How many bytes of one entry's outputs are downloaded into memory rather than into
+/// staged files: REAPI's usual batch limit.
+const IN_MEMORY: u64 = 4 << 20;
 
 /// What a remote lookup gave.
 #[derive(Debug, PartialEq, Eq)]
@@ -192,53 +196,65 @@ fn take(
         }
     }
     bytes += (stdout.len() + stderr.len()) as u64;
-    let dir = tempfile::Builder::new()
-        .prefix(".wask-remote-")
-        .tempdir_in(staging)
-        .map_err(|e| {
-            NotTaken::Refused(format!(
-                "cannot stage its files in {}: {e}",
-                staging.display()
-            ))
-        })?;
+    // Outputs come into memory while they fit a budget (sizes are the signed ones,
+    // checked above), the rest into staged files: a small entry then costs no file to
+    // make and delete before it is stored.
+    let mut in_memory = IN_MEMORY;
+    let mut staged_dir = None;
     let mut outputs = Vec::new();
     for (i, (record, remote)) in files.into_iter().enumerate() {
-        let path = dir.path().join(i.to_string());
-        let mut file = std::fs::File::create(&path)
-            .map_err(|e| NotTaken::Refused(format!("cannot stage {}: {e}", record.path)))?;
         if remote.size == 0 && remote != wask_remote::Digest::of(function, &[]) {
             return Err(NotTaken::Refused(format!(
                 "the digest of {} is not the empty blob's",
                 record.path
             )));
         }
-        if remote.size > 0 {
-            match batched(&remote) {
-                Some(Some(bytes)) => {
-                    wask_remote::check_blob(&*inner.store, function, &remote, &bytes)?;
-                    file.write_all(&bytes)
-                        .map_err(|e| NotTaken::Refused(e.to_string()))?;
-                }
-                Some(None) => {
-                    return Err(NotTaken::Refused(format!(
-                        "the server lacks the blob of {}",
-                        record.path
-                    )));
-                }
+        let lacks = || NotTaken::Refused(format!("the server lacks the blob of {}", record.path));
+        let contents = if remote.size <= in_memory {
+            in_memory -= remote.size;
+            let bytes = match batched(&remote) {
+                _ if remote.size == 0 => Vec::new(),
+                Some(Some(bytes)) => bytes,
+                Some(None) => return Err(lacks()),
                 None => {
                     count(1)?;
-                    if !fetch_blob(&*inner.store, function, &remote, &mut file)? {
-                        return Err(NotTaken::Refused(format!(
-                            "the server lacks the blob of {}",
-                            record.path
-                        )));
+                    let mut bytes = Vec::new();
+                    if !fetch_blob(&*inner.store, function, &remote, &mut bytes)? {
+                        return Err(lacks());
                     }
+                    bytes
                 }
+            };
+            wask_remote::check_blob(&*inner.store, function, &remote, &bytes)?;
+            Contents::Memory(bytes)
+        } else {
+            let dir = match &mut staged_dir {
+                Some(dir) => dir,
+                None => staged_dir.insert(
+                    tempfile::Builder::new()
+                        .prefix(".wask-remote-")
+                        .tempdir_in(staging)
+                        .map_err(|e| {
+                            NotTaken::Refused(format!(
+                                "cannot stage its files in {}: {e}",
+                                staging.display()
+                            ))
+                        })?,
+                ),
+            };
+            let path = dir.path().join(i.to_string());
+            let mut file = std::fs::File::create(&path)
+                .map_err(|e| NotTaken::Refused(format!("cannot stage {}: {e}", record.path)))?;
+            count(1)?;
+            if !fetch_blob(&*inner.store, function, &remote, &mut file)? {
+                return Err(lacks());
             }
-        }
-        file.flush().map_err(|e| NotTaken::Refused(e.to_string()))?;
-        let local_digest = std::fs::File::open(&path)
-            .and_then(|mut f| hash_reader(inner.hash, &mut f))
+            file.flush().map_err(|e| NotTaken::Refused(e.to_string()))?;
+            Contents::File(path)
+        };
+        let local_digest = contents
+            .reader()
+            .and_then(|mut r| hash_reader(inner.hash, &mut r))
             .map_err(|e| NotTaken::Refused(e.to_string()))?;
         if local_digest.hex() != record.hash {
             return Err(NotTaken::Refused(format!(
@@ -249,7 +265,7 @@ fn take(
         bytes += record.size;
         outputs.push(ProducedOutput {
             path: record.path.clone(),
-            file: path,
+            contents,
             hash: local_digest,
             size: record.size,
             mode: record.mode,

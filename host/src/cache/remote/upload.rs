@@ -30,6 +30,9 @@ pub struct UploadReport {
     pub bytes_up: BTreeMap<TaskId, u64>,
     /// Each upload that failed or did not finish, with why.
     pub failed: Vec<(TaskId, String)>,
+    /// Results not sent at all: the run had stopped asking a failing remote, which it
+    /// said once (no line per task).
+    pub not_sent: usize,
 }
 
 struct Job {
@@ -120,21 +123,19 @@ fn work(inner: &Inner, state: &(Mutex<State>, Condvar), receive: &Mutex<Receiver
             Err(_) => return,
         };
         state.0.lock().unwrap().last_start = Some(Instant::now());
-        let result = if inner.usable() {
-            upload(inner, &job)
-        } else {
-            Err("the remote cache failed too often this run".into())
-        };
+        // None: not sent, the run having stopped asking the remote (and said so once).
+        let result = inner.usable().then(|| upload(inner, &job));
         let mut s = state.0.lock().unwrap();
         // Already reported as late: nothing more to say.
         if s.pending.remove(&job.task) {
             match result {
-                Ok(bytes) => {
+                None => s.report.not_sent += 1,
+                Some(Ok(bytes)) => {
                     s.report.uploaded += 1;
                     *s.report.bytes_up.entry(job.task.clone()).or_default() += bytes;
                     inner.stats.bytes_up.fetch_add(bytes, Ordering::Relaxed);
                 }
-                Err(why) => s.report.failed.push((job.task.clone(), why)),
+                Some(Err(why)) => s.report.failed.push((job.task.clone(), why)),
             }
         }
         state.1.notify_all();

@@ -157,16 +157,27 @@ impl Loader {
             }
             (None, file) => file?,
         };
-        match std::env::var("WASK_REMOTE_CACHE_WRITE").as_deref() {
-            Ok("true" | "1") => s.write = true,
-            Ok("false" | "0") => s.write = false,
-            Ok("") | Err(_) => {}
-            Ok(other) => self.errors.push(LoadError::plain(format!(
-                "WASK_REMOTE_CACHE_WRITE is `{other}`: expected true or false"
-            ))),
+        if let Err(e) = write_from_environment(&mut s) {
+            self.errors.push(LoadError::plain(e));
         }
         Some(s)
     }
+}
+
+/// `WASK_REMOTE_CACHE_WRITE` (`true` on the machines that should upload) over the
+/// settings' `write`, wherever the URL came from.
+pub fn write_from_environment(s: &mut RemoteSettings) -> Result<(), String> {
+    match std::env::var("WASK_REMOTE_CACHE_WRITE").as_deref() {
+        Ok("true" | "1") => s.write = true,
+        Ok("false" | "0") => s.write = false,
+        Ok("") | Err(_) => {}
+        Ok(other) => {
+            return Err(format!(
+                "WASK_REMOTE_CACHE_WRITE is `{other}`: expected true or false"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A PEM public key is a few hundred bytes.
