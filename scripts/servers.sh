@@ -9,6 +9,11 @@
 #   WASK_TEST_REAPI        grpc://127.0.0.1:PORT
 #   WASK_TEST_NGINX        how to start another nginx (a script: PORT STORE -> runs it)
 #   WASK_TEST_BGD          how to start another BuildGrid (a script: PORT -> runs it)
+#   WASK_TEST_HTTPS_CACHE  https://127.0.0.1:PORT, nginx again, requiring a client
+#                          certificate (mutual TLS)
+#   WASK_TEST_GRPCS        grpcs://127.0.0.1:PORT, BuildGrid again, requiring one too
+#   WASK_TEST_TLS_DIR      their certificates, made for this run by a CA of its own:
+#                          ca.pem, client.pem and client.key (another CA: other-ca.pem)
 # and `stop_servers` (run on exit) stops them. Under CI=true a server that cannot be
 # installed or started fails the run; elsewhere its tests say they were skipped.
 
@@ -56,9 +61,21 @@ install_nginx() {
 write_nginx_runner() {
   cat >"$servers_dir/run-nginx" <<'EOF'
 #!/usr/bin/env bash
-# run-nginx PORT STORE: nginx in the foreground, the Bazel HTTP cache layout under STORE.
+# run-nginx [--tls DIR] PORT STORE: nginx in the foreground, the Bazel HTTP cache layout
+# under STORE; with --tls, over TLS (DIR/server.pem) requiring a client certificate
+# DIR/ca.pem signed.
 set -euo pipefail
+tls=""
+if [ "$1" = --tls ]; then tls=$2; shift 2; fi
 port=$1 store=$2
+listen="listen 127.0.0.1:$port;"
+if [ -n "$tls" ]; then
+  listen="listen 127.0.0.1:$port ssl;
+    ssl_certificate $tls/server.pem;
+    ssl_certificate_key $tls/server.key;
+    ssl_client_certificate $tls/ca.pem;
+    ssl_verify_client on;"
+fi
 dir=$(mktemp -d "${TMPDIR:-/tmp}/wask-nginx.XXXXXX")
 mkdir -p "$store" "$dir/tmp"
 chmod 755 "$dir"
@@ -83,7 +100,7 @@ http {
   uwsgi_temp_path $dir/tmp/uwsgi;
   scgi_temp_path $dir/tmp/scgi;
   server {
-    listen 127.0.0.1:$port;
+    $listen
     root $store;
     client_max_body_size 0;
     location ~ "^/(ac|cas)/[0-9a-f]{64}\$" {
@@ -135,16 +152,27 @@ install_buildgrid() {
 write_buildgrid_runner() {
   cat >"$servers_dir/run-bgd" <<EOF
 #!/usr/bin/env bash
-# run-bgd PORT: BuildGrid in the foreground, a REAPI v2 cache (CAS, action cache,
-# ByteStream) in memory, instance "".
+# run-bgd [--tls DIR] PORT: BuildGrid in the foreground, a REAPI v2 cache (CAS, action
+# cache, ByteStream) in memory, instance ""; with --tls, over TLS (DIR/server.pem)
+# requiring a client certificate DIR/ca.pem signed.
 set -euo pipefail
+tls=""
+if [ "\$1" = --tls ]; then tls=\$2; shift 2; fi
 port=\$1
 dir=\$(mktemp -d "\${TMPDIR:-/tmp}/wask-bgd.XXXXXX")
+channel="insecure-mode: true"
+if [ -n "\$tls" ]; then
+  channel="insecure-mode: false
+    credentials:
+      tls-server-key: \$tls/server.key
+      tls-server-cert: \$tls/server.pem
+      tls-client-certs: \$tls/ca.pem"
+fi
 cat >"\$dir/bgd.yml" <<CONF
 server:
   - !channel
     address: "127.0.0.1:\$port"
-    insecure-mode: true
+    \$channel
 authorization:
   method: none
 storages:
@@ -190,10 +218,70 @@ start_buildgrid() {
   echo "BuildGrid $buildgrid_version (REAPI v2) on $WASK_TEST_REAPI"
 }
 
+# A CA made for this run, a certificate for 127.0.0.1 and a client certificate it
+# signed, and another CA that signed neither.
+make_tls_files() {
+  local d=$1
+  rm -rf "$d" && mkdir -p "$d"
+  (
+    cd "$d"
+    local ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+    openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 2 -subj "/CN=wask test CA"
+    openssl req -x509 "${ec[@]}" -keyout other-ca.key -out other-ca.pem -days 2 -subj "/CN=another CA"
+    local name usage
+    for name in server client; do
+      usage=serverAuth
+      [ "$name" = client ] && usage=clientAuth
+      openssl req "${ec[@]}" -keyout "$name.key" -out "$name.csr" -subj "/CN=wask test $name"
+      printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=%s\n' "$usage" >"$name.ext"
+      openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial \
+        -out "$name.pem" -days 2 -extfile "$name.ext"
+    done
+  ) >"$d/openssl.log" 2>&1
+}
+
+# nginx and BuildGrid again, over TLS with client certificates (after the plain ones,
+# whose install steps they reuse).
+start_tls_servers() {
+  local tls="$servers_dir/tls" port store
+  if ! command -v openssl >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y openssl >/dev/null 2>&1 || true
+  fi
+  if ! command -v openssl >/dev/null 2>&1 || ! make_tls_files "$tls"; then
+    server_failed "the test certificates could not be made (openssl): $(tail -3 "$tls/openssl.log" 2>/dev/null)"
+    return
+  fi
+  export WASK_TEST_TLS_DIR="$tls"
+  if [ -n "${WASK_TEST_NGINX:-}" ]; then
+    port=$(free_port)
+    store=$(mktemp -d "${TMPDIR:-/tmp}/wask-https-store.XXXXXX")
+    "$servers_dir/run-nginx" --tls "$tls" "$port" "$store" >"$servers_dir/nginx-tls.log" 2>&1 &
+    server_pids+=($!)
+    if wait_for_port "$port" 10; then
+      export WASK_TEST_HTTPS_CACHE="https://127.0.0.1:$port"
+      echo "nginx over mutual TLS on $WASK_TEST_HTTPS_CACHE"
+    else
+      server_failed "nginx over TLS did not start: $(tail -3 "$servers_dir/nginx-tls.log")"
+    fi
+  fi
+  if [ -n "${WASK_TEST_BGD:-}" ]; then
+    port=$(free_port)
+    "$servers_dir/run-bgd" --tls "$tls" "$port" >"$servers_dir/bgd-tls.log" 2>&1 &
+    server_pids+=($!)
+    if wait_for_port "$port" 60; then
+      export WASK_TEST_GRPCS="grpcs://127.0.0.1:$port"
+      echo "BuildGrid over mutual TLS on $WASK_TEST_GRPCS"
+    else
+      server_failed "BuildGrid over TLS did not start: $(tail -5 "$servers_dir/bgd-tls.log")"
+    fi
+  fi
+}
+
 start_servers() {
   mkdir -p "$servers_dir"
   start_nginx
   start_buildgrid
+  start_tls_servers
   trap stop_servers EXIT
 }
 

@@ -127,7 +127,7 @@ pub struct Capabilities {
 
 /// Why a request to the server failed. Every kind is the same to a run (the remote is
 /// an optimisation); the kinds are for the message.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RemoteError {
     #[error("cannot reach {url}: {message}")]
     Unreachable { url: String, message: String },

@@ -27,6 +27,7 @@ mod output;
 mod overlays;
 mod plugins;
 mod remote;
+mod remote_tls;
 mod run;
 mod schedule;
 mod second_review;

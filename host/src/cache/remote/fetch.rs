@@ -105,12 +105,7 @@ fn take(
     local: &LocalCache,
     staging: &Path,
 ) -> Result<u64, NotTaken> {
-    let caps = inner.capabilities().map_err(|e| {
-        NotTaken::Server(RemoteError::Unreachable {
-            url: inner.store.url().into(),
-            message: e,
-        })
-    })?;
+    let caps = inner.capabilities().map_err(NotTaken::Server)?;
     let function = caps.digest;
     let action = action_digest(function, inner.hash.name(), &key.hex());
     // One entry's requests together get one timeout: a server that answers each just
@@ -300,7 +295,7 @@ fn take(
 /// for an entry a trusted key signed, `Ok(None)` for none, `Err` for one that would not
 /// be used (and why), or for a server that cannot be asked.
 pub(super) fn probe(inner: &Inner, key: &Digest) -> Result<Option<String>, String> {
-    let caps = inner.capabilities()?;
+    let caps = inner.capabilities().map_err(|e| e.to_string())?;
     let action = action_digest(caps.digest, inner.hash.name(), &key.hex());
     let result = inner
         .store

@@ -53,7 +53,9 @@ struct Inner {
     trusted: Vec<PublicKey>,
     /// Signs uploads (only when `write`).
     signer: Option<SigningKeyFile>,
-    capabilities: OnceLock<Result<Capabilities, String>>,
+    capabilities: OnceLock<Result<Capabilities, wask_remote::RemoteError>>,
+    /// What the TLS settings were, for a hint when a TLS connection fails.
+    tls: TlsSetup,
     health: Health,
     stats: Stats,
 }
@@ -74,6 +76,35 @@ pub struct Stats {
     pub bytes_down: AtomicU64,
     pub bytes_up: AtomicU64,
     pub requests: AtomicU64,
+}
+
+/// Which TLS settings a remote cache has: what a hint about a failed handshake needs.
+struct TlsSetup {
+    tls: bool,
+    ca_file: bool,
+    client_cert: bool,
+}
+
+impl TlsSetup {
+    /// What to try when `message` (a failed request's) says TLS went wrong.
+    fn hint(&self, message: &str) -> Option<&'static str> {
+        if !self.tls || message.contains("did not answer within") {
+            return None;
+        }
+        if message.contains("UnknownIssuer") || message.contains("invalid peer certificate") {
+            return Some(if self.ca_file {
+                "the server's certificate is not signed by the CA in `ca_file` (nor by one the system trusts)"
+            } else {
+                "the server's certificate is not signed by a CA the system trusts: name its CA in `ca_file` under [cache.remote]"
+            });
+        }
+        // A server that requires a client certificate refuses a client without one in
+        // ways that name no certificate: HTTP 400 (nginx), a closed or cancelled
+        // connection (gRPC). So the hint says "if".
+        (!self.client_cert).then_some(
+            "if the server requires a client certificate, set `client_cert` and `client_key` under [cache.remote]",
+        )
+    }
 }
 
 /// Why the remote cache cannot be used at all (a setting, not the server).
@@ -118,6 +149,11 @@ impl RemoteCache {
             trusted,
             signer: settings.write.then_some(own),
             capabilities: OnceLock::new(),
+            tls: TlsSetup {
+                tls: settings.url.starts_with("https://") || settings.url.starts_with("grpcs://"),
+                ca_file: settings.ca_file.is_some(),
+                client_cert: settings.client_cert.is_some(),
+            },
             health: Health::default(),
             stats: Stats::default(),
         });
@@ -145,7 +181,9 @@ impl RemoteCache {
 
     /// What the server said it can do, or why it could not be asked.
     pub fn capabilities(&self) -> Result<Capabilities, String> {
-        self.inner.capabilities().map_err(|e| printable(&e))
+        self.inner
+            .capabilities()
+            .map_err(|e| printable(&e.to_string()))
     }
 
     /// The last error the server gave, if any.
@@ -217,11 +255,11 @@ pub fn printable(text: &str) -> String {
 }
 
 impl Inner {
-    fn capabilities(&self) -> Result<Capabilities, String> {
+    fn capabilities(&self) -> Result<Capabilities, wask_remote::RemoteError> {
         self.capabilities
             .get_or_init(|| {
                 self.stats.requests.fetch_add(1, Ordering::Relaxed);
-                self.store.capabilities().map_err(|e| e.to_string())
+                self.store.capabilities()
             })
             .clone()
     }
@@ -237,9 +275,15 @@ impl Inner {
         *self.health.last_error.lock().unwrap() = Some(printable(&e.to_string()));
         let n = self.health.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if !self.health.warned.swap(true, Ordering::Relaxed) {
+            let message = e.to_string();
+            let hint = self
+                .tls
+                .hint(&message)
+                .map(|h| format!("\n  hint: {h}"))
+                .unwrap_or_default();
             Some(format!(
-                "the remote cache failed ({}); the run goes on with the local cache",
-                printable(&e.to_string())
+                "the remote cache failed ({}); the run goes on with the local cache{hint}",
+                printable(&message)
             ))
         } else if n == GIVE_UP_AFTER {
             Some(format!(

@@ -161,7 +161,7 @@ fn upload(inner: &Inner, job: &Job) -> Result<u64, String> {
         Ok(Some(entry)) => entry,
         _ => return Err("its local entry is gone".into()),
     };
-    let caps = inner.capabilities()?;
+    let caps = inner.capabilities().map_err(|e| e.to_string())?;
     let function = caps.digest;
     let m = &entry.manifest;
     let mut blobs: Vec<(wask_remote::Digest, Blob)> = Vec::new();
