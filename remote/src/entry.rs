@@ -15,10 +15,16 @@
 //! manifest. `.wask/` is wask's own directory, which no task output may name, so the
 //! seal can never collide with an output; and being an output file, servers that check
 //! an action result's blobs keep it alive with the entry.
+//!
+//! Small blobs may also travel inside the `ActionResult` (`OutputFile.contents`,
+//! `stdout_raw`, `stderr_raw`), every one also stored under its digest: over the HTTP
+//! layout wask writes them there, so a hit is one request; a REAPI server inlines them
+//! only when asked. Inlined bytes are believed no more than downloaded ones.
 
 use crate::{ActionResult, Digest, DigestFunction};
 use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
 use prost::Message;
+use std::collections::BTreeMap;
 
 /// Changes only when this layout does, so entries of another layout are not found.
 pub const SALT: &[u8] = b"wask-remote-entry-v1";
@@ -61,6 +67,9 @@ pub struct RemoteEntry {
     pub stderr: Digest,
     /// The DSSE envelope over the result's manifest.
     pub seal: Digest,
+    /// The bytes of some of these blobs, carried in the `ActionResult` itself. Not
+    /// checked here: a reader checks them as it checks what it downloads.
+    pub inline: BTreeMap<Digest, Vec<u8>>,
 }
 
 impl RemoteEntry {
@@ -74,9 +83,11 @@ impl RemoteEntry {
     }
 
     pub fn to_action_result(&self) -> ActionResult {
+        let inline = |digest: &Digest| self.inline.get(digest).cloned().unwrap_or_default();
         let file = |path: &str, digest: &Digest| reapi::OutputFile {
             path: path.to_string(),
             digest: Some(to_proto(digest)),
+            contents: inline(digest),
             ..Default::default()
         };
         let mut output_files: Vec<reapi::OutputFile> = self
@@ -90,6 +101,8 @@ impl RemoteEntry {
             exit_code: 0,
             stdout_digest: Some(to_proto(&self.stdout)),
             stderr_digest: Some(to_proto(&self.stderr)),
+            stdout_raw: inline(&self.stdout),
+            stderr_raw: inline(&self.stderr),
             execution_metadata: Some(reapi::ExecutedActionMetadata {
                 worker: "wask".into(),
                 ..Default::default()
@@ -122,12 +135,16 @@ impl RemoteEntry {
         };
         let mut seal = None;
         let mut files = Vec::new();
+        let mut inline = BTreeMap::new();
         for f in &r.output_files {
             let digest = f
                 .digest
                 .as_ref()
                 .ok_or_else(|| format!("{} has no digest", short(&f.path)))
                 .and_then(from_proto)?;
+            if !f.contents.is_empty() {
+                inline.insert(digest.clone(), f.contents.clone());
+            }
             if f.path == SEAL_PATH {
                 if seal.replace(digest).is_some() {
                     return Err("it has two seals".into());
@@ -141,11 +158,21 @@ impl RemoteEntry {
                 });
             }
         }
+        let (stdout, stderr) = (
+            stream(&r.stdout_digest, "stdout")?,
+            stream(&r.stderr_digest, "stderr")?,
+        );
+        for (digest, raw) in [(&stdout, &r.stdout_raw), (&stderr, &r.stderr_raw)] {
+            if !raw.is_empty() {
+                inline.insert(digest.clone(), raw.clone());
+            }
+        }
         Ok(RemoteEntry {
             files,
-            stdout: stream(&r.stdout_digest, "stdout")?,
-            stderr: stream(&r.stderr_digest, "stderr")?,
+            stdout,
+            stderr,
             seal: seal.ok_or("it has no seal: it was not stored by wask")?,
+            inline,
         })
     }
 }
@@ -196,6 +223,7 @@ mod tests {
             stdout: d(b"out"),
             stderr: d(b""),
             seal: d(b"seal"),
+            inline: [(d(b"seal"), b"seal".to_vec()), (d(b"out"), b"out".to_vec())].into(),
         }
     }
 

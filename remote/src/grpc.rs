@@ -141,6 +141,34 @@ impl Reapi {
         }
     }
 
+    /// A unary call with `message`, made again after a pause while the server answers
+    /// RESOURCE_EXHAUSTED: a server at its limit of calls at once (BuildGrid's default
+    /// is five per core) says so, and the REAPI lets a client retry. All tries together
+    /// end within the timeout.
+    fn unary<M, T, F>(
+        &self,
+        message: M,
+        call: impl Fn(tonic::Request<M>) -> F,
+    ) -> Result<T, RemoteError>
+    where
+        M: Clone,
+        F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let tries = async {
+            let mut pause = Duration::from_millis(2);
+            loop {
+                match call(self.request(message.clone())).await {
+                    Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_millis(250));
+                    }
+                    answer => return answer,
+                }
+            }
+        };
+        self.block(tries).map(tonic::Response::into_inner)
+    }
+
     fn error(&self, status: &tonic::Status) -> RemoteError {
         use tonic::Code;
         let message = format!("{:?}: {}", status.code(), status.message());
@@ -269,11 +297,14 @@ impl RemoteStore for Reapi {
         if let Some(c) = self.capabilities.get() {
             return Ok(c.clone());
         }
-        let mut client = CapabilitiesClient::new(self.channel.clone());
-        let request = self.request(reapi::GetCapabilitiesRequest {
+        let client = CapabilitiesClient::new(self.channel.clone());
+        let message = reapi::GetCapabilitiesRequest {
             instance_name: self.instance.clone(),
-        });
-        let caps = self.block(client.get_capabilities(request))?.into_inner();
+        };
+        let caps = self.unary(message, |r| {
+            let mut client = client.clone();
+            async move { client.get_capabilities(r).await }
+        })?;
         let Some(cache) = caps.cache_capabilities else {
             return Err(self.server("no cache capabilities: the server has no action cache".into()));
         };
@@ -297,6 +328,7 @@ impl RemoteStore for Reapi {
             update_enabled: cache
                 .action_cache_update_capabilities
                 .is_some_and(|u| u.update_enabled),
+            inline_in_results: false,
             detail: format!(
                 "REAPI {} to {}, max batch {} bytes",
                 version(&caps.low_api_version),
@@ -308,16 +340,23 @@ impl RemoteStore for Reapi {
     }
 
     fn get_action_result(&self, action: &Digest) -> Result<Option<ActionResult>, RemoteError> {
-        let mut client = ActionCacheClient::new(self.channel.clone())
+        let client = ActionCacheClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_ACTION_RESULT);
-        let request = self.request(reapi::GetActionResultRequest {
+        let message = reapi::GetActionResultRequest {
             instance_name: self.instance.clone(),
             action_digest: Some(to_proto(action)),
             digest_function: self.digest_function(),
-            ..Default::default()
+            // A server that inlines saves the reader a batch for these.
+            inline_stdout: true,
+            inline_stderr: true,
+            inline_output_files: vec![crate::entry::SEAL_PATH.into()],
+        };
+        let answer = self.unary(message, |r| {
+            let mut client = client.clone();
+            async move { client.get_action_result(r).await }
         });
-        match self.block(client.get_action_result(request)) {
-            Ok(r) => Ok(Some(r.into_inner())),
+        match answer {
+            Ok(r) => Ok(Some(r)),
             Err(RemoteError::Server { message, .. }) if message.starts_with("NotFound") => Ok(None),
             Err(e) => Err(e),
         }
@@ -328,28 +367,35 @@ impl RemoteStore for Reapi {
         action: &Digest,
         result: &ActionResult,
     ) -> Result<(), RemoteError> {
-        let mut client = ActionCacheClient::new(self.channel.clone());
-        let request = self.request(reapi::UpdateActionResultRequest {
+        let client = ActionCacheClient::new(self.channel.clone());
+        let message = reapi::UpdateActionResultRequest {
             instance_name: self.instance.clone(),
             action_digest: Some(to_proto(action)),
             action_result: Some(result.clone()),
             digest_function: self.digest_function(),
             ..Default::default()
-        });
-        self.block(client.update_action_result(request)).map(|_| ())
+        };
+        self.unary(message, |r| {
+            let mut client = client.clone();
+            async move { client.update_action_result(r).await }
+        })
+        .map(|_| ())
     }
 
     fn find_missing(&self, blobs: &[Digest]) -> Result<Vec<Digest>, RemoteError> {
         if blobs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut client = self.cas();
-        let request = self.request(reapi::FindMissingBlobsRequest {
+        let client = self.cas();
+        let message = reapi::FindMissingBlobsRequest {
             instance_name: self.instance.clone(),
             blob_digests: blobs.iter().map(to_proto).collect(),
             digest_function: self.digest_function(),
-        });
-        let answer = self.block(client.find_missing_blobs(request))?.into_inner();
+        };
+        let answer = self.unary(message, |r| {
+            let mut client = client.clone();
+            async move { client.find_missing_blobs(r).await }
+        })?;
         answer
             .missing_blob_digests
             .iter()
@@ -421,14 +467,17 @@ impl RemoteStore for Reapi {
                 if batch.is_empty() {
                     return Ok(());
                 }
-                let mut client = self.cas();
-                let request = self.request(reapi::BatchReadBlobsRequest {
+                let client = self.cas();
+                let message = reapi::BatchReadBlobsRequest {
                     instance_name: self.instance.clone(),
                     digests: batch.iter().map(|&i| to_proto(&blobs[i])).collect(),
                     digest_function: self.digest_function(),
                     ..Default::default()
-                });
-                let answer = self.block(client.batch_read_blobs(request))?.into_inner();
+                };
+                let answer = self.unary(message, |r| {
+                    let mut client = client.clone();
+                    async move { client.batch_read_blobs(r).await }
+                })?;
                 for r in answer.responses {
                     let ok = r.status.as_ref().is_none_or(|s| s.code == 0);
                     let Some(d) = r.digest.as_ref().and_then(|d| from_proto(d).ok()) else {
@@ -480,8 +529,8 @@ impl RemoteStore for Reapi {
                 start += 1;
                 continue;
             }
-            let mut client = self.cas();
-            let request = self.request(reapi::BatchUpdateBlobsRequest {
+            let client = self.cas();
+            let message = reapi::BatchUpdateBlobsRequest {
                 instance_name: self.instance.clone(),
                 requests: blobs[start..end]
                     .iter()
@@ -492,8 +541,11 @@ impl RemoteStore for Reapi {
                     })
                     .collect(),
                 digest_function: self.digest_function(),
-            });
-            let answer = self.block(client.batch_update_blobs(request))?.into_inner();
+            };
+            let answer = self.unary(message, |r| {
+                let mut client = client.clone();
+                async move { client.batch_update_blobs(r).await }
+            })?;
             if let Some(bad) = answer
                 .responses
                 .iter()
@@ -571,7 +623,11 @@ mod tests {
     /// server the tests can start offers BLAKE3: BuildGrid 0.4.4 lists SHA-256 only.)
     #[test]
     fn blake3_only_when_the_server_offers_it() {
-        let (sha, b3, md5) = (Value::Sha256 as i32, Value::Blake3 as i32, Value::Md5 as i32);
+        let (sha, b3, md5) = (
+            Value::Sha256 as i32,
+            Value::Blake3 as i32,
+            Value::Md5 as i32,
+        );
         assert_eq!(digest_function_of(&[sha]), Some(DigestFunction::Sha256));
         assert_eq!(digest_function_of(&[]), Some(DigestFunction::Sha256));
         assert_eq!(digest_function_of(&[sha, b3]), Some(DigestFunction::Blake3));

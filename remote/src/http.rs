@@ -192,6 +192,7 @@ impl RemoteStore for HttpCache {
             digest: DigestFunction::Sha256,
             max_batch_bytes: 0,
             update_enabled: true,
+            inline_in_results: true,
             detail: "Bazel HTTP cache layout (/ac/, /cas/)".into(),
         })
     }

@@ -121,6 +121,10 @@ pub struct Capabilities {
     pub max_batch_bytes: u64,
     /// Whether the server takes action results from clients.
     pub update_enabled: bool,
+    /// Whether small blobs are written into the action results too (the HTTP layout,
+    /// which stores them as they come: a hit is then one request). REAPI asks clients
+    /// not to, and inlines on request instead.
+    pub inline_in_results: bool,
     /// What else the server said, for `wask cache info`.
     pub detail: String,
 }

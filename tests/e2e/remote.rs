@@ -277,6 +277,16 @@ fn every_task_of_a_copy_elsewhere_is_a_remote_hit() {
         assert_eq!(task_lines(&run), task_lines(&hit), "{}", server.name);
         assert_eq!(summary["remote"]["bytes_up"], 0, "{}", server.name);
         assert_eq!(summary["remote"]["uploaded"], 0, "{}", server.name);
+        // Over HTTP a small entry travels whole in its action result: one request a hit
+        // (and one to see that the server answers).
+        if server.store.is_some() {
+            assert_eq!(
+                summary["remote"]["requests"],
+                1 + TASKS.len(),
+                "{}",
+                summary["remote"]
+            );
+        }
         assert_eq!(
             entry_stamps(&server, &summary),
             stamps_before,
@@ -330,6 +340,20 @@ fn a_reader_that_may_not_write_uploads_nothing() {
             assert!(found.is_none(), "{}: {id} was uploaded", server.name);
         }
     }
+}
+
+/// Changes the action result the server holds for task `id` of `summary` with `change`.
+pub(crate) fn rewrite_result(
+    server: &Server,
+    summary: &serde_json::Value,
+    id: &str,
+    change: impl FnOnce(&mut wask_remote::ActionResult),
+) {
+    let remote = client(server);
+    let key = task(summary, id)["key"].as_str().unwrap().to_string();
+    let mut result = remote.get_action_result(&action(&key)).unwrap().unwrap();
+    change(&mut result);
+    remote.update_action_result(&action(&key), &result).unwrap();
 }
 
 /// An entry signed by a key the reader does not trust, an entry whose output names
@@ -386,11 +410,23 @@ fn a_changed_blob_or_an_untrusted_signer_is_a_miss_never_a_wrong_restore() {
             },
         );
         remote.update_action_result(&action(&key), &result).unwrap();
-        // (HTTP) use's output blob overwritten with other bytes under its name.
+        // (HTTP) use's output blob overwritten with other bytes under its name, and the
+        // copy its result carries gone, so the reader must fetch the blob; talk's result
+        // carries other bytes as its stdout.
         if let Some(store) = &server.store {
             let b = std::fs::read(a.path("res/b.txt")).unwrap();
             let name = wask_remote::Digest::of(DigestFunction::Sha256, &b).hash;
             std::fs::write(store.join("cas").join(name), b"tampered on the server\n").unwrap();
+            rewrite_result(&server, &summary, "p:use", |r| {
+                assert!(r.output_files.iter().any(|f| !f.contents.is_empty()));
+                for f in &mut r.output_files {
+                    f.contents.clear();
+                }
+            });
+            rewrite_result(&server, &summary, "p:talk", |r| {
+                assert!(!r.stdout_raw.is_empty());
+                r.stdout_raw = b"tampered stdout".to_vec();
+            });
         }
         let b = remote_workspace(&server.url, &nonce, &trusted, "");
         let (run, s) = reader.run(&b, &["--workspace"], &[]);
@@ -404,6 +440,7 @@ fn a_changed_blob_or_an_untrusted_signer_is_a_miss_never_a_wrong_restore() {
         );
         if server.store.is_some() {
             assert_eq!(task(&s, "p:use")["source"], "fresh", "{}", server.name);
+            assert_eq!(task(&s, "p:talk")["source"], "fresh", "{}", server.name);
         }
         assert!(
             run.stderr().contains("was not used"),

@@ -89,6 +89,37 @@ fn one_job_runs_one_task_at_a_time() {
     assert!(run_span(&s, "p:b").1 <= run_span(&s, "p:c").0);
 }
 
+/// With a remote cache to read, more tasks than `--jobs` are in flight (their lookups
+/// overlap), but modules still run one at a time under `-j 1`. (Which module starts
+/// first is the order the lookups end in: docs/decisions.md.)
+#[test]
+fn with_a_remote_cache_lookups_overlap_but_modules_keep_to_the_job_limit() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let ws = workspace(
+        &format!("\n[cache.remote]\nurl = \"http://127.0.0.1:{port}\"\ntimeout = \"1s\"\n"),
+        &[(
+            "p",
+            &[],
+            &[
+                ("a", WORK, ""),
+                ("b", WORK, ""),
+                ("c", WORK, ""),
+                ("d", WORK, ""),
+            ],
+        )],
+    );
+    let (run, s) = ws.run(&["--workspace", "-j", "1"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr().contains("the remote cache failed"),
+        "{}",
+        run.stderr()
+    );
+    all_pairs_disjoint(&s, &["p:a", "p:b", "p:c", "p:d"]);
+}
+
 #[test]
 fn a_tag_cap_limits_its_projects_only() {
     let ws = workspace(

@@ -152,6 +152,9 @@ fn run_in_sandbox(
     record: &mut TaskRecord,
     echo: Echo,
 ) -> Result<FreshRun, FreshError> {
+    // Of the tasks in flight, only `--jobs` compile or run a module at once.
+    let position = ctx.keys.graph.find(id).unwrap_or(usize::MAX);
+    let _slot = record.timed("wait", || ctx.module_slots.acquire(position));
     // One timeout covers compiling the module (when its code is not cached) and running it.
     let deadline = def.limits.deadline_from_now();
     let module = compile(ctx, id, def, prepared, record, deadline)?;

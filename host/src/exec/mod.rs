@@ -12,6 +12,7 @@ pub mod plan;
 pub mod queue;
 pub mod record;
 pub mod scratch;
+pub mod slots;
 pub mod task;
 
 use crate::key::Digest;
@@ -45,6 +46,8 @@ pub struct RunContext<'a> {
     pub audit_sample: Option<task::AuditSample>,
     /// The remote cache behind the local one, when the run has one (issue 12).
     pub remote: Option<crate::cache::remote::RemoteCache>,
+    /// How many modules compile or run at once ([`run`] sets `--jobs`).
+    pub module_slots: slots::Slots,
 }
 
 impl<'a> RunContext<'a> {
@@ -70,6 +73,7 @@ impl<'a> RunContext<'a> {
             scratch: std::sync::OnceLock::new(),
             audit_sample: None,
             remote: None,
+            module_slots: slots::Slots::unlimited(),
             keys,
         })
     }
@@ -148,6 +152,10 @@ fn queue_spec<'r>(ctx: &RunContext<'_>, run_set: &'r [usize], jobs: usize) -> Qu
         mutex,
     }
 }
+
+/// With a remote cache to read, how many tasks beyond `--jobs` may be in flight: each
+/// waits on a lookup, or for one of the `--jobs` slots a module needs.
+pub const REMOTE_LOOKUPS: usize = 16;
 
 /// How a run set is run.
 pub struct RunOptions<'a> {
@@ -314,7 +322,14 @@ impl Progress {
 /// thread of its own ([`work`]), reports back, and its record completes it in the queue.
 pub fn run(ctx: &RunContext<'_>, run_set: &[usize], options: &RunOptions<'_>) -> Vec<TaskRecord> {
     let g = ctx.keys.graph;
-    let mut queue = Queue::new(queue_spec(ctx, run_set, options.jobs));
+    ctx.module_slots.set(options.jobs);
+    // A remote lookup waits on the server: more tasks are in flight than modules run,
+    // so the round trips of lookups overlap (as Bazel's `--jobs` does with a remote).
+    let lookahead = match &ctx.remote {
+        Some(remote) if remote.reads() => REMOTE_LOOKUPS,
+        _ => 0,
+    };
+    let mut queue = Queue::new(queue_spec(ctx, run_set, options.jobs + lookahead));
     let mut progress = Progress {
         records: vec![None; g.nodes.len()],
         misses: HashMap::new(),

@@ -135,8 +135,11 @@ fn take(
     }
     // The seal, the streams and the outputs that fit come in one batch (REAPI): two
     // requests for a small entry. Nothing of it is used before the seal is checked.
-    let mut wanted: Vec<wask_remote::Digest> =
-        entry.blobs().into_iter().filter(|d| d.size > 0).collect();
+    let mut wanted: Vec<wask_remote::Digest> = entry
+        .blobs()
+        .into_iter()
+        .filter(|d| d.size > 0 && !entry.inline.contains_key(d))
+        .collect();
     let mut room = caps.max_batch_bytes;
     wanted.retain(|d| {
         let cost = d.size + 256;
@@ -152,8 +155,11 @@ fn take(
         count(1)?;
         inner.store.read_small_blobs(&wanted)?
     };
-    let batched =
-        |d: &wask_remote::Digest| wanted.iter().position(|w| w == d).map(|i| batch[i].clone());
+    // Bytes the result carried or the batch brought (`Some(None)`: the batch had none).
+    let batched = |d: &wask_remote::Digest| match entry.inline.get(d) {
+        Some(bytes) => Some(Some(bytes.clone())),
+        None => wanted.iter().position(|w| w == d).map(|i| batch[i].clone()),
+    };
     let got = |d: &wask_remote::Digest| -> Result<Vec<u8>, NotTaken> {
         // The empty blob is never asked for (servers need not store it).
         let bytes = match batched(d) {

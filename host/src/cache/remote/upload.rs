@@ -21,6 +21,10 @@ use wask_remote::entry::{RemoteEntry, RemoteFile, action_digest};
 const WORKERS: usize = 4;
 /// Blobs up to this size are read into memory and sent in batches.
 const SMALL: u64 = 1 << 20;
+/// Blobs up to this size, up to this much in all, also go inside an action result
+/// where the layout keeps them (HTTP): far below the 4 MiB a reader takes.
+const INLINE_EACH: u64 = 64 << 10;
+const INLINE_TOTAL: u64 = 1 << 20;
 
 /// What the uploads of a run came to.
 #[derive(Debug, Default)]
@@ -198,11 +202,30 @@ fn upload(inner: &Inner, job: &Job) -> Result<u64, String> {
     let seal = serde_json::to_vec(&signer.envelope(CACHE_MANIFEST, &payload)).expect("JSON");
     let seal_digest = wask_remote::Digest::of(function, &seal);
     blobs.push((seal_digest.clone(), Blob::Memory(seal)));
+    // Where the layout stores action results as they come (HTTP), small blobs go in
+    // the result too, so a reader's hit is one request. They are stored by digest as
+    // well, for readers that look there.
+    let mut inline = std::collections::BTreeMap::new();
+    if caps.inline_in_results {
+        let mut room = INLINE_TOTAL;
+        for (digest, blob) in &blobs {
+            if let Blob::Memory(bytes) = blob
+                && digest.size > 0
+                && digest.size <= INLINE_EACH
+                && digest.size <= room
+                && !inline.contains_key(digest)
+            {
+                room -= digest.size;
+                inline.insert(digest.clone(), bytes.clone());
+            }
+        }
+    }
     let remote = RemoteEntry {
         files,
         stdout: streams[0].clone(),
         stderr: streams[1].clone(),
         seal: seal_digest,
+        inline,
     };
     // The empty blob is never sent: every server has it.
     let mut all: Vec<wask_remote::Digest> = blobs
