@@ -42,6 +42,7 @@ pub struct Reapi {
     timeout: Duration,
     /// Asked once: the digest function decides every name.
     capabilities: OnceLock<Capabilities>,
+    cancelled: Option<crate::CancelCheck>,
 }
 
 impl Reapi {
@@ -66,15 +67,13 @@ impl Reapi {
             .connect_timeout(options.timeout);
         if tls {
             let mut config = ClientTlsConfig::new().with_native_roots();
-            if let Some(ca) = &options.ca_file {
-                config = config.ca_certificate(tonic::transport::Certificate::from_pem(
-                    crate::tls::read(ca, "CA file")?,
-                ));
+            if let Some(pem) = &options.ca_pem {
+                config = config.ca_certificate(tonic::transport::Certificate::from_pem(pem));
             }
-            if let Some((cert, key)) = &options.client_cert {
+            if let Some(identity) = &options.client_identity {
                 config = config.identity(tonic::transport::Identity::from_pem(
-                    crate::tls::read(cert, "client certificate")?,
-                    crate::tls::read(key, "client key")?,
+                    &identity.cert_pem,
+                    &identity.key_pem,
                 ));
             }
             endpoint = endpoint
@@ -110,6 +109,7 @@ impl Reapi {
             headers,
             timeout: options.timeout,
             capabilities: OnceLock::new(),
+            cancelled: options.cancelled.clone(),
         })
     }
 
@@ -128,13 +128,32 @@ impl Reapi {
         call: impl std::future::Future<Output = Result<T, tonic::Status>>,
     ) -> Result<T, RemoteError> {
         let timeout = self.timeout;
-        match self
-            .runtime
-            .block_on(async { tokio::time::timeout(timeout, call).await })
-        {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(status)) => Err(self.error(&status)),
-            Err(_) => Err(RemoteError::Timeout {
+        let cancelled = || self.cancelled.as_ref().is_some_and(|c| c.is_set());
+        if cancelled() {
+            return Err(RemoteError::Cancelled);
+        }
+        // The call, or `None` as soon as the run is cancelled (looked at every 20 ms).
+        let answer = self.runtime.block_on(async {
+            let mut call = std::pin::pin!(tokio::time::timeout(timeout, call));
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            std::future::poll_fn(|cx| {
+                if let std::task::Poll::Ready(r) = call.as_mut().poll(cx) {
+                    return std::task::Poll::Ready(Some(r));
+                }
+                while tick.poll_tick(cx).is_ready() {
+                    if cancelled() {
+                        return std::task::Poll::Ready(None);
+                    }
+                }
+                std::task::Poll::Pending
+            })
+            .await
+        });
+        match answer {
+            None => Err(RemoteError::Cancelled),
+            Some(Ok(Ok(v))) => Ok(v),
+            Some(Ok(Err(status))) => Err(self.error(&status)),
+            Some(Err(_)) => Err(RemoteError::Timeout {
                 url: self.url.clone(),
                 seconds: timeout.as_secs(),
             }),

@@ -49,6 +49,7 @@ pub struct HttpCache {
     agent: ureq::Agent,
     headers: Vec<(String, String)>,
     timeout: Duration,
+    cancelled: Option<crate::CancelCheck>,
 }
 
 impl HttpCache {
@@ -58,14 +59,13 @@ impl HttpCache {
             .map(|der| Certificate::from_der(&der).to_owned())
             .collect();
         let mut tls = TlsConfig::builder().root_certs(RootCerts::Specific(roots.into()));
-        if let Some((cert, key)) = &options.client_cert {
+        if let Some(identity) = &options.client_identity {
             let bad = |what: &str, e: ureq::Error| {
                 RemoteError::Local(format!("the client {what} is not PEM: {e}"))
             };
-            let cert = Certificate::from_pem(&crate::tls::read(cert, "client certificate")?)
-                .map_err(|e| bad("certificate", e))?;
-            let key = PrivateKey::from_pem(&crate::tls::read(key, "client key")?)
-                .map_err(|e| bad("key", e))?;
+            let cert =
+                Certificate::from_pem(&identity.cert_pem).map_err(|e| bad("certificate", e))?;
+            let key = PrivateKey::from_pem(&identity.key_pem).map_err(|e| bad("key", e))?;
             tls = tls.client_cert(Some(ClientCert::new_with_certs(&[cert], key)));
         }
         let config = ureq::Agent::config_builder()
@@ -91,6 +91,7 @@ impl HttpCache {
             agent,
             headers,
             timeout: options.timeout,
+            cancelled: options.cancelled.clone(),
         })
     }
 
@@ -135,6 +136,7 @@ impl HttpCache {
     }
 
     fn get(&self, path: &str, out: &mut dyn Write, limit: u64) -> Result<bool, RemoteError> {
+        self.not_cancelled()?;
         let req = self.with_headers(self.agent.get(format!("{}/{path}", self.base)));
         let mut resp = req.call().map_err(|e| self.error(e))?;
         match resp.status().as_u16() {
@@ -165,7 +167,16 @@ impl HttpCache {
         }
     }
 
+    /// A blocking request cannot be stopped part way: a cancelled run starts none.
+    fn not_cancelled(&self) -> Result<(), RemoteError> {
+        match &self.cancelled {
+            Some(c) if c.is_set() => Err(RemoteError::Cancelled),
+            _ => Ok(()),
+        }
+    }
+
     fn put(&self, path: &str, body: impl ureq::AsSendBody) -> Result<(), RemoteError> {
+        self.not_cancelled()?;
         let req = self
             .with_headers(self.agent.put(format!("{}/{path}", self.base)))
             .header("Content-Type", "application/octet-stream");
@@ -233,6 +244,7 @@ impl RemoteStore for HttpCache {
     fn find_missing(&self, blobs: &[Digest]) -> Result<Vec<Digest>, RemoteError> {
         let mut missing = Vec::new();
         for blob in blobs {
+            self.not_cancelled()?;
             let req =
                 self.with_headers(self.agent.head(format!("{}/cas/{}", self.base, blob.hash)));
             let resp = req.call().map_err(|e| self.error(e))?;

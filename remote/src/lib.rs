@@ -26,7 +26,7 @@ mod tls;
 
 pub use bazel_remote_apis::build::bazel::remote::execution::v2::ActionResult;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// The most bytes wask asks for or sends in one batch, whatever a server allows.
@@ -150,6 +150,9 @@ pub enum RemoteError {
     },
     #[error("{0}")]
     Local(String),
+    /// The run was cancelled while the request waited.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// A remote content-addressed store with an action cache. Calls block; every one ends
@@ -287,10 +290,44 @@ pub struct Options {
     pub headers: Vec<(String, String)>,
     /// A bearer token (from the environment, never from a file in the repository).
     pub token: Option<String>,
-    /// PEM certificates trusted besides the system's roots.
-    pub ca_file: Option<PathBuf>,
+    /// PEM certificates trusted besides the system's roots (the bytes: reading files is
+    /// the caller's, with its own bounds).
+    pub ca_pem: Option<Vec<u8>>,
     /// A client certificate and its key, PEM.
-    pub client_cert: Option<(PathBuf, PathBuf)>,
+    pub client_identity: Option<ClientIdentity>,
+    /// Polled while a request waits: once it returns true, gRPC requests end at once
+    /// (`RemoteError::Cancelled`) and HTTP ones are not started.
+    pub cancelled: Option<CancelCheck>,
+}
+
+/// Whether the caller's work was cancelled.
+#[derive(Clone)]
+pub struct CancelCheck(pub std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl CancelCheck {
+    pub fn is_set(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for CancelCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CancelCheck")
+    }
+}
+
+/// A client certificate for mutual TLS, PEM.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.write_str("ClientIdentity { .. }")
+    }
 }
 
 impl Options {
@@ -303,8 +340,9 @@ impl Options {
             instance_name: String::new(),
             headers: Vec::new(),
             token: None,
-            ca_file: None,
-            client_cert: None,
+            ca_pem: None,
+            client_identity: None,
+            cancelled: None,
         }
     }
 }

@@ -10,13 +10,23 @@ use std::time::Duration;
 
 /// A proxy in front of `upstream` (host:port) that waits `delay` before passing each
 /// request on: a server that answers every request, each just within the timeout.
-fn slow_proxy(upstream: String, delay: Duration) -> u16 {
+pub(crate) fn slow_proxy(upstream: String, delay: Duration) -> u16 {
+    slow_proxy_telling(upstream, delay, None)
+}
+
+/// [`slow_proxy`], which also sends the first line of each request to `told` as it
+/// comes in (before the delay).
+pub(crate) fn slow_proxy_telling(
+    upstream: String,
+    delay: Duration,
+    told: Option<std::sync::mpsc::Sender<String>>,
+) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
-            let upstream = upstream.clone();
-            std::thread::spawn(move || relay(client, &upstream, delay));
+            let (upstream, told) = (upstream.clone(), told.clone());
+            std::thread::spawn(move || relay(client, &upstream, delay, told));
         }
     });
     port
@@ -24,7 +34,12 @@ fn slow_proxy(upstream: String, delay: Duration) -> u16 {
 
 /// Passes HTTP/1.1 requests from `client` to `upstream` one at a time, each after
 /// `delay`; bodies by Content-Length.
-fn relay(client: TcpStream, upstream: &str, delay: Duration) {
+fn relay(
+    client: TcpStream,
+    upstream: &str,
+    delay: Duration,
+    told: Option<std::sync::mpsc::Sender<String>>,
+) {
     let mut from = BufReader::new(client.try_clone().unwrap());
     let mut to_client = client;
     let up = TcpStream::connect(upstream).unwrap();
@@ -52,6 +67,10 @@ fn relay(client: TcpStream, upstream: &str, delay: Duration) {
         Some(head)
     };
     while let Some(request) = read_message(&mut from, false) {
+        if let Some(told) = &told {
+            let first = request.split(|b| *b == b'\r').next().unwrap_or_default();
+            let _ = told.send(String::from_utf8_lossy(first).into_owned());
+        }
         std::thread::sleep(delay);
         if up_write.write_all(&request).is_err() {
             return;

@@ -33,5 +33,6 @@ mod schedule;
 mod second_review;
 mod seventh_review;
 mod sixth_review;
+mod tenth_review;
 mod third_review;
 mod why;

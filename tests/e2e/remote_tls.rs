@@ -43,13 +43,15 @@ fn tls_settings(ws: &Ws, tls: &std::path::Path, ca: Option<&str>, client: bool) 
         lines.push_str("ca_file = \"certs/ca.pem\"\n");
     }
     if client {
-        for f in ["client.pem", "client.key"] {
-            ws.write(
-                &format!("certs/{f}"),
-                std::fs::read_to_string(tls.join(f)).unwrap(),
-            );
-        }
-        lines.push_str("client_cert = \"certs/client.pem\"\nclient_key = \"certs/client.key\"\n");
+        ws.write(
+            "certs/client.pem",
+            std::fs::read_to_string(tls.join("client.pem")).unwrap(),
+        );
+        // The private key stays outside the workspace (wask refuses one inside).
+        lines.push_str(&format!(
+            "client_cert = \"certs/client.pem\"\nclient_key = \"{}\"\n",
+            tls.join("client.key").display()
+        ));
     }
     lines
 }

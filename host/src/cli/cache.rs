@@ -108,7 +108,11 @@ fn remote_info(ws: &Workspace) {
         settings.timeout.as_secs_f64(),
         settings.trusted_keys.len()
     );
-    match crate::cache::remote::RemoteCache::open(settings, ws.settings.hash) {
+    match crate::cache::remote::RemoteCache::open(
+        settings,
+        ws.settings.hash,
+        &crate::cancel::Cancel::never(),
+    ) {
         Err(e) => println!("  unusable: {e}"),
         Ok(remote) => match remote.capabilities() {
             Ok(caps) => println!(

@@ -110,7 +110,7 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
         })?),
         None => None,
     };
-    ctx.remote = remote_cache(&ws, &args)?;
+    ctx.remote = remote_cache(&ws, &args, &cancel)?;
     let mut records = exec::run(
         &ctx,
         &run_set,
@@ -146,6 +146,7 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
 fn remote_cache(
     ws: &Workspace,
     args: &RunArgs,
+    cancel: &crate::cancel::Cancel,
 ) -> Result<Option<crate::cache::remote::RemoteCache>, CliError> {
     if args.no_remote_cache {
         return Ok(None);
@@ -170,7 +171,7 @@ fn remote_cache(
         (None, Some(s)) => s.clone(),
         (None, None) => return Ok(None),
     };
-    crate::cache::remote::RemoteCache::open(&settings, ws.settings.hash)
+    crate::cache::remote::RemoteCache::open(&settings, ws.settings.hash, cancel)
         .map(Some)
         .map_err(|e| CliError::Other(e.into()))
 }

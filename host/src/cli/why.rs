@@ -65,7 +65,11 @@ fn ask_the_remote(
     ws: &crate::workspace::Workspace,
     reports: &mut [Report],
 ) {
-    let remote = crate::cache::remote::RemoteCache::open(settings, ws.settings.hash);
+    let remote = crate::cache::remote::RemoteCache::open(
+        settings,
+        ws.settings.hash,
+        &crate::cancel::Cancel::never(),
+    );
     for r in reports.iter_mut() {
         let Detail::Known(k) = &mut r.detail else {
             continue;

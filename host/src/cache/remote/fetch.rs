@@ -45,6 +45,8 @@ impl From<RemoteError> for NotTaken {
             // Bytes that are not what they claim are the entry's fault, not a sign
             // the server is down.
             RemoteError::WrongBytes { .. } => NotTaken::Refused(e.to_string()),
+            // The run was cancelled: nothing to say, nothing counted.
+            RemoteError::Cancelled => NotTaken::Absent,
             e => NotTaken::Server(e),
         }
     }
@@ -66,7 +68,7 @@ pub(super) fn fetch(
     // A server that takes half the timeout to say it has nothing is failing too: else
     // each miss could cost a timeout, and the run would never stop asking.
     let taken = match taken {
-        Err(NotTaken::Absent) if asked.elapsed() > inner.timeout / 2 => {
+        Err(NotTaken::Absent) if asked.elapsed() > inner.timeout / 2 && !inner.cancel.is_set() => {
             Err(NotTaken::Server(RemoteError::Timeout {
                 url: inner.store.url().into(),
                 seconds: inner.timeout.as_secs() / 2,
@@ -111,18 +113,29 @@ fn take(
     // One entry's requests together get one timeout: a server that answers each just
     // in time is as slow as one that does not answer, and counts as failing.
     let deadline = std::time::Instant::now() + inner.timeout;
-    let count = |n: u64| -> Result<(), NotTaken> {
+    // Before a request and after each: past the deadline (a request that ended after
+    // it included) is a failure, and a cancelled run asks nothing more.
+    let in_time = || -> Result<(), NotTaken> {
+        if inner.cancel.is_set() {
+            return Err(NotTaken::Absent);
+        }
         if std::time::Instant::now() > deadline {
             return Err(NotTaken::Server(RemoteError::Timeout {
                 url: inner.store.url().into(),
                 seconds: inner.timeout.as_secs(),
             }));
         }
+        Ok(())
+    };
+    let count = |n: u64| -> Result<(), NotTaken> {
+        in_time()?;
         inner.stats.requests.fetch_add(n, Ordering::Relaxed);
         Ok(())
     };
     count(1)?;
-    let Some(result) = inner.store.get_action_result(&action)? else {
+    let result = inner.store.get_action_result(&action);
+    in_time()?;
+    let Some(result) = result? else {
         return Err(NotTaken::Absent);
     };
     let entry = RemoteEntry::from_action_result(&result)
@@ -153,7 +166,9 @@ fn take(
         Vec::new()
     } else {
         count(1)?;
-        inner.store.read_small_blobs(&wanted)?
+        let read = inner.store.read_small_blobs(&wanted);
+        in_time()?;
+        read?
     };
     // Bytes the result carried or the batch brought (`Some(None)`: the batch had none).
     let batched = |d: &wask_remote::Digest| match entry.inline.get(d) {
@@ -168,7 +183,9 @@ fn take(
             None => {
                 count(1)?;
                 let mut bytes = Vec::new();
-                fetch_blob(&*inner.store, function, d, &mut bytes)?.then_some(bytes)
+                let found = fetch_blob(&*inner.store, function, d, &mut bytes);
+                in_time()?;
+                found?.then_some(bytes)
             }
         };
         let bytes =
@@ -220,7 +237,9 @@ fn take(
                 None => {
                     count(1)?;
                     let mut bytes = Vec::new();
-                    if !fetch_blob(&*inner.store, function, &remote, &mut bytes)? {
+                    let found = fetch_blob(&*inner.store, function, &remote, &mut bytes);
+                    in_time()?;
+                    if !found? {
                         return Err(lacks());
                     }
                     bytes
@@ -247,7 +266,9 @@ fn take(
             let mut file = std::fs::File::create(&path)
                 .map_err(|e| NotTaken::Refused(format!("cannot stage {}: {e}", record.path)))?;
             count(1)?;
-            if !fetch_blob(&*inner.store, function, &remote, &mut file)? {
+            let found = fetch_blob(&*inner.store, function, &remote, &mut file);
+            in_time()?;
+            if !found? {
                 return Err(lacks());
             }
             file.flush().map_err(|e| NotTaken::Refused(e.to_string()))?;
@@ -272,6 +293,8 @@ fn take(
             mode: record.mode,
         });
     }
+    // Nothing is stored after the run was cancelled.
+    in_time()?;
     let order = manifest::write_order(&manifest);
     local
         .store(

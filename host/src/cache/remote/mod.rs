@@ -19,6 +19,7 @@
 mod fetch;
 mod upload;
 
+use crate::cancel::Cancel;
 use crate::signing::{PublicKey, SigningKeyFile};
 use crate::workspace::HashKind;
 use crate::workspace::RemoteSettings;
@@ -43,6 +44,8 @@ pub struct RemoteCache {
 }
 
 struct Inner {
+    /// The run's: once set, nothing more is downloaded, stored or waited for.
+    cancel: Cancel,
     store: Box<dyn RemoteStore>,
     read: bool,
     write: bool,
@@ -76,6 +79,27 @@ pub struct Stats {
     pub bytes_down: AtomicU64,
     pub bytes_up: AtomicU64,
     pub requests: AtomicU64,
+}
+
+/// A PEM file of certificates or a key is a few kilobytes.
+const MAX_TLS_FILE: u64 = 1 << 20;
+
+/// Whether a bearer token may be sent to `url`: over TLS, or to a server on this
+/// machine; never in clear text across a network.
+fn token_may_go_to(url: &str) -> bool {
+    if url.starts_with("https://") || url.starts_with("grpcs://") {
+        return true;
+    }
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Which TLS settings a remote cache has: what a hint about a failed handshake needs.
@@ -121,19 +145,48 @@ impl RemoteCache {
     pub fn open(
         settings: &RemoteSettings,
         hash: HashKind,
+        cancel: &Cancel,
     ) -> Result<RemoteCache, RemoteSetupError> {
         let setup = |why: String| RemoteSetupError {
             url: settings.url.clone(),
             why,
         };
+        // Small regular files, read with a bound and never from a FIFO or a device:
+        // a workspace names them.
+        let pem = |path: &std::path::Path, what: &str| {
+            crate::fs::read_named_text(path, MAX_TLS_FILE)
+                .map(String::into_bytes)
+                .map_err(|e| setup(format!("cannot read the {what} {}: {e}", path.display())))
+        };
+        let ca_pem = match &settings.ca_file {
+            Some(path) => Some(pem(path, "CA file (`ca_file`)")?),
+            None => None,
+        };
+        let client_identity = match &settings.client_cert {
+            Some((cert, key)) => Some(wask_remote::ClientIdentity {
+                cert_pem: pem(cert, "client certificate (`client_cert`)")?,
+                key_pem: pem(key, "client key (`client_key`)")?,
+            }),
+            None => None,
+        };
+        let token = std::env::var(TOKEN_VARIABLE).ok().filter(|t| !t.is_empty());
+        if token.is_some() && !token_may_go_to(&settings.url) {
+            return Err(setup(format!(
+                "{TOKEN_VARIABLE} is set, and this URL would carry it in clear text: use https:// or grpcs:// (a loopback server may be plain)"
+            )));
+        }
         let options = wask_remote::Options {
             url: settings.url.clone(),
             timeout: settings.timeout,
             instance_name: settings.instance_name.clone(),
             headers: settings.headers.clone(),
-            token: std::env::var(TOKEN_VARIABLE).ok().filter(|t| !t.is_empty()),
-            ca_file: settings.ca_file.clone(),
-            client_cert: settings.client_cert.clone(),
+            token,
+            ca_pem,
+            client_identity,
+            cancelled: Some(wask_remote::CancelCheck({
+                let cancel = cancel.clone();
+                std::sync::Arc::new(move || cancel.is_set())
+            })),
         };
         let store = wask_remote::connect(&options).map_err(|e| setup(e.to_string()))?;
         // The user's own key: trusted always, and the one that signs uploads.
@@ -141,6 +194,7 @@ impl RemoteCache {
         let mut trusted = vec![own.public()];
         trusted.extend(settings.trusted_keys.iter().copied());
         let inner = Arc::new(Inner {
+            cancel: cancel.clone(),
             store,
             read: settings.read,
             write: settings.write,
@@ -272,6 +326,9 @@ impl Inner {
     /// Counts a failure of the server; the warning to show, the first time and when
     /// the run gives up.
     fn failed(&self, e: &RemoteError) -> Option<String> {
+        if matches!(e, RemoteError::Cancelled) {
+            return None;
+        }
         *self.health.last_error.lock().unwrap() = Some(printable(&e.to_string()));
         let n = self.health.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if !self.health.warned.swap(true, Ordering::Relaxed) {

@@ -103,6 +103,18 @@ impl Uploader {
             if state.pending.is_empty() {
                 break;
             }
+            // A cancelled run does not wait: what is not sent is named, not waited for.
+            if self.inner.cancel.is_set() {
+                let late: Vec<TaskId> = state.pending.iter().cloned().collect();
+                for task in late {
+                    state
+                        .report
+                        .failed
+                        .push((task, "the run was cancelled".into()));
+                }
+                state.pending.clear();
+                break;
+            }
             let since = state.last_start.unwrap_or_else(Instant::now);
             let left = (since + self.timeout).saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -114,7 +126,9 @@ impl Uploader {
                 state.pending.clear();
                 break;
             }
-            state = done.wait_timeout(state, left).unwrap().0;
+            // Woken by each upload's end, and now and then to notice a cancel.
+            let wait = left.min(std::time::Duration::from_millis(50));
+            state = done.wait_timeout(state, wait).unwrap().0;
         }
         std::mem::take(&mut state.report)
     }

@@ -89,7 +89,21 @@ impl Loader {
         s.ca_file = r.ca_file.as_ref().map(|f| self.root.join(f.get_ref()));
         match (&r.client_cert, &r.client_key) {
             (Some(c), Some(k)) => {
-                s.client_cert = Some((self.root.join(c.get_ref()), self.root.join(k.get_ref())))
+                let key = self.root.join(k.get_ref());
+                // A file of the workspace can be a task's input, and so an output and
+                // an upload: the private key must live elsewhere (as the signing key
+                // does). Where it really is counts, through links.
+                if crate::fs::is_within(
+                    &crate::fs::resolved(&key),
+                    &crate::fs::resolved(&self.root),
+                ) {
+                    let what = format!(
+                        "the client key {} lies inside the workspace, where a task could read it and a result carry it to the cache: keep it outside the workspace (an absolute path, e.g. one CI writes from its secrets)",
+                        key.display()
+                    );
+                    self.err(file, k.span(), what, "here");
+                }
+                s.client_cert = Some((self.root.join(c.get_ref()), key))
             }
             (None, None) => {}
             (Some(one), None) | (None, Some(one)) => {
