@@ -11,6 +11,7 @@ mod cache;
 mod cache_commands;
 mod corruption;
 mod crash;
+mod daily_use;
 mod eighth_review;
 mod escapes;
 mod examples;

@@ -41,10 +41,45 @@ pub fn init(directory: Option<PathBuf>, args: InitArgs) -> Result<i32, CliError>
     file.write_all(starter(&name).as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     println!("wrote {}", path.display());
+    match ignore_wask_dir(&dir) {
+        Ok(true) => println!("added .wask/ to {}", dir.join(".gitignore").display()),
+        Ok(false) => {}
+        // The workspace file is written; a .gitignore left alone costs a line by hand.
+        Err(e) => eprintln!("warning: could not add .wask/ to .gitignore: {e}"),
+    }
     println!(
         "next: `wask new-task hello` scaffolds a task written in Rust; `wask run {name}:hello` runs it"
     );
     Ok(EXIT_OK)
+}
+
+/// Adds `.wask/` (the cache, scratch and ledger) to `dir/.gitignore`, creating it, unless
+/// a line already ignores it; whether it was added.
+fn ignore_wask_dir(dir: &std::path::Path) -> std::io::Result<bool> {
+    let path = dir.join(".gitignore");
+    let existing = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    let ignored = existing
+        .lines()
+        .map(str::trim)
+        .any(|l| matches!(l, ".wask" | ".wask/" | "/.wask" | "/.wask/" | ".wask/*"));
+    if ignored {
+        return Ok(false);
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    let sep = if existing.is_empty() || existing.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
+    write!(file, "{sep}# wask's cache and scratch\n.wask/\n")?;
+    Ok(true)
 }
 
 /// The directory's name with everything ID-001 forbids replaced by `-`.

@@ -216,8 +216,9 @@ pub fn prepare(
         return Err(PrepareError::ModuleTooLarge { size, limit });
     }
     let patterns: Vec<String> = def.inputs.iter().map(|i| i.value.clone()).collect();
-    let resolved =
-        inputs::resolve(&ctx.ws.root, &patterns, &ctx.excluded).map_err(PrepareError::Inputs)?;
+    let outputs: Vec<String> = def.outputs.iter().map(|o| o.value.clone()).collect();
+    let resolved = inputs::resolve(&ctx.ws.root, &patterns, &ctx.excluded, &outputs)
+        .map_err(PrepareError::Inputs)?;
     let mut hashed = Vec::with_capacity(resolved.len());
     let mut inputs = Vec::with_capacity(resolved.len());
     for i in resolved {
