@@ -3,7 +3,7 @@
 use crate::hardening::{hostile, workspace};
 use crate::support::task;
 
-/// 1. A task's own outputs are never its inputs: `inputs = ["**"]` beside
+/// Point 1: a task's own outputs are never its inputs. `inputs = ["**"]` beside
 /// `outputs = ["SUMS"]` runs again (a hit: its last SUMS is not in its key), and a
 /// literal input that is also an output is refused, saying so.
 #[test]
@@ -43,7 +43,7 @@ fn a_tasks_own_outputs_are_never_its_inputs() {
     );
 }
 
-/// 13. `wask init` adds `.wask/` to `.gitignore` (creating it, or appending to one that
+/// Point 13: `wask init` adds `.wask/` to `.gitignore` (creating it, or appending to one that
 /// does not end in a newline), and only once.
 #[test]
 fn init_ignores_the_wask_directory_once() {
