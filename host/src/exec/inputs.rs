@@ -24,16 +24,18 @@ pub fn resolve(
     // guest path -> host path as found (not yet checked for links)
     let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
     let is_excluded = |p: &Path| excluded.iter().any(|e| p.starts_with(e));
-    // A task's own outputs are never its inputs (issue 13): a glob skips them, so
-    // `inputs = ["**"]` beside `outputs = ["SUMS"]` does not read its last run's SUMS;
-    // a literal input that is one of them is a contradiction, said as one.
+    // A task's own outputs are never its inputs (issue 13): a glob skips what they
+    // match, so `inputs = ["**"]` beside `outputs = ["SUMS"]` does not read its last
+    // run's SUMS. A file named literally is read even under an output glob (a source
+    // beside its outputs; a restore never writes over it); one named literally in both
+    // is a contradiction, said as one.
     let outputs = wask_runtime::paths::glob_set(own_outputs)
         .map_err(|e| format!("invalid output pattern: {e}"))?;
     for pattern in patterns {
         if pattern.split('/').any(is_glob_segment) {
             glob(root, pattern, &is_excluded, &mut found)?;
             found.retain(|guest, _| !outputs.is_match(guest));
-        } else if outputs.is_match(pattern) {
+        } else if own_outputs.iter().any(|o| o == pattern) {
             return Err(format!(
                 "input {pattern} is also one of the task's outputs: a task's outputs are never its inputs; remove it from `inputs` (or from `outputs`)"
             ));
