@@ -66,3 +66,45 @@ fn init_ignores_the_wask_directory_once() {
         }
     }
 }
+
+/// Point 2: `!PATTERN` in `inputs` takes what it matches out of the view and the key
+/// (a change there is still a hit; a change elsewhere is not); in `outputs` it is
+/// refused at load rather than matching nothing.
+#[test]
+fn an_input_exclusion_takes_files_out_of_the_key_and_an_output_one_is_refused() {
+    let ws = workspace(&hostile(
+        "t",
+        &["copy:/src/skip/x.txt|/out/seen.txt", "write:/out/done.txt"],
+        "inputs = [\"src/**\", \"!src/skip/**\"]\noutputs = [\"out/**\"]",
+    ));
+    ws.write("src/a.txt", "a\n");
+    ws.write("src/skip/x.txt", "x\n");
+    let (first, s1) = ws.run(&["p:t"]);
+    first.expect_code(0);
+    // Not in the view: the task could not copy it.
+    assert!(!ws.path("out/seen.txt").exists(), "{}", first.stdout());
+    ws.write("src/skip/x.txt", "changed\n");
+    let (second, s2) = ws.run(&["p:t"]);
+    second.expect_code(0);
+    assert_eq!(task(&s2, "p:t")["source"], "cache", "{}", second.stderr());
+    assert_eq!(task(&s1, "p:t")["key"], task(&s2, "p:t")["key"]);
+    ws.write("src/a.txt", "changed\n");
+    let (third, s3) = ws.run(&["p:t"]);
+    third.expect_code(0);
+    assert_eq!(task(&s3, "p:t")["source"], "fresh");
+
+    let ws = workspace(&hostile(
+        "t",
+        &["write:/out/a.txt"],
+        "inputs = []\noutputs = [\"out/**\", \"!out/tmp/**\"]",
+    ));
+    let check = ws.wask(&["check"]);
+    check.expect_code(2);
+    assert!(
+        check
+            .stderr()
+            .contains("`!` exclusions are taken in `inputs`"),
+        "{}",
+        check.stderr()
+    );
+}

@@ -293,6 +293,7 @@ pub fn never_read(
     let matchers: Vec<(String, globset::GlobSet)> = def
         .inputs
         .iter()
+        .filter(|i| !i.value.starts_with('!'))
         .filter_map(|i| {
             let set = wask_runtime::paths::glob_set(std::slice::from_ref(&i.value)).ok()?;
             Some((i.value.clone(), set))

@@ -31,7 +31,16 @@ pub fn resolve(
     // is a contradiction, said as one.
     let outputs = wask_runtime::paths::glob_set(own_outputs)
         .map_err(|e| format!("invalid output pattern: {e}"))?;
+    let (exclusions, patterns): (Vec<&String>, Vec<&String>) =
+        patterns.iter().partition(|p| p.starts_with('!'));
+    let exclusions: Vec<String> = exclusions
+        .iter()
+        .map(|p| p.trim_start_matches('!').to_string())
+        .collect();
+    let excluded_by_pattern = wask_runtime::paths::glob_set(&exclusions)
+        .map_err(|e| format!("invalid input exclusion: {e}"))?;
     for pattern in patterns {
+        let pattern = pattern.as_str();
         if pattern.split('/').any(is_glob_segment) {
             glob(root, pattern, &is_excluded, &mut found)?;
             found.retain(|guest, _| !outputs.is_match(guest));
@@ -43,6 +52,8 @@ pub fn resolve(
             literal(root, pattern, &is_excluded, &mut found)?;
         }
     }
+    // `!PATTERN` entries take what they match out, whatever named it.
+    found.retain(|guest, _| !excluded_by_pattern.is_match(guest));
     follow_links(root, found, &is_excluded)
 }
 

@@ -232,7 +232,12 @@ fn add_implied_edges(ws: &Workspace, nodes: &mut [Node]) {
             .iter()
             .map(|n| {
                 let def = &ws.projects[n.project].tasks[&n.id.task];
-                f(def).iter().map(|l| l.value.clone()).collect()
+                // An input exclusion (`!PATTERN`) names no file to read.
+                f(def)
+                    .iter()
+                    .map(|l| l.value.clone())
+                    .filter(|v| !v.starts_with('!'))
+                    .collect()
             })
             .collect::<Vec<Vec<String>>>()
     };

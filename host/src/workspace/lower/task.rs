@@ -24,6 +24,25 @@ impl Loader {
     ) -> Vec<Located<String>> {
         let mut out = Vec::new();
         for p in raw {
+            // `!PATTERN` takes what PATTERN matches out of the inputs (turbo's and
+            // moon's spelling); outputs take none yet, and say so rather than match
+            // nothing.
+            let (negated, text) = match p.get_ref().strip_prefix('!') {
+                Some(rest) => (true, rest.to_string()),
+                None => (false, p.get_ref().clone()),
+            };
+            if negated && what != "input" {
+                self.err(
+                    file,
+                    p.span(),
+                    format!(
+                        "`!` exclusions are taken in `inputs`, not yet in {what}s: narrow the {what} pattern `{text}` instead"
+                    ),
+                    "here",
+                );
+                continue;
+            }
+            let p = Spanned::new(p.span(), text);
             if let Err(why) = check_path(p.get_ref()) {
                 self.err(
                     file,
@@ -53,7 +72,7 @@ impl Loader {
                 continue;
             }
             out.push(Located {
-                value: abs,
+                value: if negated { format!("!{abs}") } else { abs },
                 span: span(file, p.span()),
             });
         }
