@@ -108,3 +108,35 @@ fn an_input_exclusion_takes_files_out_of_the_key_and_an_output_one_is_refused() 
         check.stderr()
     );
 }
+
+/// Point 12: `wask completions SHELL` prints a script naming the commands and their
+/// flags; the bash one loads into bash and completes `wask`.
+#[test]
+fn completion_scripts_name_the_commands_and_bash_loads_its_own() {
+    let ws = crate::support::Ws::new();
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let run = ws.wask(&["completions", shell]);
+        run.expect_code(0);
+        let script = run.stdout();
+        for word in ["audit", "new-task", "remote-cache", "why"] {
+            assert!(script.contains(word), "{shell}: no `{word}`");
+        }
+    }
+    let bash = ws.wask(&["completions", "bash"]).stdout();
+    ws.write("wask.bash", &bash);
+    let loaded = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && complete -p wask",
+            ws.path("wask.bash").display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    assert!(String::from_utf8_lossy(&loaded.stdout).contains("_wask"));
+    ws.wask(&["completions", "tcsh"]).expect_code(2);
+}

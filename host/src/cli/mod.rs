@@ -51,6 +51,11 @@ enum Command {
     Init(init::InitArgs),
     /// Scaffold a guest crate using the wask-guest SDK and add a task that runs it.
     NewTask(new_task::NewTaskArgs),
+    /// Print a shell completion script: `wask completions bash > /etc/bash_completion.d/wask`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Everything that can stop a command, and the exit code it maps to.
@@ -102,6 +107,11 @@ pub fn main() -> i32 {
         Command::Cache(c) => cache::cache(cli.directory, c),
         Command::Init(args) => init::init(cli.directory, args),
         Command::NewTask(args) => new_task::new_task(cli.directory, args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "wask", &mut std::io::stdout());
+            Ok(EXIT_OK)
+        }
     };
     match result {
         Ok(code) => code,
