@@ -146,14 +146,7 @@ fn a_server_that_answers_each_request_just_in_time_is_counted_as_failing() {
 #[test]
 fn a_trusted_key_file_is_a_small_regular_file_in_the_workspace() {
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let fifo = crate::support::fifo(dir.path());
     for (name, make) in [
         (
             "zero",

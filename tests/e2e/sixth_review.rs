@@ -488,14 +488,7 @@ fn an_entry_that_lies_about_its_order_or_its_reads_is_suspect() {
 fn verify_refuses_devices_and_fifos_at_once() {
     let ws = workspace(TASKS);
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let fifo = crate::support::fifo(dir.path());
     let pem = dir.path().join("pub.pem");
     std::fs::write(&pem, "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n").unwrap();
     let fifo = fifo.to_str().unwrap();

@@ -283,3 +283,17 @@ pub fn openssl_key(dir: &Path) -> PathBuf {
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     key
 }
+
+/// A FIFO named `fifo` in `dir`: what a reader that opens files blocking would wait on
+/// for ever.
+pub fn fifo(dir: &Path) -> PathBuf {
+    let fifo = dir.join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    fifo
+}

@@ -46,14 +46,7 @@ fn a_client_key_inside_the_workspace_is_refused() {
 #[test]
 fn tls_files_are_small_regular_files() {
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let fifo = crate::support::fifo(dir.path());
     // The FIFO first: the attacked binary hangs on it (and is killed) before it can
     // reach `/dev/zero`, which would take all its memory.
     for (setting, path) in [

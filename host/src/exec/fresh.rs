@@ -429,7 +429,11 @@ fn store_and_place(
             .map_err(FreshError::Workspace)?;
         let placed = produced
             .iter()
-            .try_for_each(|p| placer.place(&p.contents, &p.path, &p.hash))
+            .try_for_each(|p| match &p.contents {
+                Contents::File(staged) => placer.place(staged, &p.path, &p.hash),
+                // A fresh run's outputs are the files it wrote, staged in its scratch.
+                Contents::Memory(_) => unreachable!("a fresh output held in memory"),
+            })
             .map_err(FreshError::Place);
         // What was placed before a refusal is this task's, refusal or not.
         placer.finish(&[]);

@@ -9,7 +9,6 @@
 //! [`Ledger`] says so) or it already holds the same bytes.
 
 use super::ledger::Ledger;
-use crate::cache::Contents;
 use crate::fs::{open_ambient, open_dirs, open_dirs_with_mode, open_regular};
 use crate::key::{Digest, hash_reader};
 use crate::workspace::HashKind;
@@ -43,8 +42,7 @@ impl crate::cache::Destination for Placer<'_> {
     }
 
     fn place(&self, staged: &Path, path: &str, digest: &Digest) -> Result<(), String> {
-        Placer::place(self, &Contents::File(staged.to_path_buf()), path, digest)
-            .map_err(|e| e.to_string())
+        Placer::place(self, staged, path, digest).map_err(|e| e.to_string())
     }
 }
 
@@ -115,15 +113,9 @@ impl<'a> Placer<'a> {
         mode_ok && same_bytes(&dir, &name, digest, self.hash)
     }
 
-    /// Puts `contents` at workspace path `path`, whose bytes hash to `digest`: a staged
-    /// file (in this run's scratch directory) is moved there, bytes in memory written
-    /// next to it and renamed.
-    pub fn place(
-        &self,
-        contents: &Contents,
-        path: &str,
-        digest: &Digest,
-    ) -> Result<(), PlaceError> {
+    /// Moves `staged` (a file in this run's scratch directory) to workspace path
+    /// `path`, whose bytes hash to `digest`.
+    pub fn place(&self, staged: &Path, path: &str, digest: &Digest) -> Result<(), PlaceError> {
         let io_err = |source| PlaceError::Io {
             path: path.to_string(),
             source,
@@ -147,14 +139,6 @@ impl<'a> Placer<'a> {
                 }
             }
         }
-        let staged = match contents {
-            Contents::File(staged) => staged,
-            Contents::Memory(bytes) => {
-                write_near(&dir, &name, &mut &bytes[..]).map_err(io_err)?;
-                self.placed.lock().unwrap().push(path.to_string());
-                return Ok(());
-            }
-        };
         std::fs::set_permissions(
             staged,
             std::fs::Permissions::from_mode(wask_runtime::view::OUTPUT_MODE),

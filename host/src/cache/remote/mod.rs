@@ -87,19 +87,16 @@ const MAX_TLS_FILE: u64 = 1 << 20;
 /// Whether a bearer token may be sent to `url`: over TLS, or to a server on this
 /// machine; never in clear text across a network.
 fn token_may_go_to(url: &str) -> bool {
-    if url.starts_with("https://") || url.starts_with("grpcs://") {
-        return true;
-    }
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    let Ok(url) = url::Url::parse(url) else {
+        return false;
     };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    match (url.scheme(), url.host()) {
+        ("https" | "grpcs", _) => true,
+        (_, Some(url::Host::Domain(name))) => name == "localhost",
+        (_, Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
+        (_, Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+        (_, None) => false,
+    }
 }
 
 /// Which TLS settings a remote cache has: what a hint about a failed handshake needs.
@@ -354,6 +351,27 @@ impl Inner {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_token_goes_only_over_tls_or_to_this_machine() {
+        for url in [
+            "https://cache.example:443",
+            "grpcs://10.0.0.1:9092",
+            "http://127.0.0.1:8080",
+            "grpc://[::1]:9092",
+            "http://localhost",
+        ] {
+            assert!(super::token_may_go_to(url), "{url}");
+        }
+        for url in [
+            "http://cache.example",
+            "grpc://10.0.0.1:9092",
+            "http://127.0.0.1.example:80",
+            "http://[::2]:80",
+        ] {
+            assert!(!super::token_may_go_to(url), "{url}");
+        }
+    }
+
     #[test]
     fn what_a_server_sends_is_shown_escaped_and_clipped() {
         let shown = super::printable("a\u{1b}[2K\r\u{202e}b\u{200b}c");
