@@ -15,11 +15,12 @@ done
 cargo fmt --all --check
 cargo clippy --locked --release --workspace --all-targets -- -D warnings
 # Provenance is checked with validators wask's authors did not write: in-toto's
-# attestation library and securesystemslib, from PyPI, in a venv of their own.
+# attestation library and securesystemslib, from PyPI, in a venv of their own; the
+# `wask.toml` JSON Schema with the `jsonschema` package.
 validators="$PWD/target/validators"
-if ! "$validators/bin/python" -c 'import in_toto_attestation, securesystemslib, cryptography' 2>/dev/null; then
+if ! "$validators/bin/python" -c 'import in_toto_attestation, securesystemslib, cryptography, jsonschema' 2>/dev/null; then
   python3 -m venv "$validators"
-  "$validators/bin/pip" install --quiet 'in-toto-attestation==0.9.3' 'securesystemslib[crypto]==1.6.0'
+  "$validators/bin/pip" install --quiet 'in-toto-attestation==0.9.3' 'securesystemslib[crypto]==1.6.0' 'jsonschema==4.26.0'
 fi
 export WASK_TEST_VALIDATOR_PYTHON="$validators/bin/python"
 # The remote cache is tested against real servers on loopback ports: nginx (Debian) for

@@ -225,6 +225,24 @@ impl Framer {
 }
 
 impl KeyParts {
+    /// The output patterns a run may write (`outputs` without its `!` exclusions).
+    pub fn output_patterns(&self) -> Vec<String> {
+        self.outputs
+            .iter()
+            .filter(|o| !o.starts_with('!'))
+            .cloned()
+            .collect()
+    }
+
+    /// The `!` exclusions of `outputs`, without the `!`.
+    pub fn output_exclusions(&self) -> Vec<String> {
+        self.outputs
+            .iter()
+            .filter_map(|o| o.strip_prefix('!'))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Derives the key (CACHE-003: the schema prefix comes first).
     pub fn key(&self) -> Digest {
         let mut f = Framer(Hasher::new(self.hash));

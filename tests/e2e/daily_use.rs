@@ -1,7 +1,7 @@
 //! The daily workflow (issue 13), through the binary.
 
-use crate::hardening::{hostile, workspace};
-use crate::support::task;
+use crate::hardening::{hostile, set_tasks, workspace};
+use crate::support::{Ws, plugin_wasm, task};
 
 /// Point 1: a task's own outputs are never its inputs. `inputs = ["**"]` beside
 /// `outputs = ["SUMS"]` runs again (a hit: its last SUMS is not in its key), and a
@@ -92,21 +92,159 @@ fn an_input_exclusion_takes_files_out_of_the_key_and_an_output_one_is_refused() 
     let (third, s3) = ws.run(&["p:t"]);
     third.expect_code(0);
     assert_eq!(task(&s3, "p:t")["source"], "fresh");
+}
 
+/// Point 2, outputs: what a `!` exclusion of `outputs` matches is dropped, and a hit
+/// leaves exactly what the fresh run left (the scratch file neither time).
+#[test]
+fn an_output_exclusion_drops_what_it_matches_fresh_and_from_the_cache() {
     let ws = workspace(&hostile(
         "t",
-        &["write:/out/a.txt"],
-        "inputs = []\noutputs = [\"out/**\", \"!out/tmp/**\"]",
+        &["write:/out/a.txt,/out/tmp/scratch.txt"],
+        "outputs = [\"out/**\", \"!out/tmp/**\"]",
     ));
-    let check = ws.wask(&["check"]);
-    check.expect_code(2);
+    let (fresh, s1) = ws.run(&["p:t"]);
+    fresh.expect_code(0);
+    assert_eq!(task(&s1, "p:t")["source"], "fresh");
+    assert!(ws.path("out/a.txt").is_file());
     assert!(
-        check
-            .stderr()
-            .contains("`!` exclusions are taken in `inputs`"),
+        !ws.path("out/tmp/scratch.txt").exists(),
         "{}",
-        check.stderr()
+        fresh.stdout()
     );
+    std::fs::remove_dir_all(ws.path("out")).unwrap();
+    let (hit, s2) = ws.run(&["p:t"]);
+    hit.expect_code(0);
+    assert_eq!(task(&s2, "p:t")["source"], "cache");
+    assert!(ws.path("out/a.txt").is_file());
+    assert!(!ws.path("out/tmp/scratch.txt").exists());
+    // The exclusion is part of the key: without it the result differs.
+    set_tasks(
+        &ws,
+        &hostile(
+            "t",
+            &["write:/out/a.txt,/out/tmp/scratch.txt"],
+            "outputs = [\"out/**\"]",
+        ),
+    );
+    let (third, s3) = ws.run(&["p:t"]);
+    third.expect_code(0);
+    assert_eq!(task(&s3, "p:t")["source"], "fresh");
+    assert!(ws.path("out/tmp/scratch.txt").is_file());
+}
+
+/// A workspace of one project `web`, holding `tasks`, with the example plugins
+/// `md2html` and `checksum` in `/tools`.
+fn web(tasks: &str) -> Ws {
+    let ws = Ws::new();
+    ws.write("wask.toml", "[workspace]\nprojects = [\"web\"]\n");
+    ws.write(
+        "web/wask.toml",
+        format!("[project]\nname = \"web\"\n\n{tasks}"),
+    );
+    for plugin in ["md2html", "checksum"] {
+        ws.write(
+            &format!("tools/{plugin}.wasm"),
+            std::fs::read(plugin_wasm(plugin)).unwrap(),
+        );
+    }
+    ws.write("web/pages/a.md", "# A\n");
+    ws
+}
+
+const HTML_TASK: &str = r#"
+[tasks.html]
+module = "/tools/md2html.wasm"
+args = ["pages", "dist/html"]
+inputs = ["pages/**/*.md"]
+outputs = ["dist/html/**/*.html"]
+"#;
+
+/// The paths a `checksum` manifest lists, sorted.
+fn listed(ws: &Ws, manifest: &str) -> Vec<String> {
+    String::from_utf8(ws.read(manifest))
+        .unwrap()
+        .lines()
+        .map(|l| l.split_once("  ").unwrap().1.to_string())
+        .collect()
+}
+
+/// Point 3: a task reads what the tasks in its `deps` wrote without listing it again,
+/// and a change to it is a change to the dependent's key. (It was `checksum: 0 file(s)`.)
+#[test]
+fn a_dependency_s_outputs_are_inputs_of_the_dependent() {
+    let ws = web(&format!(
+        "{HTML_TASK}\n[tasks.sums]\nmodule = \"/tools/checksum.wasm\"\nargs = [\"SUMS\"]\ndeps = [\"~:html\"]\noutputs = [\"SUMS\"]\n"
+    ));
+    let (first, _) = ws.run(&["web:sums"]);
+    first.expect_code(0);
+    assert_eq!(
+        listed(&ws, "web/SUMS"),
+        ["dist/html/a.html"],
+        "{}",
+        first.stderr()
+    );
+    let before = ws.read("web/SUMS");
+    ws.write("web/pages/a.md", "# A, changed\n");
+    let (second, s2) = ws.run(&["web:sums"]);
+    second.expect_code(0);
+    assert_eq!(task(&s2, "web:sums")["source"], "fresh");
+    assert_ne!(ws.read("web/SUMS"), before);
+}
+
+/// Point 2, `.gitignore`: globs skip what the workspace's `.gitignore` files ignore
+/// (with `!` re-inclusion and nested files, as git reads them), but still read what a
+/// predecessor wrote into an ignored directory; `gitignore = false` reads everything;
+/// a `.wask` directory is never an input either way.
+#[test]
+fn globs_skip_what_gitignore_ignores_unless_a_predecessor_wrote_it() {
+    let sums = |gitignore: &str| {
+        format!(
+            "{HTML_TASK}\n[tasks.all]\nmodule = \"/tools/checksum.wasm\"\nargs = [\"ALL\"]\ninputs = [\"**\"]\noutputs = [\"ALL\"]\n{gitignore}\n"
+        )
+    };
+    let ws = web(&sums(""));
+    ws.write("web/.gitignore", "dist/\nnode_modules/\n*.log\n!keep.log\n");
+    ws.write("web/node_modules/x/index.js", "x\n");
+    ws.write("web/b.log", "b\n");
+    ws.write("web/keep.log", "k\n");
+    ws.write("web/sub/.gitignore", "local.txt\n");
+    ws.write("web/sub/local.txt", "l\n");
+    ws.write("web/sub/kept.txt", "k\n");
+    ws.write("web/sub/.wask/state", "s\n");
+    let (run, _) = ws.run(&["web:all"]);
+    run.expect_code(0);
+    assert_eq!(
+        listed(&ws, "web/ALL"),
+        [
+            ".gitignore",
+            "dist/html/a.html",
+            "keep.log",
+            "pages/a.md",
+            "sub/.gitignore",
+            "sub/kept.txt",
+            "wask.toml"
+        ],
+        "{}",
+        run.stderr()
+    );
+    // An ignored file changing is no change.
+    ws.write("web/b.log", "b, changed\n");
+    let (again, s) = ws.run(&["web:all"]);
+    again.expect_code(0);
+    assert_eq!(task(&s, "web:all")["source"], "cache");
+
+    ws.write(
+        "web/wask.toml",
+        format!("[project]\nname = \"web\"\n\n{}", sums("gitignore = false")),
+    );
+    let (all, _) = ws.run(&["web:all"]);
+    all.expect_code(0);
+    let listed = listed(&ws, "web/ALL");
+    for path in ["b.log", "node_modules/x/index.js", "sub/local.txt"] {
+        assert!(listed.contains(&path.to_string()), "{path}: {listed:?}");
+    }
+    assert!(!listed.iter().any(|p| p.contains(".wask")), "{listed:?}");
 }
 
 /// Point 12: `wask completions SHELL` prints a script naming the commands and their
@@ -139,4 +277,60 @@ fn completion_scripts_name_the_commands_and_bash_loads_its_own() {
     );
     assert!(String::from_utf8_lossy(&loaded.stdout).contains("_wask"));
     ws.wask(&["completions", "tcsh"]).expect_code(2);
+}
+
+/// Point 12: `wask schema` prints the JSON Schema of `wask.toml` (the file in `docs/`),
+/// and a validator nobody here wrote (the `jsonschema` package) accepts every file of
+/// the example workspace and a `wask init` one with it, and refuses a misspelt key.
+#[test]
+fn the_schema_validates_the_example_workspace_and_refuses_a_misspelt_key() {
+    let Some((python, _)) = crate::audit::validator() else {
+        return;
+    };
+    let ws = Ws::new();
+    let printed = ws.wask(&["schema"]);
+    printed.expect_code(0);
+    let docs = crate::support::repo_root().join("docs/wask.schema.json");
+    assert_eq!(printed.stdout(), std::fs::read_to_string(&docs).unwrap());
+    ws.write("wask.schema.json", printed.stdout());
+    let schema = ws.path("wask.schema.json");
+    let script = crate::support::repo_root().join("tests/validators/schema.py");
+    let example = crate::support::repo_root().join("examples/docs-site");
+    let mut files: Vec<std::path::PathBuf> = walkdir::WalkDir::new(&example)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name() == "wask.toml")
+        .map(|e| e.into_path())
+        .collect();
+    assert!(files.len() >= 4, "{files:?}");
+    let init = Ws::new();
+    init.wask(&["init", "--name", "demo"]).expect_code(0);
+    files.push(init.path("wask.toml"));
+    let valid = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&schema)
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        valid.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&valid.stdout),
+        String::from_utf8_lossy(&valid.stderr)
+    );
+    ws.write(
+        "bad/wask.toml",
+        "[workspace]\n\n[project]\nname = \"p\"\n\n[tasks.t]\nmodule = \"/t.wasm\"\ninptus = [\"a\"]\n",
+    );
+    let invalid = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&schema)
+        .arg(ws.path("bad/wask.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(invalid.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&invalid.stderr).contains("inptus"));
+    // wask itself refuses the same file.
+    let loaded = ws.wask(&["-C", ws.path("bad").to_str().unwrap(), "check"]);
+    loaded.expect_code(2);
 }

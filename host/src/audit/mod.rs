@@ -310,7 +310,8 @@ pub fn never_read(
                     .iter()
                     .find(|(p, m)| *p == i.guest_path || m.is_match(&i.guest_path))
                     .map(|(p, _)| p.clone())
-                    .unwrap_or_default(),
+                    // Not named by an entry: a dependency's output (issue 13).
+                    .unwrap_or_else(|| "deps".to_string()),
             })
             .collect(),
     )

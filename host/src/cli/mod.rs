@@ -56,7 +56,12 @@ enum Command {
         /// The shell to complete in.
         shell: clap_complete::Shell,
     },
+    /// Print the JSON Schema of `wask.toml`, for editors (also `docs/wask.schema.json`).
+    Schema,
 }
+
+/// The JSON Schema of `wask.toml` files; `docs/wask.schema.json` is the same file.
+const SCHEMA: &str = include_str!("wask.schema.json");
 
 /// Everything that can stop a command, and the exit code it maps to.
 #[derive(Debug)]
@@ -110,6 +115,10 @@ pub fn main() -> i32 {
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "wask", &mut std::io::stdout());
+            Ok(EXIT_OK)
+        }
+        Command::Schema => {
+            print!("{SCHEMA}");
             Ok(EXIT_OK)
         }
     };

@@ -188,6 +188,14 @@ fn run_in_sandbox(
         return Err(FreshError::Cancelled);
     }
     let collected = collected.map_err(FreshError::Violations)?;
+    // What the task's `!` output exclusions match is dropped here, before any check:
+    // a scratch file nobody keeps (issue 13).
+    let dropped = wask_runtime::paths::glob_set(&prepared.parts.output_exclusions())
+        .expect("exclusions are checked at load");
+    let collected = collected
+        .into_iter()
+        .filter(|c| !dropped.is_match(&c.guest_path))
+        .collect();
     let produced = produced(ctx, id, collected)?;
     let access = access_record(prepared, &outcome, &record.undeclared);
     Ok(FreshRun {
@@ -250,18 +258,19 @@ fn stage(
     prepared: &Prepared,
     hasher: wask_runtime::view::HashFn<'_>,
 ) -> Result<StagedView, FreshError> {
+    let outputs = prepared.parts.output_patterns();
     let task_json = serde_json::to_vec(&serde_json::json!({
         "wask_task": 1,
         "project_dir": project_dir,
         "inputs": prepared.inputs.iter().map(|i| &i.guest_path).collect::<Vec<_>>(),
-        "outputs": prepared.parts.outputs,
+        "outputs": outputs,
     }))
     .expect("task description serialises");
     let scratch = ctx.scratch_dir().map_err(FreshError::Scratch)?;
     StagedView::stage(
         &ViewSpec {
             inputs: &prepared.inputs,
-            outputs: &prepared.parts.outputs,
+            outputs: &outputs,
             task_json: &task_json,
             hash: hasher,
         },

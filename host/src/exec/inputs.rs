@@ -2,7 +2,9 @@
 //! policy of `docs/sandbox.md`: a link among the inputs is followed only when it leads
 //! to another declared input of the same task, inside the workspace.
 
-use std::collections::BTreeMap;
+use globset::GlobSet;
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use wask_runtime::paths::{glob_set, is_glob_segment, output_root};
 
@@ -13,22 +15,39 @@ pub struct Resolved {
     pub host_path: PathBuf,
 }
 
-/// Resolves `patterns` (workspace-absolute) under `root` (canonical). Directories in
-/// `excluded` (the `.wask` directory, the cache) are never inputs.
+/// What a task's inputs may not be, or may be despite the workspace's `.gitignore`.
+pub struct Rules<'a> {
+    /// Directories that are never inputs: the `.wask` directory and the cache.
+    pub excluded: &'a [PathBuf],
+    /// The task's own outputs, which are never its inputs.
+    pub own_outputs: &'a [String],
+    /// The outputs of the task's hard predecessors: what they wrote is read even where
+    /// `.gitignore` ignores it (build output usually is).
+    pub predecessor_outputs: &'a [String],
+    /// Whether globs skip what the workspace's `.gitignore` files ignore.
+    pub gitignore: bool,
+}
+
+/// Resolves `patterns` (workspace-absolute) under `root` (canonical).
 pub fn resolve(
     root: &Path,
     patterns: &[String],
-    excluded: &[PathBuf],
-    own_outputs: &[String],
+    rules: &Rules<'_>,
 ) -> Result<Vec<Resolved>, String> {
     // guest path -> host path as found (not yet checked for links)
     let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let is_excluded = |p: &Path| excluded.iter().any(|e| p.starts_with(e));
+    // `.wask/` is never an input, wherever it is in the workspace (issue 13).
+    let is_excluded = |p: &Path| {
+        rules.excluded.iter().any(|e| p.starts_with(e))
+            || p.strip_prefix(root)
+                .is_ok_and(|rel| rel.components().any(|c| c.as_os_str() == ".wask"))
+    };
     // A task's own outputs are never its inputs (issue 13): a glob skips what they
     // match, so `inputs = ["**"]` beside `outputs = ["SUMS"]` does not read its last
     // run's SUMS. A file named literally is read even under an output glob (a source
     // beside its outputs; a restore never writes over it); one named literally in both
     // is a contradiction, said as one.
+    let own_outputs = rules.own_outputs;
     let outputs = wask_runtime::paths::glob_set(own_outputs)
         .map_err(|e| format!("invalid output pattern: {e}"))?;
     let (exclusions, patterns): (Vec<&String>, Vec<&String>) =
@@ -39,11 +58,17 @@ pub fn resolve(
         .collect();
     let excluded_by_pattern = wask_runtime::paths::glob_set(&exclusions)
         .map_err(|e| format!("invalid input exclusion: {e}"))?;
+    let mut ignores = rules
+        .gitignore
+        .then(|| Gitignores::new(root, rules.predecessor_outputs))
+        .transpose()?;
     for pattern in patterns {
         let pattern = pattern.as_str();
         if pattern.split('/').any(is_glob_segment) {
-            glob(root, pattern, &is_excluded, &mut found)?;
-            found.retain(|guest, _| !outputs.is_match(guest));
+            let mut matched = BTreeMap::new();
+            glob(root, pattern, &is_excluded, ignores.as_mut(), &mut matched)?;
+            matched.retain(|guest, _| !outputs.is_match(guest));
+            found.extend(matched);
         } else if own_outputs.iter().any(|o| o == pattern) {
             return Err(format!(
                 "input {pattern} is also one of the task's outputs: a task's outputs are never its inputs; remove it from `inputs` (or from `outputs`)"
@@ -55,6 +80,105 @@ pub fn resolve(
     // `!PATTERN` entries take what they match out, whatever named it.
     found.retain(|guest, _| !excluded_by_pattern.is_match(guest));
     follow_links(root, found, &is_excluded)
+}
+
+/// The workspace's `.gitignore` files, read as a glob's walk reaches them. Only files
+/// inside the workspace count, and only `.gitignore` (not a user's global excludes nor
+/// `.git/info/exclude`): what a task reads must not depend on whose machine it runs on
+/// or whether the tree is a git checkout (`docs/decisions.md`).
+struct Gitignores {
+    root: PathBuf,
+    by_dir: HashMap<PathBuf, Option<Gitignore>>,
+    /// Matches what a predecessor wrote: read even when ignored.
+    readable: GlobSet,
+    /// Where predecessors write: an ignored directory on the way there is still walked.
+    readable_roots: Vec<String>,
+}
+
+impl Gitignores {
+    fn new(root: &Path, predecessor_outputs: &[String]) -> Result<Gitignores, String> {
+        Ok(Gitignores {
+            root: root.to_path_buf(),
+            by_dir: HashMap::new(),
+            readable: glob_set(predecessor_outputs).map_err(|e| e.to_string())?,
+            readable_roots: predecessor_outputs.iter().map(|p| output_root(p)).collect(),
+        })
+    }
+
+    /// The rules `dir/.gitignore` holds, if any. One that cannot be read or parsed is
+    /// an error: skipping it would silently put ignored files into the key.
+    fn of(&mut self, dir: &Path) -> Result<Option<&Gitignore>, String> {
+        if !self.by_dir.contains_key(dir) {
+            let file = dir.join(".gitignore");
+            let rules = match std::fs::symlink_metadata(&file) {
+                Ok(m) if m.is_file() => {
+                    let mut builder = GitignoreBuilder::new(dir);
+                    if let Some(e) = builder.add(&file) {
+                        return Err(format!("cannot read {}: {e}", self.shown(&file)));
+                    }
+                    let built = builder
+                        .build()
+                        .map_err(|e| format!("{}: {e}", self.shown(&file)))?;
+                    Some(built)
+                }
+                _ => None,
+            };
+            self.by_dir.insert(dir.to_path_buf(), rules);
+        }
+        Ok(self.by_dir[dir].as_ref())
+    }
+
+    fn shown(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .map(|p| format!("/{}", p.display()))
+            .unwrap_or_else(|_| path.display().to_string())
+    }
+
+    /// Whether `path` (under the root) is ignored by the nearest `.gitignore` rule that
+    /// speaks of it, deepest directory first, as git decides.
+    fn ignores(&mut self, path: &Path, is_dir: bool) -> Result<bool, String> {
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if !d.starts_with(&self.root) {
+                break;
+            }
+            if let Some(rules) = self.of(d)? {
+                match rules.matched(path, is_dir) {
+                    ignore::Match::Ignore(_) => return Ok(true),
+                    ignore::Match::Whitelist(_) => return Ok(false),
+                    ignore::Match::None => {}
+                }
+            }
+            dir = d.parent();
+        }
+        Ok(false)
+    }
+
+    /// Whether `path` or a directory above it (up to the root) is ignored.
+    fn ignores_here_or_above(&mut self, path: &Path, is_dir: bool) -> Result<bool, String> {
+        if self.ignores(path, is_dir)? {
+            return Ok(true);
+        }
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if !d.starts_with(&self.root) || d == self.root {
+                break;
+            }
+            if self.ignores(d, true)? {
+                return Ok(true);
+            }
+            dir = d.parent();
+        }
+        Ok(false)
+    }
+
+    /// Whether a walk must enter the ignored directory `guest`: a predecessor writes
+    /// under it (or above it).
+    fn leads_to_readable(&self, guest: &str) -> bool {
+        self.readable_roots.iter().any(|r| {
+            wask_runtime::paths::is_under(r, guest) || wask_runtime::paths::is_under(guest, r)
+        })
+    }
 }
 
 /// A literal input: it must exist, be no directory, and lie outside wask's own.
@@ -86,15 +210,34 @@ fn glob(
     root: &Path,
     pattern: &str,
     is_excluded: &dyn Fn(&Path) -> bool,
+    mut ignores: Option<&mut Gitignores>,
     found: &mut BTreeMap<String, PathBuf>,
 ) -> Result<(), String> {
     let matcher = glob_set(&[pattern.to_string()]).map_err(|e| e.to_string())?;
     let base = root.join(output_root(pattern).trim_start_matches('/'));
-    let walker = walkdir::WalkDir::new(&base)
-        .follow_links(false)
-        .into_iter()
-        .filter_entry(|e| !is_excluded(e.path()));
-    for entry in walker {
+    // Ignored directories the walk still enters because a predecessor writes there:
+    // only what it wrote is read from them.
+    let mut ignored_dirs: Vec<PathBuf> = Vec::new();
+    if let Some(ignores) = ignores.as_deref_mut()
+        && base != root
+        && base.is_dir()
+        && ignores.ignores_here_or_above(&base, true)?
+    {
+        if !ignores.leads_to_readable(output_root(pattern).as_str()) {
+            return Ok(());
+        }
+        ignored_dirs.push(base.clone());
+    }
+    let mut walker = walkdir::WalkDir::new(&base).follow_links(false).into_iter();
+    while let Some(entry) = walker.next() {
+        if let Ok(e) = &entry
+            && is_excluded(e.path())
+        {
+            if e.file_type().is_dir() {
+                walker.skip_current_dir();
+            }
+            continue;
+        }
         // A directory that cannot be listed would silently take its files out of the
         // view and the key.
         let entry = match entry {
@@ -116,12 +259,23 @@ fn glob(
                     .unwrap_or_else(|| e.to_string())
             )
         })?;
-        if entry.file_type().is_dir() {
-            continue;
-        }
         let Ok(rel) = entry.path().strip_prefix(root) else {
             continue;
         };
+        if entry.file_type().is_dir() {
+            if entry.depth() > 0
+                && let Some(ignores) = ignores.as_deref_mut()
+                && ignores.ignores(entry.path(), true)?
+            {
+                let guest = format!("/{}", rel.to_string_lossy());
+                if ignores.leads_to_readable(&guest) {
+                    ignored_dirs.push(entry.path().to_path_buf());
+                } else {
+                    walker.skip_current_dir();
+                }
+            }
+            continue;
+        }
         // The one path rule: a name that is not UTF-8 text, or that holds a control
         // character, is refused, never made lossy (two such names would become one
         // path and one would drop out of the view and the key).
@@ -137,6 +291,13 @@ fn glob(
             }
         };
         if !matcher.is_match(&guest) {
+            continue;
+        }
+        if let Some(ignores) = ignores.as_deref_mut()
+            && !ignores.readable.is_match(&guest)
+            && (ignored_dirs.iter().any(|d| entry.path().starts_with(d))
+                || ignores.ignores(entry.path(), false)?)
+        {
             continue;
         }
         if let Err(why) = wask_runtime::paths::check_workspace_path(&guest) {

@@ -6,7 +6,7 @@
 use super::inputs;
 use crate::cache::LocalCache;
 use crate::cancel::Cancel;
-use crate::graph::Graph;
+use crate::graph::{Graph, Node};
 use crate::key::{Digest, EnvValue, KeyParts, hash_bytes, hash_input};
 use crate::modules::ModuleError;
 use crate::workspace::{ClockSetting, TaskDef, Workspace};
@@ -204,6 +204,7 @@ pub struct Prepared {
 /// Derives a task's key (PATH-004: inputs are resolved now, after its predecessors).
 pub fn prepare(
     ctx: &KeyContext<'_>,
+    node: &Node,
     def: &TaskDef,
     project_dir: &str,
     preds: Vec<(Digest, Digest)>,
@@ -215,10 +216,19 @@ pub fn prepare(
         let limit = def.limits.module_bytes;
         return Err(PrepareError::ModuleTooLarge { size, limit });
     }
-    let patterns: Vec<String> = def.inputs.iter().map(|i| i.value.clone()).collect();
+    // A declared dependency's outputs are inputs too (issue 13); the task's own
+    // `!PATTERN` exclusions still apply to them.
+    let mut patterns: Vec<String> = def.inputs.iter().map(|i| i.value.clone()).collect();
+    patterns.extend(node.dep_outputs.iter().cloned());
     let outputs: Vec<String> = def.outputs.iter().map(|o| o.value.clone()).collect();
-    let resolved = inputs::resolve(&ctx.ws.root, &patterns, &ctx.excluded, &outputs)
-        .map_err(PrepareError::Inputs)?;
+    let rules = inputs::Rules {
+        excluded: &ctx.excluded,
+        own_outputs: &outputs,
+        predecessor_outputs: &node.predecessor_outputs,
+        gitignore: def.gitignore,
+    };
+    let resolved =
+        inputs::resolve(&ctx.ws.root, &patterns, &rules).map_err(PrepareError::Inputs)?;
     let mut hashed = Vec::with_capacity(resolved.len());
     let mut inputs = Vec::with_capacity(resolved.len());
     for i in resolved {
@@ -261,7 +271,17 @@ pub fn prepare(
         args: def.args.clone(),
         project_dir: project_dir.to_string(),
         inputs: hashed,
-        outputs: def.outputs.iter().map(|o| o.value.clone()).collect(),
+        // Exclusions change what a run leaves, so they are part of the key, marked `!`.
+        outputs: def
+            .outputs
+            .iter()
+            .map(|o| o.value.clone())
+            .chain(
+                def.output_exclusions
+                    .iter()
+                    .map(|o| format!("!{}", o.value)),
+            )
+            .collect(),
         predecessors: preds,
         env: view.into_iter().collect(),
         fixed_clock_epoch: match def.clock {

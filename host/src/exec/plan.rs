@@ -51,7 +51,7 @@ pub fn plan(ctx: &KeyContext<'_>, run_set: &[usize]) -> Vec<(usize, Planned)> {
         let preds = node.hard.iter().map(|p| streams[p]).collect();
         let project_dir = &ctx.ws.projects[node.project].dir;
         let def = g.task(ctx.ws, n);
-        let planned = match prepare(ctx, def, project_dir, preds) {
+        let planned = match prepare(ctx, node, def, project_dir, preds) {
             Err(e) => Planned::Error(e.to_string()),
             Ok(prepared) => {
                 // A corrupt entry is a miss here; the run reports and removes it.

@@ -41,7 +41,8 @@ pub fn start(
 ) -> Started {
     ctx.observer.on_task_started(id);
     let mut record = TaskRecord::new(id.clone());
-    let prepared = match record.timed("key", || prepare(&ctx.keys, def, project_dir, preds)) {
+    let node = &ctx.keys.graph.nodes[ctx.keys.graph.find(id).expect("a task of the graph")];
+    let prepared = match record.timed("key", || prepare(&ctx.keys, node, def, project_dir, preds)) {
         Ok(p) => p,
         Err(e) => {
             if e.is_cancelled() {
@@ -229,8 +230,10 @@ fn restore_rule<'c>(
     id: &TaskId,
     prepared: &'c Prepared,
 ) -> Result<RestoreRule<'c>, String> {
-    let declared = wask_runtime::paths::glob_set(&prepared.parts.outputs)
+    let declared = wask_runtime::paths::glob_set(&prepared.parts.output_patterns())
         .map_err(|e| format!("invalid output pattern: {e}"))?;
+    let dropped = wask_runtime::paths::glob_set(&prepared.parts.output_exclusions())
+        .map_err(|e| format!("invalid output exclusion: {e}"))?;
     let node = ctx.keys.graph.find(id).expect("a task of the graph");
     let inputs: std::collections::HashSet<&str> = prepared
         .inputs
@@ -240,6 +243,8 @@ fn restore_rule<'c>(
     Ok(Box::new(move |p: &str| {
         if !declared.is_match(p) {
             Err("the task does not declare".into())
+        } else if dropped.is_match(p) {
+            Err("the task's `!` output exclusions leave out".into())
         } else if inputs.contains(p) {
             Err("is a declared input of the task".into())
         } else if let Some(r) = ctx.rules.refusal(node, p) {

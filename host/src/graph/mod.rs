@@ -23,6 +23,12 @@ pub struct Node {
     pub implied: Vec<usize>,
     /// Soft predecessors, sorted by index.
     pub soft: Vec<usize>,
+    /// The output patterns of the tasks named in `deps`: readable inputs of this task
+    /// without being listed again (see `docs/decisions.md`, "dependency outputs").
+    pub dep_outputs: Vec<String>,
+    /// The output patterns of every hard predecessor: what they write is read even
+    /// where `.gitignore` ignores it.
+    pub predecessor_outputs: Vec<String>,
 }
 
 /// Every task of a workspace, indexed in canonical (project, task) order.
@@ -46,6 +52,8 @@ impl Graph {
                     hard: Vec::new(),
                     implied: Vec::new(),
                     soft: Vec::new(),
+                    dep_outputs: Vec::new(),
+                    predecessor_outputs: Vec::new(),
                 });
             }
         }
@@ -61,6 +69,7 @@ impl Graph {
             nodes[i].soft = soft;
         }
         add_implied_edges(ws, &mut nodes);
+        add_dep_outputs(ws, &mut nodes);
         let graph = Graph { nodes, index };
         errors.extend(graph.cycles(ws));
         errors.extend(overlapping_outputs(ws, &graph));
@@ -305,4 +314,31 @@ fn overlapping_outputs(ws: &Workspace, g: &Graph) -> Vec<LoadError> {
         );
     }
     errors
+}
+
+/// Gives each task the output patterns of its declared hard dependencies, which it may
+/// read as inputs: `deps = ["~:html"]` with no `inputs` sees the pages `html` wrote.
+/// Implied predecessors are left out: the inputs that imply them already name what is
+/// read.
+fn add_dep_outputs(ws: &Workspace, nodes: &mut [Node]) {
+    let outputs: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            let def = &ws.projects[n.project].tasks[&n.id.task];
+            def.outputs.iter().map(|o| o.value.clone()).collect()
+        })
+        .collect();
+    let of = |preds: &mut dyn Iterator<Item = &usize>| {
+        let mut patterns: Vec<String> = preds.flat_map(|p| outputs[*p].iter().cloned()).collect();
+        patterns.sort();
+        patterns.dedup();
+        patterns
+    };
+    for node in nodes.iter_mut() {
+        node.dep_outputs = of(&mut node
+            .hard
+            .iter()
+            .filter(|p| node.implied.binary_search(p).is_err()));
+        node.predecessor_outputs = of(&mut node.hard.iter());
+    }
 }

@@ -89,6 +89,9 @@ pub struct TaskDef {
     pub inputs: Vec<Located<String>>,
     /// Workspace-absolute patterns.
     pub outputs: Vec<Located<String>>,
+    /// `!PATTERN` entries of `outputs`, without the `!`: files a run writes there are
+    /// dropped, never stored nor placed (a fresh run and a hit leave the same files).
+    pub output_exclusions: Vec<Located<String>>,
     pub deps: Vec<Located<crate::refs::TaskRef>>,
     pub weak_deps: Vec<Located<crate::refs::TaskRef>>,
     pub mutex: Option<MutexDecl>,
@@ -96,6 +99,10 @@ pub struct TaskDef {
     pub env_set: BTreeMap<String, String>,
     pub limits: Limits,
     pub clock: ClockSetting,
+    /// Whether input globs skip what the workspace's `.gitignore` files ignore.
+    pub gitignore: bool,
+    /// A one-line summary for `wask query`.
+    pub description: Option<String>,
 }
 
 impl Workspace {

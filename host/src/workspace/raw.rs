@@ -62,6 +62,9 @@ pub(super) struct RawTask {
     pub(super) env: Option<RawEnv>,
     pub(super) limits: Option<RawLimits>,
     pub(super) clock: Option<Spanned<String>>,
+    /// `false` makes input globs read files `.gitignore` ignores, too.
+    pub(super) gitignore: Option<bool>,
+    pub(super) description: Option<String>,
 }
 
 /// `module = "x.wasm"`, `{ path = "x.wasm", blake3 = "..." }` or
@@ -86,11 +89,17 @@ pub(super) struct RawModuleTable {
 #[serde(untagged)]
 pub(super) enum RawMutex {
     Name(String),
-    Table {
-        name: String,
-        scope: Option<String>,
-        mode: Option<String>,
-    },
+    Table(RawMutexTable),
+}
+
+/// `mutex = { name = "...", scope = "...", mode = "..." }`: unknown keys refused here
+/// too (WS-003; a misspelt `scope` was silently a workspace-wide lock).
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMutexTable {
+    pub(super) name: String,
+    pub(super) scope: Option<String>,
+    pub(super) mode: Option<String>,
 }
 
 #[derive(Deserialize, Clone)]

@@ -24,24 +24,11 @@ impl Loader {
     ) -> Vec<Located<String>> {
         let mut out = Vec::new();
         for p in raw {
-            // `!PATTERN` takes what PATTERN matches out of the inputs (turbo's and
-            // moon's spelling); outputs take none yet, and say so rather than match
-            // nothing.
+            // `!PATTERN` takes what PATTERN matches out (turbo's and moon's spelling).
             let (negated, text) = match p.get_ref().strip_prefix('!') {
                 Some(rest) => (true, rest.to_string()),
                 None => (false, p.get_ref().clone()),
             };
-            if negated && what != "input" {
-                self.err(
-                    file,
-                    p.span(),
-                    format!(
-                        "`!` exclusions are taken in `inputs`, not yet in {what}s: narrow the {what} pattern `{text}` instead"
-                    ),
-                    "here",
-                );
-                continue;
-            }
             let p = Spanned::new(p.span(), text);
             if let Err(why) = check_path(p.get_ref()) {
                 self.err(
@@ -183,7 +170,19 @@ impl Loader {
     ) -> Option<TaskDef> {
         let module = self.module(file, dir, &raw.module);
         let inputs = self.paths(file, dir, raw.inputs, "input");
-        let outputs = self.paths(file, dir, raw.outputs, "output");
+        // An output exclusion is kept apart: every rule about where a task writes reads
+        // `outputs`, and an exclusion names nothing it may write.
+        let (output_exclusions, outputs): (Vec<_>, Vec<_>) = self
+            .paths(file, dir, raw.outputs, "output")
+            .into_iter()
+            .partition(|o| o.value.starts_with('!'));
+        let output_exclusions = output_exclusions
+            .into_iter()
+            .map(|o| Located {
+                value: o.value[1..].to_string(),
+                span: o.span,
+            })
+            .collect();
         let deps = self.refs(file, raw.deps);
         let weak_deps = self.refs(file, raw.weak_deps);
 
@@ -204,6 +203,15 @@ impl Loader {
 
         let task_limits = self.limits(file, self.default_limits, &raw.limits.unwrap_or_default());
         let clock = self.clock(file, &raw.clock, self.default_clock);
+        if let Some(text) = &raw.description
+            && (text.chars().any(char::is_control) || text.len() > 300)
+        {
+            let what = format!(
+                "the description of task `{name}` must be one line of at most 300 bytes, without control characters"
+            );
+            self.errors
+                .push(LoadError::at(task_span.clone(), what, "in this task"));
+        }
         let (module, module_spec) = module?;
         Some(TaskDef {
             name: name.to_string(),
@@ -213,6 +221,7 @@ impl Loader {
             args: raw.args,
             inputs,
             outputs,
+            output_exclusions,
             deps,
             weak_deps,
             mutex,
@@ -220,6 +229,8 @@ impl Loader {
             env_set,
             limits: task_limits,
             clock,
+            gitignore: raw.gitignore.unwrap_or(true),
+            description: raw.description,
         })
     }
 
@@ -229,7 +240,7 @@ impl Loader {
         let range = m.span();
         let (name, scope, mode) = match m.into_inner() {
             RawMutex::Name(n) => (n, None, None),
-            RawMutex::Table { name, scope, mode } => (name, scope, mode),
+            RawMutex::Table(t) => (t.name, t.scope, t.mode),
         };
         let (scope, name) = match (name.strip_prefix("~:"), scope) {
             (Some(n), _) => (MutexScope::Project, n.to_string()),
