@@ -334,3 +334,113 @@ fn the_schema_validates_the_example_workspace_and_refuses_a_misspelt_key() {
     let loaded = ws.wask(&["-C", ws.path("bad").to_str().unwrap(), "check"]);
     loaded.expect_code(2);
 }
+
+/// Point 4: one `wask check` finds everything it can before running, each finding with
+/// its file and line: every unknown key of a file (with "did you mean"), unknown
+/// projects and tasks told apart (with suggestions), modules that do not exist (a
+/// project-relative slip pointed at the workspace-absolute path), literal inputs that
+/// are missing or directories, and globs that match nothing (a warning). A bad module
+/// path is exit 2 for `check` and `run` alike, whatever its form; no hint names this
+/// repository's scripts.
+#[test]
+fn check_finds_every_problem_with_its_line_before_running() {
+    let ws = web(r#"
+[tasks.a]
+module = "tools/checksum.wasm"
+args = ["A"]
+inputs = ["src/*.txt"]
+outputs = ["A"]
+inptus = []
+
+[tasks.b]
+module = { path = "/tools/chcksum.wasm" }
+deps = ["~:aa", "wbe:a"]
+outptus = []
+
+[tasks.c]
+module = { crate = "/plugins/x" }
+
+[tasks.d]
+module = "/tools/checksum.wasm"
+args = ["D"]
+inputs = ["missing.txt", "pages", "nothing/**"]
+outputs = ["D"]
+"#);
+    let first = ws.wask(&["check"]);
+    first.expect_code(2);
+    let out = first.stderr();
+    for expected in [
+        "unknown field `inptus`",
+        "did you mean `inputs`?",
+        "unknown field `outptus`",
+        "did you mean `outputs`?",
+        "project `web` has no task `aa`",
+        "did you mean `~:a`?",
+        "no such project `wbe`",
+        "did you mean `web`?",
+    ] {
+        assert!(out.contains(expected), "no `{expected}` in:\n{out}");
+    }
+    // The references are found in the same load as the keys.
+    assert!(out.contains("the workspace has 4 errors"), "{out}");
+    let text = String::from_utf8(ws.read("web/wask.toml")).unwrap();
+    assert!(out.contains(&at(&text, "inptus")), "{out}");
+
+    // With the keys and references right, the files are looked at.
+    let text = String::from_utf8(ws.read("web/wask.toml")).unwrap();
+    let text = text
+        .replace("inptus = []\n", "")
+        .replace("outptus = []\n", "")
+        .replace("deps = [\"~:aa\", \"wbe:a\"]\n", "");
+    ws.write("web/wask.toml", &text);
+    let second = ws.wask(&["check"]);
+    second.expect_code(2);
+    let out = second.stderr();
+    for expected in [
+        "module /web/tools/checksum.wasm does not exist",
+        "did you mean /tools/checksum.wasm?",
+        "module /tools/chcksum.wasm does not exist",
+        "the guest crate /plugins/x has no Cargo.toml",
+        "input /web/missing.txt does not exist",
+        "input /web/pages is a directory",
+        "warning: input `/web/nothing/**` of web:d matches no file",
+        "warning: input `/web/src/*.txt` of web:a matches no file",
+    ] {
+        assert!(out.contains(expected), "no `{expected}` in:\n{out}");
+    }
+    for at in [
+        at(&text, "\"tools/checksum.wasm\""),
+        at(&text, "\"missing.txt\""),
+        at(&text, "\"pages\""),
+    ] {
+        assert!(out.contains(&at), "no `{at}` in:\n{out}");
+    }
+    assert!(out.contains("the workspace has 5 errors"), "{out}");
+    assert!(!out.contains("scripts/"), "{out}");
+    // The same bad paths stop `run` with the same exit code, whatever their form.
+    for id in ["web:a", "web:b", "web:c"] {
+        let run = ws.wask(&["run", id]);
+        run.expect_code(2);
+        assert!(!run.stderr().contains("scripts/"), "{}", run.stderr());
+    }
+    // A warning alone does not fail the check.
+    ws.write(
+        "web/wask.toml",
+        "[project]\nname = \"web\"\n\n[tasks.d]\nmodule = \"/tools/checksum.wasm\"\nargs = [\"D\"]\ninputs = [\"nothing/**\"]\noutputs = [\"D\"]\n",
+    );
+    let third = ws.wask(&["check"]);
+    third.expect_code(0);
+    assert!(
+        third.stderr().contains("matches no file"),
+        "{}",
+        third.stderr()
+    );
+}
+
+/// `web/wask.toml:LINE:COLUMN` of the first `needle` in `text`.
+fn at(text: &str, needle: &str) -> String {
+    let offset = text.find(needle).expect("the needle is in the file");
+    let line = text[..offset].matches('\n').count() + 1;
+    let column = offset - text[..offset].rfind('\n').map_or(0, |n| n + 1) + 1;
+    format!("web/wask.toml:{line}:{column}")
+}

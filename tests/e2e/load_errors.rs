@@ -149,6 +149,8 @@ fn a_valid_workspace_checks_clean() {
         "libs/b/wask.toml",
         "[project]\nname = \"b\"\n[tasks.t]\nmodule = \"/x.wasm\"\ndeps = [\"a:t\"]\n",
     );
+    // `check` also looks for the module file.
+    ws.write("x.wasm", crate::support::NOOP_WASM);
     let run = ws.wask(&["check"]);
     run.expect_code(0);
     assert!(

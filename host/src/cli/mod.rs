@@ -197,12 +197,23 @@ fn start_dir(directory: Option<PathBuf>) -> Result<PathBuf, CliError> {
 /// Finds, loads and checks the workspace and its graph.
 fn load(directory: &std::path::Path) -> Result<(Workspace, Graph), CliError> {
     let root = workspace::find_root(directory)?;
-    let ws = workspace::load(&root).map_err(CliError::Load)?;
+    let ws = match workspace::load(&root) {
+        Ok(ws) => ws,
+        Err(mut e) => {
+            if let Some(partial) = e.partial.take()
+                && let Err(more) = Graph::build(&partial)
+            {
+                e.errors.extend(more);
+            }
+            return Err(CliError::Load(e));
+        }
+    };
     match Graph::build(&ws) {
         Ok(g) => Ok((ws, g)),
         Err(errors) => Err(CliError::Load(LoadErrors {
             sources: ws.sources,
             errors,
+            partial: None,
         })),
     }
 }

@@ -177,9 +177,20 @@ impl<'a> KeyContext<'a> {
             if !done.insert(def.module.value.clone()) {
                 continue;
             }
-            let needed = matches!(def.module_spec, crate::workspace::ModuleSpec::Crate { .. })
-                || def.module_spec.pin().is_some();
-            if needed && let Err(e) = self.module(def) {
+            // Every module is had before anything runs, so a wrong path is the same
+            // configuration error (exit 2) whatever its form; but not one a task of the
+            // workspace writes, which exists only once that task has run.
+            let written = self
+                .ws
+                .projects
+                .iter()
+                .flat_map(|p| p.tasks.values())
+                .any(|t| {
+                    t.outputs
+                        .iter()
+                        .any(|o| crate::graph::can_meet(&o.value, &def.module.value))
+                });
+            if !written && let Err(e) = self.module(def) {
                 errors.push((self.graph.nodes[n].id.to_string(), e));
             }
         }

@@ -3,7 +3,7 @@
 //! dependents (EXEC-010).
 
 pub mod fresh;
-mod inputs;
+pub mod inputs;
 pub mod keys;
 pub mod ledger;
 pub mod observer;

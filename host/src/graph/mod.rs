@@ -200,7 +200,12 @@ fn declared_edges(
                     "unresolved reference `{}` in {kind} of {}",
                     r.value, nodes[i].id
                 );
-                errors.push(LoadError::at(r.span.clone(), what, "no such task"));
+                let (label, hint) = unresolved(ws, &project.name, &r.value);
+                let mut error = LoadError::at(r.span.clone(), what, label);
+                if !hint.is_empty() {
+                    error = error.note(hint);
+                }
+                errors.push(error);
             }
             for t in targets {
                 let j = index[&t];
@@ -231,6 +236,40 @@ fn declared_edges(
     }
     let soft = soft.difference(&hard).copied().collect();
     (hard.into_iter().collect(), soft)
+}
+
+/// Why a direct reference names nothing, said as the label and a "did you mean" note:
+/// no such project, or a project without that task.
+fn unresolved(ws: &Workspace, own: &str, r: &TaskRef) -> (String, String) {
+    use crate::workspace::suggest::did_you_mean;
+    let (project, task) = match r {
+        TaskRef::SameProject(t) => (own, t.as_str()),
+        TaskRef::Project(p, t) => (p.as_str(), t.as_str()),
+        _ => return ("no such task".into(), String::new()),
+    };
+    match ws.project(project) {
+        None => {
+            let names = ws.projects.iter().map(|p| p.name.as_str());
+            (
+                format!("no such project `{project}`"),
+                did_you_mean(project, names),
+            )
+        }
+        Some(p) => {
+            let tasks = p.tasks.keys().map(String::as_str);
+            let hint = crate::workspace::suggest::closest(task, tasks)
+                .map(|t| {
+                    let shown = if matches!(r, TaskRef::SameProject(_)) {
+                        "~"
+                    } else {
+                        project
+                    };
+                    format!("did you mean `{shown}:{t}`?")
+                })
+                .unwrap_or_default();
+            (format!("project `{project}` has no task `{task}`"), hint)
+        }
+    }
 }
 
 /// DAG-003: reading another task's outputs makes it a hard predecessor (and no longer

@@ -21,9 +21,11 @@ pub const TARGET: &str = "wasm32-wasip1";
 /// Why a module could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {
-    #[error(
-        "cannot read module {path}: {source}\n  hint: build the module first (for the examples: bash scripts/build-guests.sh)"
-    )]
+    #[error("module {path} does not exist{hint}")]
+    Missing { path: String, hint: String },
+    #[error("the guest crate {dir} has no Cargo.toml{hint}")]
+    CrateMissing { dir: String, hint: String },
+    #[error("cannot read module {path}: {source}")]
     Read {
         path: String,
         source: std::io::Error,
@@ -70,6 +72,9 @@ pub fn obtain(from: &Obtain<'_>, spec: &ModuleSpec) -> Result<Vec<u8>, ModuleErr
     let (what, bytes) = match spec {
         ModuleSpec::File { path, .. } => (path.clone(), read_file(from.ws, path)?),
         ModuleSpec::Crate { dir, .. } => {
+            if let Some(missing) = missing_crate(from.ws, dir) {
+                return Err(missing);
+            }
             (format!("built from {dir}"), guest_crate::build(from, dir)?)
         }
     };
@@ -94,9 +99,66 @@ fn read_file(ws: &Workspace, path: &str) -> Result<Vec<u8>, ModuleError> {
             source,
         }),
         Ok(_) => Err(ModuleError::NotAFile(path.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ModuleError::Missing {
+            path: path.to_string(),
+            hint: near_miss(ws, path, |p| ws.host_path(p).is_file()),
+        }),
         Err(source) => Err(ModuleError::Read {
             path: path.to_string(),
             source,
         }),
+    }
+}
+
+/// The error for a module file that is not there, or is no regular file.
+pub fn missing_file(ws: &Workspace, path: &str) -> Option<ModuleError> {
+    match std::fs::symlink_metadata(ws.host_path(path)) {
+        Ok(m) if m.is_file() => None,
+        Ok(_) => Some(ModuleError::NotAFile(path.to_string())),
+        Err(_) => Some(ModuleError::Missing {
+            path: path.to_string(),
+            hint: near_miss(ws, path, |p| ws.host_path(p).is_file()),
+        }),
+    }
+}
+
+/// The error for a guest crate directory without a `Cargo.toml`, if `dir` is one.
+pub fn missing_crate(ws: &Workspace, dir: &str) -> Option<ModuleError> {
+    let has_manifest = |d: &str| ws.host_path(d).join("Cargo.toml").is_file();
+    (!has_manifest(dir)).then(|| ModuleError::CrateMissing {
+        dir: dir.to_string(),
+        hint: near_miss(ws, dir, has_manifest),
+    })
+}
+
+/// A hint for a module path that names nothing: the same path from the workspace root
+/// (a relative path is the project's, a common slip), or a file of a near name in the
+/// same directory.
+fn near_miss(ws: &Workspace, path: &str, exists: impl Fn(&str) -> bool) -> String {
+    if let Some(project) = ws
+        .projects
+        .iter()
+        .find(|p| p.dir != "/" && wask_runtime::paths::is_under(path, &p.dir) && path != p.dir)
+    {
+        let from_root = &path[project.dir.len()..];
+        if exists(from_root) {
+            return format!(
+                "\n  hint: a module path without a leading `/` is relative to its project ({}); module paths are workspace-absolute with one: did you mean {from_root}?",
+                project.dir
+            );
+        }
+    }
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let listing = std::fs::read_dir(ws.host_path(if dir.is_empty() { "/" } else { dir }));
+    let names: Vec<String> = listing
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    match crate::workspace::suggest::closest(name, names.iter().map(String::as_str)) {
+        Some(near) if exists(&format!("{dir}/{near}")) => {
+            format!("\n  hint: did you mean {dir}/{near}?")
+        }
+        _ => String::new(),
     }
 }

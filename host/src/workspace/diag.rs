@@ -88,6 +88,8 @@ pub struct LoadError {
     pub primary: Option<(Span, String)>,
     pub secondary: Vec<(Span, String)>,
     pub notes: Vec<String>,
+    /// A finding that does not stop a run (a glob that matches nothing yet).
+    pub warning: bool,
 }
 
 impl LoadError {
@@ -97,6 +99,7 @@ impl LoadError {
             primary: Some((span, label.into())),
             secondary: Vec::new(),
             notes: Vec::new(),
+            warning: false,
         }
     }
 
@@ -106,6 +109,7 @@ impl LoadError {
             primary: None,
             secondary: Vec::new(),
             notes: Vec::new(),
+            warning: false,
         }
     }
 
@@ -118,12 +122,21 @@ impl LoadError {
         self.notes.push(note.into());
         self
     }
+
+    /// The same finding as a warning.
+    pub fn as_warning(mut self) -> Self {
+        self.warning = true;
+        self
+    }
 }
 
 /// Every error of a load, with the sources needed to show them.
 pub struct LoadErrors {
     pub sources: Sources,
     pub errors: Vec<LoadError>,
+    /// What loaded despite the errors, when nothing was left out: the graph's checks
+    /// can still run on it, so one `check` reports those too.
+    pub partial: Option<Box<crate::workspace::Workspace>>,
 }
 
 impl std::fmt::Debug for LoadErrors {
@@ -157,18 +170,26 @@ impl LoadErrors {
                 }
             }
             notes.extend(e.notes.iter().map(|n| clip_lines(n, MAX_SHOWN)));
-            let d = Diagnostic::error()
+            let d = if e.warning {
+                Diagnostic::warning()
+            } else {
+                Diagnostic::error()
+            };
+            let d = d
                 .with_message(clip_lines(&e.message, MAX_SHOWN))
                 .with_labels(labels)
                 .with_notes(notes);
             term::emit(out, &config, &self.sources.files, &d)
                 .map_err(|err| std::io::Error::other(err.to_string()))?;
         }
+        let errors = self.errors.iter().filter(|e| !e.warning).count();
+        if errors == 0 {
+            return Ok(());
+        }
         writeln!(
             out,
-            "error: the workspace has {} error{}; nothing was run",
-            self.errors.len(),
-            if self.errors.len() == 1 { "" } else { "s" }
+            "error: the workspace has {errors} error{}; nothing was run",
+            if errors == 1 { "" } else { "s" }
         )
     }
 
@@ -226,6 +247,7 @@ mod tests {
         let text = format!("a = 1\nx = [{}]\n", "1, ".repeat(100_000));
         let file = sources.add("wask.toml".into(), text);
         let errors = LoadErrors {
+            partial: None,
             sources,
             errors: vec![LoadError::at(
                 Span {

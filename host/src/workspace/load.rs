@@ -17,6 +17,55 @@ use wask_runtime::Limits;
 
 pub(super) const FILE_NAME: &str = "wask.toml";
 
+/// How many unknown keys of one file are reported before the rest are left unsaid.
+const MAX_UNKNOWN_KEYS: usize = 50;
+
+/// "did you mean `inputs`?" for serde's "unknown field `inptus`, expected one of
+/// `module`, ..." (every name in backticks after the first is a candidate).
+fn unknown_key_hint(message: &str) -> String {
+    let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+    match quoted.split_first() {
+        Some((word, known)) => {
+            let hint = super::suggest::did_you_mean(word, known.iter().copied());
+            if hint.is_empty() {
+                "unknown key".into()
+            } else {
+                hint
+            }
+        }
+        None => "here".into(),
+    }
+}
+
+/// Takes the entry whose key lies at `range` out of `table`, at any depth; whether
+/// there was one.
+fn remove_key_at(
+    table: &mut toml::Spanned<toml::de::DeTable<'_>>,
+    range: &std::ops::Range<usize>,
+) -> bool {
+    fn in_table(table: &mut toml::de::DeTable<'_>, range: &std::ops::Range<usize>) -> bool {
+        let found = table
+            .iter()
+            .find(|(k, _)| k.span() == *range)
+            .map(|(k, _)| k.get_ref().to_string());
+        if let Some(key) = found {
+            table.remove(key.as_str());
+            return true;
+        }
+        table.iter_mut().any(|(_, v)| in_value(v.get_mut(), range))
+    }
+    fn in_value(value: &mut toml::de::DeValue<'_>, range: &std::ops::Range<usize>) -> bool {
+        match value {
+            toml::de::DeValue::Table(t) => in_table(t, range),
+            toml::de::DeValue::Array(items) => {
+                items.iter_mut().any(|v| in_value(v.get_mut(), range))
+            }
+            _ => false,
+        }
+    }
+    in_table(table.get_mut(), range)
+}
+
 pub(super) struct Loader {
     pub(super) root: PathBuf,
     pub(super) sources: Sources,
@@ -24,6 +73,9 @@ pub(super) struct Loader {
     /// `[sandbox]` defaults, which task `limits` and `clock` override.
     pub(super) default_limits: Limits,
     pub(super) default_clock: ClockSetting,
+    /// Set when a file, project or task was left out for its errors: the graph of what
+    /// is left would report references to it as missing.
+    pub(super) incomplete: bool,
 }
 
 pub(super) fn span(file: FileId, range: std::ops::Range<usize>) -> Span {
@@ -38,6 +90,7 @@ pub fn load(root: &Path) -> Result<Workspace, LoadErrors> {
         errors: Vec::new(),
         default_limits: Limits::default(),
         default_clock: ClockSetting::Fixed,
+        incomplete: false,
     };
     let workspace = l.load_all();
     if l.errors.is_empty()
@@ -49,6 +102,7 @@ pub fn load(root: &Path) -> Result<Workspace, LoadErrors> {
     Err(LoadErrors {
         sources: l.sources,
         errors: l.errors,
+        partial: workspace.filter(|_| !l.incomplete).map(Box::new),
     })
 }
 
@@ -64,21 +118,50 @@ impl Loader {
             Err(e) => {
                 self.errors
                     .push(LoadError::plain(format!("cannot read {shown}: {e}")));
+                self.incomplete = true;
                 return None;
             }
         };
         let file = self.sources.add(shown, text);
-        match toml::from_str::<RawFile>(self.sources.text(file)) {
-            Ok(raw) => Some((file, raw)),
+        let text = self.sources.text(file);
+        let mut table = match toml::de::DeTable::parse(text) {
+            Ok(table) => table,
             Err(e) => {
                 let range = e.span().unwrap_or(0..0);
-                self.errors.push(LoadError::at(
-                    span(file, range),
-                    e.message().trim().to_string(),
-                    "here",
-                ));
-                None
+                let message = e.message().trim().to_string();
+                self.errors
+                    .push(LoadError::at(span(file, range), message, "here"));
+                self.incomplete = true;
+                return None;
             }
+        };
+        // serde stops at the first unknown key; each one found is taken out and the
+        // file read again, so one `check` names every misspelt key (issue 13).
+        let mut unknown = 0;
+        loop {
+            use serde::Deserialize;
+            use serde::de::IntoDeserializer;
+            let e = match RawFile::deserialize(table.clone().into_deserializer()) {
+                // With the unknown keys out, the rest is still checked: one load
+                // reports everything (the errors already recorded fail it).
+                Ok(raw) => return Some((file, raw)),
+                Err(e) => e,
+            };
+            let range = e.span().unwrap_or(0..0);
+            let message = e.message().trim().to_string();
+            let is_unknown = message.starts_with("unknown field");
+            let label = if is_unknown {
+                unknown_key_hint(&message)
+            } else {
+                "here".to_string()
+            };
+            self.errors
+                .push(LoadError::at(span(file, range.clone()), message, label));
+            if !is_unknown || unknown >= MAX_UNKNOWN_KEYS || !remove_key_at(&mut table, &range) {
+                self.incomplete = true;
+                return None;
+            }
+            unknown += 1;
         }
     }
 
@@ -197,6 +280,7 @@ impl Loader {
                             "`[project]` needs a `name`".into(),
                             "add `name = \"...\"`",
                         );
+                        self.incomplete = true;
                         return None;
                     }
                 };
@@ -218,6 +302,7 @@ impl Loader {
                     "this wask.toml has no `[project]` table".to_string(),
                     "expected `[project]` with a `name`",
                 ));
+                self.incomplete = true;
                 return None;
             }
         };
@@ -232,8 +317,11 @@ impl Loader {
                 );
             }
             let task_span = span(file, tname.span());
-            if let Some(def) = self.task(file, dir, tname.get_ref(), task_span, t.into_inner()) {
-                tasks.insert(tname.into_inner(), def);
+            match self.task(file, dir, tname.get_ref(), task_span, t.into_inner()) {
+                Some(def) => {
+                    tasks.insert(tname.into_inner(), def);
+                }
+                None => self.incomplete = true,
             }
         }
         Some(Project {

@@ -8,6 +8,7 @@ pub(crate) mod lower;
 mod names;
 mod raw;
 mod settings;
+pub mod suggest;
 
 pub use diag::{FileId, LoadError, LoadErrors, Sources, Span};
 pub use discover::find_root;

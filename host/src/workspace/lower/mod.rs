@@ -129,6 +129,7 @@ mod tests {
             errors: Vec::new(),
             default_limits: Limits::default(),
             default_clock: ClockSetting::Fixed,
+            incomplete: false,
         }
     }
 
