@@ -10,7 +10,13 @@
 //! - [`Task::inputs`]: the declared input files, as workspace paths (`/site/pages/a.md`);
 //! - [`Task::resolve`]: project-relative paths (`pages/a.md`) made workspace-absolute;
 //! - [`Task::read`] and [`Task::write_output`] (which creates parent directories);
-//! - [`run`]: turns an [`Error`] into a readable message on stderr and exit code 1.
+//! - [`Task::env`]: an allow-listed environment variable, or an error saying how to
+//!   allow it;
+//! - [`run`]: turns an [`Error`] into a readable message on stderr and exit code 1, and
+//!   a panic into one line (no backtrace note: there is no backtrace to ask for);
+//! - [`main!`]: the plugin's `main`, with its self-description (name, summary, usage,
+//!   inputs, outputs) embedded in the module for `wask describe`, and printed with
+//!   argument errors.
 //!
 //! ```no_run
 //! // src/main.rs of a task crate
@@ -79,7 +85,22 @@ impl std::error::Error for Error {}
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Error {
-        Error::msg(e.to_string())
+        Error::msg(io_words(&e))
+    }
+}
+
+/// An I/O error in words: what the system said, without the WASI errno number that
+/// `std` appends (`(os error 44)` is WASI's ENOENT, not the host's, and helps nobody).
+///
+/// ```
+/// let e = std::io::Error::from(std::io::ErrorKind::NotFound);
+/// assert!(!wask_guest::io_words(&e).contains("os error"));
+/// ```
+pub fn io_words(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => text[..at].to_string(),
+        _ => text,
     }
 }
 
@@ -106,7 +127,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The description wask writes to [`TASK_FILE`].
 #[derive(Debug, Clone, serde::Deserialize)]
-struct Description {
+struct TaskFile {
     wask_task: u32,
     project_dir: String,
     #[serde(default)]
@@ -122,6 +143,8 @@ struct Description {
 #[derive(Debug, Clone)]
 pub struct Task {
     args: Vec<String>,
+    /// The plugin's description, when [`main!`] gave one: argument errors show its usage.
+    described: Option<&'static Description>,
     project_dir: String,
     inputs: Vec<String>,
     outputs: Vec<String>,
@@ -146,7 +169,7 @@ impl Task {
                 "cannot read {TASK_FILE} ({e}); this program is a wask task: run it with `wask run`"
             ))
         })?;
-        let description: Description = serde_json::from_slice(&text)
+        let description: TaskFile = serde_json::from_slice(&text)
             .map_err(|e| Error::msg(format!("{TASK_FILE} is not a task description: {e}")))?;
         if description.wask_task != 1 {
             return Err(Error::msg(format!(
@@ -156,6 +179,7 @@ impl Task {
         }
         Ok(Task {
             args: std::env::args().skip(1).collect(),
+            described: None,
             project_dir: description.project_dir,
             inputs: description.inputs,
             outputs: description.outputs,
@@ -179,6 +203,7 @@ impl Task {
     ) -> Task {
         Task {
             args,
+            described: None,
             project_dir: project_dir.to_string(),
             inputs,
             outputs,
@@ -206,11 +231,52 @@ impl Task {
     /// ```
     pub fn args_exact<const N: usize>(&self) -> Result<[String; N]> {
         <[String; N]>::try_from(self.args.clone()).map_err(|given| {
-            Error::msg(format!(
+            self.usage_error(format!(
                 "expected {N} argument(s) in the task's `args`, got {}: {given:?}",
                 given.len()
             ))
         })
+    }
+
+    /// An error about the task's arguments: `message`, then the plugin's usage when
+    /// [`main!`] described it.
+    ///
+    /// ```
+    /// # let task = wask_guest::Task::from_parts("/", "/p", vec![], vec![], vec![]);
+    /// let e = task.usage_error("unknown option --fast");
+    /// assert!(e.to_string().starts_with("unknown option --fast"));
+    /// ```
+    pub fn usage_error(&self, message: impl fmt::Display) -> Error {
+        match self.described {
+            Some(d) => Error::msg(format!("{message}\n{}", d.usage_text())),
+            None => Error::msg(message.to_string()),
+        }
+    }
+
+    /// The value of the environment variable `name`, which the task must allow with
+    /// `env.from_host` (or set with `env.set`) in `wask.toml`; if it is absent, an
+    /// error saying exactly that.
+    ///
+    /// ```
+    /// # let task = wask_guest::Task::from_parts("/", "/p", vec![], vec![], vec![]);
+    /// let e = task.env("WASK_DOC_NOT_SET").unwrap_err().to_string();
+    /// assert!(e.contains("env.from_host = [\"WASK_DOC_NOT_SET\"]"), "{e}");
+    /// ```
+    pub fn env(&self, name: &str) -> Result<String> {
+        match std::env::var(name) {
+            Ok(value) => Ok(value),
+            Err(std::env::VarError::NotPresent) => Err(Error::msg(format!(
+                "the environment variable {name} is not set: a task sees only the variables it allows; add `env.from_host = [\"{name}\"]` to the task in wask.toml (and set it where wask runs), or give it a value with `env.set`"
+            ))),
+            Err(std::env::VarError::NotUnicode(_)) => Err(Error::msg(format!(
+                "the environment variable {name} is not valid UTF-8 text"
+            ))),
+        }
+    }
+
+    /// The environment variable `name` if it is set (see [`Task::env`]).
+    pub fn env_opt(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
     }
 
     /// The project directory as a workspace path (`/site`; `/` for the root project).
@@ -378,7 +444,7 @@ impl Task {
             }
             _ => "",
         };
-        Error::msg(format!("cannot {verb} {path}: {e}{hint}"))
+        Error::msg(format!("cannot {verb} {path}: {}{hint}", io_words(&e)))
     }
 }
 
@@ -409,11 +475,140 @@ pub fn log(message: impl fmt::Display) {
 /// })
 /// ```
 pub fn run(body: impl FnOnce(&Task) -> Result<()>) {
-    let outcome = Task::load().and_then(|task| body(&task));
+    run_inner(None, body)
+}
+
+/// [`run`] for a plugin that describes itself; [`main!`] calls it.
+#[doc(hidden)]
+pub fn run_described(description: &'static Description, body: impl FnOnce(&Task) -> Result<()>) {
+    run_inner(Some(description), body)
+}
+
+fn run_inner(described: Option<&'static Description>, body: impl FnOnce(&Task) -> Result<()>) {
+    // A panic is one line on stderr: `std`'s note about `RUST_BACKTRACE` would send
+    // people looking for a backtrace wasm cannot print. wask then reports the abort.
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_string());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("error: the task panicked{at}: {message}");
+    }));
+    let outcome = Task::load().and_then(|mut task| {
+        task.described = described;
+        body(&task)
+    });
     if let Err(e) = outcome {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
+}
+
+/// What a plugin says of itself: [`main!`] embeds it in the module, in the custom
+/// section [`DESCRIPTION_SECTION`], for `wask describe`.
+#[derive(Debug)]
+pub struct Description {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub usage: &'static str,
+    pub inputs: &'static str,
+    pub outputs: &'static str,
+}
+
+impl Description {
+    /// The usage lines shown after an argument error.
+    pub fn usage_text(&self) -> String {
+        format!(
+            "usage of {}: {}\n  inputs:  {}\n  outputs: {}",
+            self.name, self.usage, self.inputs, self.outputs
+        )
+    }
+}
+
+/// The name of the wasm custom section holding a plugin's description: TOML with the
+/// keys `name`, `summary`, `usage`, `inputs` and `outputs`, all strings.
+pub const DESCRIPTION_SECTION: &str = "wask.describe";
+
+/// Copies `text` into an array of its length (for a custom section's bytes).
+#[doc(hidden)]
+pub const fn section_bytes<const N: usize>(text: &str) -> [u8; N] {
+    let bytes = text.as_bytes();
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = bytes[i];
+        i += 1;
+    }
+    out
+}
+
+/// A plugin's `main`, with its description embedded in the module: `wask describe`
+/// prints it and argument errors ([`Task::args_exact`], [`Task::usage_error`]) end with
+/// its usage. Values are plain string literals.
+///
+/// ```no_run
+/// fn write_manifest(task: &wask_guest::Task) -> wask_guest::Result<()> {
+///     let [out] = task.args_exact::<1>()?;
+///     task.write_output(&out, "")
+/// }
+///
+/// wask_guest::main! {
+///     name: "checksum",
+///     summary: "writes a SHA256SUMS manifest of every declared input",
+///     usage: "args = [OUT_FILE]",
+///     inputs: "the files to list",
+///     outputs: "OUT_FILE",
+///     run: write_manifest,
+/// }
+/// ```
+#[macro_export]
+macro_rules! main {
+    (
+        name: $name:literal,
+        summary: $summary:literal,
+        usage: $usage:literal,
+        inputs: $inputs:literal,
+        outputs: $outputs:literal,
+        run: $body:expr $(,)?
+    ) => {
+        const WASK_DESCRIPTION_TOML: &str = concat!(
+            "name = ",
+            stringify!($name),
+            "\n",
+            "summary = ",
+            stringify!($summary),
+            "\n",
+            "usage = ",
+            stringify!($usage),
+            "\n",
+            "inputs = ",
+            stringify!($inputs),
+            "\n",
+            "outputs = ",
+            stringify!($outputs),
+            "\n",
+        );
+        #[used]
+        #[cfg_attr(target_family = "wasm", unsafe(link_section = "wask.describe"))]
+        static WASK_DESCRIPTION_SECTION: [u8; WASK_DESCRIPTION_TOML.len()] =
+            $crate::section_bytes::<{ WASK_DESCRIPTION_TOML.len() }>(WASK_DESCRIPTION_TOML);
+        static WASK_DESCRIPTION: $crate::Description = $crate::Description {
+            name: $name,
+            summary: $summary,
+            usage: $usage,
+            inputs: $inputs,
+            outputs: $outputs,
+        };
+        fn main() {
+            $crate::run_described(&WASK_DESCRIPTION, $body);
+        }
+    };
 }
 
 #[cfg(test)]
@@ -462,7 +657,7 @@ mod tests {
 
     #[test]
     fn description_parses_what_the_host_writes() {
-        let d: Description = serde_json::from_str(
+        let d: TaskFile = serde_json::from_str(
             r#"{"wask_task":1,"project_dir":"/p","inputs":["/p/a"],"outputs":["/p/out/**"]}"#,
         )
         .unwrap();

@@ -570,6 +570,29 @@ fn wasi_context(
     Ok(b.build_p1())
 }
 
+/// What a trap was, in words a task's author can act on (wasmtime's own name last).
+fn trap_words(trap: Trap) -> String {
+    let what = match trap {
+        Trap::UnreachableCodeReached => {
+            "the guest aborted (it executed `unreachable`: a Rust panic or `abort()`; its message, if it printed one, is in its stderr above)"
+        }
+        Trap::MemoryOutOfBounds => {
+            "the guest accessed memory out of bounds (a bad pointer, or its shadow stack overflowed from deep recursion)"
+        }
+        Trap::HeapMisaligned => "the guest accessed memory at a misaligned address",
+        Trap::TableOutOfBounds | Trap::IndirectCallToNull | Trap::BadSignature => {
+            "the guest made an invalid indirect call (a corrupt function pointer)"
+        }
+        Trap::IntegerDivisionByZero => "the guest divided an integer by zero",
+        Trap::IntegerOverflow => "the guest overflowed an integer in a division",
+        Trap::BadConversionToInteger => {
+            "the guest converted a float to an integer it does not fit in"
+        }
+        _ => return trap.to_string(),
+    };
+    format!("{what} [{trap}]")
+}
+
 fn classify(e: wasmtime::Error, memory_exceeded: bool, limits: Limits) -> Failure {
     if let Some(I32Exit(code)) = e.downcast_ref::<I32Exit>() {
         return Failure::Exit(*code);
@@ -584,7 +607,7 @@ fn classify(e: wasmtime::Error, memory_exceeded: bool, limits: Limits) -> Failur
         Some(Trap::Interrupt) => Failure::Timeout(limits.timeout),
         Some(Trap::StackOverflow) => Failure::StackOverflow,
         _ if memory_exceeded => Failure::MemoryLimit(limits.memory_bytes),
-        Some(trap) => Failure::Trap(trap.to_string()),
+        Some(trap) => Failure::Trap(trap_words(*trap)),
         None => match e.downcast_ref::<Instantiation>() {
             Some(i) => Failure::Setup(i.to_string()),
             None => Failure::Trap(format!("{e}")),

@@ -444,3 +444,159 @@ fn at(text: &str, needle: &str) -> String {
     let column = offset - text[..offset].rfind('\n').map_or(0, |n| n + 1) + 1;
     format!("web/wask.toml:{line}:{column}")
 }
+
+/// A workspace whose root is project `p`, with the SDK guest at `/tools/sdk.wasm` and
+/// `tasks`.
+fn sdk_workspace(tasks: &str) -> Ws {
+    let ws = Ws::new();
+    ws.write(
+        "tools/sdk.wasm",
+        std::fs::read(crate::support::sdk_wasm()).unwrap(),
+    );
+    set_tasks(&ws, tasks);
+    ws
+}
+
+/// Points 8 and 9: a plugin describes itself from a custom section the SDK writes
+/// (`wask describe FILE|REF`, text and JSON; a module without one says so, exit 1);
+/// an argument error from the SDK ends with the usage; every example plugin carries a
+/// description. `wask pin` prints the module's blake3 and `--write` puts it in the
+/// task (a later change of the module is then refused until pinned again).
+#[test]
+fn plugins_describe_themselves_and_pin_writes_the_digest() {
+    let ws = sdk_workspace(
+        "[tasks.two]\nmodule = \"/tools/sdk.wasm\" # the SDK guest\nargs = [\"two\", \"a\"]\n",
+    );
+    let file = ws.wask(&["describe", "tools/sdk.wasm"]);
+    file.expect_code(0);
+    assert!(
+        file.stdout()
+            .starts_with("sdk: exercises the wask-guest SDK\n"),
+        "{}",
+        file.stdout()
+    );
+    assert!(
+        file.stdout().contains("usage    args = [ACTION, ...]"),
+        "{}",
+        file.stdout()
+    );
+    let json = ws.wask(&["describe", "p:two", "--json"]);
+    json.expect_code(0);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout()).unwrap();
+    assert_eq!(json["name"], "sdk");
+    assert_eq!(json["outputs"], "what `env` writes");
+    let bare = ws.path("tools/probe.wasm");
+    std::fs::copy(crate::support::probe_wasm(), &bare).unwrap();
+    let none = ws.wask(&["describe", "tools/probe.wasm"]);
+    none.expect_code(1);
+    assert!(
+        none.stderr().contains("carries no description"),
+        "{}",
+        none.stderr()
+    );
+    for plugin in [
+        "archive", "checksum", "convert", "index", "md2html", "template",
+    ] {
+        let path = plugin_wasm(plugin);
+        let d = ws.wask(&["describe", path.to_str().unwrap(), "--json"]);
+        d.expect_code(0);
+        let d: serde_json::Value = serde_json::from_str(&d.stdout()).unwrap();
+        assert_eq!(d["name"], plugin);
+        assert!(!d["summary"].as_str().unwrap().is_empty());
+    }
+
+    let (usage, _) = ws.run(&["p:two"]);
+    usage.expect_code(1);
+    assert!(
+        usage.stderr().contains("expected 3 argument(s)"),
+        "{}",
+        usage.stderr()
+    );
+    assert!(
+        usage
+            .stderr()
+            .contains("usage of sdk: args = [ACTION, ...]"),
+        "{}",
+        usage.stderr()
+    );
+
+    let digest = blake3::hash(&ws.read("tools/sdk.wasm"))
+        .to_hex()
+        .to_string();
+    let pin = ws.wask(&["pin", "p:two"]);
+    pin.expect_code(0);
+    assert_eq!(pin.stdout(), format!("blake3 = \"{digest}\"\n"));
+    assert_eq!(ws.wask(&["pin", "tools/sdk.wasm"]).stdout(), pin.stdout());
+    ws.wask(&["pin", "p:two", "--write"]).expect_code(0);
+    let toml = String::from_utf8(ws.read("wask.toml")).unwrap();
+    assert!(
+        toml.contains(&format!(
+            "module = {{ path = \"/tools/sdk.wasm\", blake3 = \"{digest}\" }}"
+        )),
+        "{toml}"
+    );
+    assert!(
+        toml.contains("# the SDK guest"),
+        "the comment was lost: {toml}"
+    );
+    ws.wask(&["check"]).expect_code(0);
+    // Another module under the pinned path is refused until pinned again.
+    std::fs::copy(crate::support::probe_wasm(), ws.path("tools/sdk.wasm")).unwrap();
+    let refused = ws.wask(&["run", "p:two"]);
+    refused.expect_code(2);
+    assert!(
+        refused
+            .stderr()
+            .contains("does not match its pinned digest"),
+        "{}",
+        refused.stderr()
+    );
+    ws.wask(&["pin", "p:two", "--write"]).expect_code(0);
+    ws.wask(&["run", "p:two"]).expect_code(0);
+    ws.wask(&["pin", "tools/sdk.wasm", "--write"])
+        .expect_code(2);
+}
+
+/// Points 5 and 7: what the SDK says when a task goes wrong. An absent variable names
+/// the `env.from_host` line to add; a panic is one line with its message and no
+/// `RUST_BACKTRACE` note, and wask says the guest aborted; an I/O error is in words,
+/// without WASI's errno number.
+#[test]
+fn the_sdk_says_what_to_do_when_a_task_goes_wrong() {
+    let ws = sdk_workspace(
+        "[tasks.env]\nmodule = \"/tools/sdk.wasm\"\nargs = [\"env\", \"WASK_TEST_COLOUR\", \"out.txt\"]\noutputs = [\"out.txt\"]\n\n\
+         [tasks.allowed]\nmodule = \"/tools/sdk.wasm\"\nargs = [\"env\", \"WASK_TEST_COLOUR\", \"allowed.txt\"]\noutputs = [\"allowed.txt\"]\nenv = { from_host = [\"WASK_TEST_COLOUR\"] }\n\n\
+         [tasks.panic]\nmodule = \"/tools/sdk.wasm\"\nargs = [\"panic\", \"the sky fell\"]\n\n\
+         [tasks.read]\nmodule = \"/tools/sdk.wasm\"\nargs = [\"read\", \"nowhere.txt\"]\n",
+    );
+    let env = [("WASK_TEST_COLOUR", "teal")];
+    let absent = ws.wask_env(&["run", "p:env"], &env);
+    absent.expect_code(1);
+    assert!(
+        absent
+            .stderr()
+            .contains("add `env.from_host = [\"WASK_TEST_COLOUR\"]` to the task"),
+        "{}",
+        absent.stderr()
+    );
+    ws.wask_env(&["run", "p:allowed"], &env).expect_code(0);
+    assert_eq!(ws.read("allowed.txt"), b"teal");
+
+    let panic = ws.wask(&["run", "p:panic"]);
+    panic.expect_code(1);
+    let err = panic.stderr();
+    assert!(err.contains("error: the task panicked at"), "{err}");
+    assert!(err.contains("the sky fell"), "{err}");
+    assert!(!err.contains("RUST_BACKTRACE"), "{err}");
+    assert!(err.contains("the guest aborted"), "{err}");
+
+    let read = ws.wask(&["run", "p:read"]);
+    read.expect_code(1);
+    assert!(
+        read.stderr()
+            .contains("cannot read /nowhere.txt: No such file or directory"),
+        "{}",
+        read.stderr()
+    );
+    assert!(!read.stderr().contains("os error"), "{}", read.stderr());
+}

@@ -69,13 +69,13 @@ const FAULTS: &[(&str, &str, &str, Duration)] = &[
         // wasmtime reports as a memory fault, not as a stack overflow.
         "deep recursion (shadow stack)",
         "module = \"/tools/probe.wasm\"\nargs = [\"recurse\"]",
-        "trapped: wasm trap: out of bounds memory access",
+        "trapped: the guest accessed memory out of bounds (a bad pointer, or its shadow stack overflowed from deep recursion) [wasm trap: out of bounds memory access]",
         Duration::from_secs(5),
     ),
     (
         "trap",
         "module = \"/tools/probe.wasm\"\nargs = [\"trap\"]",
-        "trapped",
+        "trapped: the guest aborted (it executed `unreachable`: a Rust panic",
         Duration::from_secs(5),
     ),
     (

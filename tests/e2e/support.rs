@@ -182,6 +182,13 @@ pub fn hostile_wasm() -> &'static Path {
     WASM.get_or_init(|| build_guests("tests/guests").join("hostile.wasm"))
 }
 
+/// The SDK guest (`tests/guests/sdk`, written with `wask_guest::main!`), built once per
+/// test binary.
+pub fn sdk_wasm() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| build_guests("tests/guests").join("sdk.wasm"))
+}
+
 /// A seeded generator (proptest's ChaCha `TestRng`): tests that try random moments or
 /// positions print their seed and replay exactly with `WASK_TEST_SEED`.
 pub struct Rng(proptest::test_runner::TestRng);

@@ -4,9 +4,11 @@
 mod audit;
 mod cache;
 mod check;
+mod describe;
 mod graph;
 mod init;
 mod new_task;
+mod pin;
 mod profile;
 mod query;
 mod run;
@@ -56,6 +58,10 @@ enum Command {
         /// The shell to complete in.
         shell: clap_complete::Shell,
     },
+    /// Show what a plugin says of itself: name, summary, usage, inputs and outputs.
+    Describe(describe::DescribeArgs),
+    /// Print the `blake3 =` pin of a module, or write it into a task with `--write`.
+    Pin(pin::PinArgs),
     /// Print the JSON Schema of `wask.toml`, for editors (also `docs/wask.schema.json`).
     Schema,
 }
@@ -117,6 +123,8 @@ pub fn main() -> i32 {
             clap_complete::generate(shell, &mut Cli::command(), "wask", &mut std::io::stdout());
             Ok(EXIT_OK)
         }
+        Command::Describe(args) => describe::describe(cli.directory, args),
+        Command::Pin(args) => pin::pin(cli.directory, args),
         Command::Schema => {
             print!("{SCHEMA}");
             Ok(EXIT_OK)

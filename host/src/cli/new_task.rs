@@ -190,14 +190,23 @@ fn crate_main(name: &str) -> String {
         r#"//! The `{name}` task: writes a report of its declared inputs to the file named by its
 //! first argument. Replace `report` with what the task should do.
 
-fn main() {{
-    wask_guest::run(|task| {{
-        let [out] = task.args_exact::<1>()?;
-        let report = report(task)?;
-        task.write_output(&out, report)?;
-        wask_guest::log(format!("{name}: wrote {{}}", task.resolve(&out)));
-        Ok(())
-    }})
+// What `wask describe` shows of this plugin, embedded in its module; argument errors
+// end with the usage.
+wask_guest::main! {{
+    name: "{name}",
+    summary: "writes a report of its declared inputs",
+    usage: "args = [OUT_FILE]",
+    inputs: "the files to report on",
+    outputs: "OUT_FILE",
+    run: write_report,
+}}
+
+fn write_report(task: &wask_guest::Task) -> wask_guest::Result<()> {{
+    let [out] = task.args_exact::<1>()?;
+    let report = report(task)?;
+    task.write_output(&out, report)?;
+    wask_guest::log(format!("{name}: wrote {{}}", task.resolve(&out)));
+    Ok(())
 }}
 
 /// One line per declared input: its size and path.

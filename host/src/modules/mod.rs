@@ -6,6 +6,7 @@
 
 mod built;
 mod cargo;
+pub mod describe;
 mod guest_crate;
 
 pub use guest_crate::crate_source_dirs;

@@ -66,6 +66,11 @@ impl Sources {
         self.files.add(name, text)
     }
 
+    /// How file `id` is shown: its path relative to the workspace root.
+    pub fn name(&self, id: FileId) -> &str {
+        self.files.get(id).map(|f| f.name().as_str()).unwrap_or("")
+    }
+
     pub fn text(&self, id: FileId) -> &str {
         self.files
             .get(id)

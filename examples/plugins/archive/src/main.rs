@@ -21,8 +21,13 @@ use wask_guest::{Error, Result, Task};
 /// 1980-01-01T00:00:00Z, the earliest time a zip file can hold and wask's fixed clock.
 const DEFAULT_MTIME: u64 = 315_532_800;
 
-fn main() {
-    wask_guest::run(write_archive);
+wask_guest::main! {
+    name: "archive",
+    summary: "packs declared inputs into a reproducible .tar.gz or .tar",
+    usage: "args = [BASE_DIR, OUT_FILE]; the format comes from OUT_FILE's name (.tar.gz, .tgz or .tar)",
+    inputs: "the files to pack, under BASE_DIR (`/` packs several projects with their layout)",
+    outputs: "OUT_FILE, byte-identical for the same files",
+    run: write_archive,
 }
 
 /// The task body.

@@ -8,8 +8,13 @@
 use sha2::{Digest, Sha256};
 use wask_guest::{Result, Task};
 
-fn main() {
-    wask_guest::run(write_manifest);
+wask_guest::main! {
+    name: "checksum",
+    summary: "writes a SHA256SUMS manifest of every declared input",
+    usage: "args = [OUT_FILE]",
+    inputs: "the files to list (a dependency's outputs count)",
+    outputs: "OUT_FILE, in the format `sha256sum -c` checks",
+    run: write_manifest,
 }
 
 /// The task body.

@@ -18,8 +18,13 @@
 use serde_json::Value;
 use wask_guest::{Error, Result, Task};
 
-fn main() {
-    wask_guest::run(convert);
+wask_guest::main! {
+    name: "convert",
+    summary: "converts data between JSON, YAML and TOML, or checks that files parse",
+    usage: "args = [FROM_FILE, TO_FILE] (formats by extension), or [\"--check\", DIR...]",
+    inputs: "FROM_FILE, or the files to check",
+    outputs: "TO_FILE (nothing with --check)",
+    run: convert,
 }
 
 /// The task body.

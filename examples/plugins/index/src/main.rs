@@ -7,8 +7,13 @@
 
 use wask_guest::{Result, Task};
 
-fn main() {
-    wask_guest::run(write_index);
+wask_guest::main! {
+    name: "index",
+    summary: "writes an HTML page linking every page of a directory",
+    usage: "args = [HTML_DIR, OUT_FILE]",
+    inputs: "the .html pages under HTML_DIR",
+    outputs: "OUT_FILE",
+    run: write_index,
 }
 
 /// The task body.

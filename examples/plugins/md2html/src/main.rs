@@ -9,8 +9,13 @@
 use pulldown_cmark::{CowStr, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 use wask_guest::{Result, Task};
 
-fn main() {
-    wask_guest::run(render_all);
+wask_guest::main! {
+    name: "md2html",
+    summary: "renders Markdown pages to HTML",
+    usage: "args = [SRC_DIR, OUT_DIR]",
+    inputs: "the .md pages under SRC_DIR",
+    outputs: "OUT_DIR/<same relative path>.html",
+    run: render_all,
 }
 
 /// The task body: renders every `.md` input under `SRC_DIR` into `OUT_DIR`.

@@ -28,8 +28,13 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use wask_guest::{Error, Result, Task};
 
-fn main() {
-    wask_guest::run(render_all);
+wask_guest::main! {
+    name: "template",
+    summary: "renders Jinja templates with data from TOML or JSON files",
+    usage: "args = [TEMPLATE_DIR, OUT_DIR, DATA_FILE...]",
+    inputs: "the templates under TEMPLATE_DIR and each DATA_FILE",
+    outputs: "OUT_DIR/<template path>, `_` partials and a .j2 suffix left out",
+    run: render_all,
 }
 
 /// The task body.
