@@ -600,3 +600,70 @@ fn the_sdk_says_what_to_do_when_a_task_goes_wrong() {
     );
     assert!(!read.stderr().contains("os error"), "{}", read.stderr());
 }
+
+/// Points 5 and 6: a task that succeeds after reaching outside its declarations is told
+/// (reads: add to `inputs`; writes: declare in `outputs`); the run ends with the failed
+/// tasks and their first error line; buffered blocks are headed `[project:task]`;
+/// `--summary -` writes the JSON to stdout (the tasks' stdout then goes to stderr);
+/// `--color always|never` decide colour whatever the terminal.
+#[test]
+fn runs_report_what_went_wrong_where_people_look() {
+    let ws = workspace(&format!(
+        "{}{}{}",
+        hostile(
+            "reads",
+            &["read-undeclared:/src/secret.txt", "write:/res/a.txt"],
+            "outputs = [\"res/**\"]",
+        ),
+        hostile(
+            "writes",
+            &["create-undeclared:/elsewhere/x.txt", "write:/res2/a.txt"],
+            "outputs = [\"res2/**\"]",
+        ),
+        "[tasks.fails]\nmodule = \"/tools/probe.wasm\"\nargs = [\"exit:7\"]\n",
+    ));
+    ws.write("src/secret.txt", "s\n");
+    let run = ws.wask(&[
+        "run",
+        "p:reads",
+        "p:writes",
+        "p:fails",
+        "--output-mode",
+        "buffered",
+    ]);
+    run.expect_code(1);
+    let err = run.stderr();
+    assert!(
+        err.contains("warning p:reads: succeeded, but reached outside its declarations"),
+        "{err}"
+    );
+    assert!(err.contains("/src/secret.txt"), "{err}");
+    assert!(err.contains("add them to the task's `inputs`"), "{err}");
+    assert!(err.contains("warning p:writes: succeeded"), "{err}");
+    assert!(err.contains("/elsewhere/x.txt"), "{err}");
+    assert!(
+        err.contains("declare them in the task's `outputs`"),
+        "{err}"
+    );
+    let tail: Vec<&str> = err.lines().rev().take(3).collect();
+    assert_eq!(
+        tail[0].split(" in ").next().unwrap(),
+        "Tasks: 2 completed (0 cached), 1 failed, 0 skipped"
+    );
+    assert_eq!(tail[1], "  p:fails: exited with code 7");
+    assert_eq!(tail[2], "Failed task:");
+    assert!(
+        run.stdout().contains("[p:reads]\nheld "),
+        "{}",
+        run.stdout()
+    );
+
+    let summary = ws.wask(&["run", "p:reads", "--summary", "-", "--color", "always"]);
+    summary.expect_code(0);
+    let json: serde_json::Value = serde_json::from_str(&summary.stdout())
+        .unwrap_or_else(|e| panic!("{e}: {}", summary.stdout()));
+    assert_eq!(task(&json, "p:reads")["source"], "cache");
+    assert!(summary.stderr().contains("\x1b["), "{}", summary.stderr());
+    let plain = ws.wask(&["run", "p:reads", "--color", "never"]);
+    assert!(!plain.stderr().contains('\x1b') && !plain.stdout().contains('\x1b'));
+}

@@ -146,6 +146,21 @@ fn new_task_scaffolds_a_crate_that_runs_at_once() {
     let (run, summary) = ws.run(&["report"]);
     run.expect_code(0);
     assert_eq!(task(&summary, "demo:report")["state"], "succeeded");
+    // A crate build shows its progress as cargo compiles (issue 13, point 6).
+    assert!(
+        run.stderr()
+            .contains("building /tasks/report: compiling wask-guest"),
+        "{}",
+        run.stderr()
+    );
+    // The scaffold describes itself.
+    let described = ws.wask(&["describe", "demo:report"]);
+    described.expect_code(0);
+    assert!(
+        described.stdout().starts_with("report: "),
+        "{}",
+        described.stdout()
+    );
     let report = String::from_utf8(ws.read("out/report.txt")).unwrap();
     assert!(report.starts_with("1 declared input(s)\n"), "{report}");
     assert!(report.contains("/wask.toml"), "{report}");

@@ -138,7 +138,10 @@ fn a_last_line_without_a_newline_is_printed_when_the_task_ends() {
     );
     let buffered = ws.wask(&["run", "p:talk", "--output-mode", "buffered"]);
     buffered.expect_code(0);
-    assert_eq!(buffered.stdout(), "first\nok print \nno newline here\n");
+    assert_eq!(
+        buffered.stdout(),
+        "[p:talk]\nfirst\nok print \nno newline here\n"
+    );
 }
 
 #[test]
@@ -146,8 +149,10 @@ fn buffered_mode_prints_each_task_as_one_block() {
     let ws = two_talkers();
     let run = ws.wask(&["run", "--workspace", "-j", "2", "--output-mode", "buffered"]);
     run.expect_code(0);
+    // Each block is headed by its task (issue 13).
     let block = |p: &str| {
-        let mut lines = expected_lines(MANY, &format!("from-{p}"));
+        let mut lines = vec![format!("[{p}:talk]")];
+        lines.extend(expected_lines(MANY, &format!("from-{p}")));
         lines.extend([
             "ok stderr ".to_string(),
             format!("end-{p}"),
@@ -195,8 +200,10 @@ fn a_cache_hit_prints_the_same_lines_as_the_fresh_run() {
             }
             assert_eq!(lines_of(&hit.stdout(), "a:talk").last().unwrap(), "last-a");
         } else {
-            let a = expected_lines(200, "from-a").join("\n") + "\nok stderr \nlast-a\n";
-            let b = "only-b\nok print \nok stderr \n";
+            let a = "[a:talk]\n".to_string()
+                + &expected_lines(200, "from-a").join("\n")
+                + "\nok stderr \nlast-a\n";
+            let b = "[b:talk]\nonly-b\nok print \nok stderr \n";
             for run in [&fresh, &hit] {
                 let out = run.stdout();
                 assert!(out == a.clone() + b || out == b.to_string() + &a, "{out}");

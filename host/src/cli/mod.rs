@@ -28,6 +28,10 @@ pub struct Cli {
     /// Run as if wask was started in DIR.
     #[arg(short = 'C', global = true, value_name = "DIR")]
     directory: Option<PathBuf>,
+    /// When to colour output: `auto` (on a terminal, unless NO_COLOR is set), `always`
+    /// or `never`.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t)]
+    color: crate::exec::observer::ColourWhen,
     #[command(subcommand)]
     command: Command,
 }
@@ -108,6 +112,7 @@ pub fn main() -> i32 {
             };
         }
     };
+    let _ = COLOUR.set(cli.color);
     let result = match cli.command {
         Command::Run(args) => run::run(cli.directory, args),
         Command::Check => check::check(cli.directory),
@@ -167,14 +172,20 @@ fn clip(message: &str) -> String {
     workspace::diag::clip_lines(message, 4 * workspace::diag::MAX_SHOWN)
 }
 
+/// `--color`, as the command line gave it; set once, first thing in [`main`].
+static COLOUR: std::sync::OnceLock<crate::exec::observer::ColourWhen> = std::sync::OnceLock::new();
+
+fn colour() -> crate::exec::observer::ColourWhen {
+    COLOUR.get().copied().unwrap_or_default()
+}
+
+/// The colour of diagnostics on stderr.
 fn color_choice() -> ColorChoice {
     use std::io::IsTerminal;
-    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
-        || !std::io::stderr().is_terminal()
-    {
-        ColorChoice::Never
+    if colour().for_stream(std::io::stderr().is_terminal()) {
+        ColorChoice::Always
     } else {
-        ColorChoice::Auto
+        ColorChoice::Never
     }
 }
 

@@ -35,7 +35,7 @@ pub struct RunArgs {
     /// block when it ends.
     #[arg(long, value_enum, value_name = "MODE")]
     output_mode: Option<ModeArg>,
-    /// Write a JSON record of every task of the run to FILE.
+    /// Write a JSON record of every task of the run to FILE (`-`: to stdout).
     #[arg(long, value_name = "FILE.json")]
     summary: Option<PathBuf>,
     /// Run this fraction (0 < F <= 1) of cache hits fresh again after restoring them,
@@ -86,7 +86,10 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
             .map(|n| n.get())
             .unwrap_or(1),
     };
-    let observer = ConsoleObserver::for_run(mode, run_set.len());
+    let mut observer = ConsoleObserver::for_run(mode, super::colour(), run_set.len());
+    if args.summary.as_deref() == Some(std::path::Path::new("-")) {
+        observer = observer.task_stdout_on_stderr();
+    }
     // Before anything that may take long: a guest crate build is interrupted too.
     let cancel = crate::cancel::Cancel::on_signals()
         .map_err(|e| anyhow::anyhow!("cannot install the signal handlers: {e}"))?;
@@ -123,10 +126,20 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
     let remote = ctx.remote.as_ref().map(|r| finish_uploads(r, &mut records));
     let mut tally = Tally::of(&records, started.elapsed());
     tally.remote = remote;
+    if let Some(list) = failed_list(&records) {
+        eprintln!("{list}");
+    }
     eprintln!("{}", tally.line());
-    if let Some(path) = &args.summary {
-        super::write_file(path, &tally.summary(&records))
-            .map_err(|e| anyhow::anyhow!("cannot write the summary to {}: {e}", path.display()))?;
+    match &args.summary {
+        Some(path) if path.as_os_str() == "-" => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&tally.summary(&records));
+            let _ = out.write_all(b"\n");
+        }
+        Some(path) => super::write_file(path, &tally.summary(&records))
+            .map_err(|e| anyhow::anyhow!("cannot write the summary to {}: {e}", path.display()))?,
+        None => {}
     }
     if let Some(path) = &args.profile {
         super::write_file(path, &super::profile::chrome_trace(&records))
@@ -211,6 +224,31 @@ fn finish_uploads(
         "uploaded": report.uploaded,
         "uploads_failed": report.failed.len() + report.not_sent,
         "last_error": remote.last_error(),
+    })
+}
+
+/// The failed tasks, each with the first line of its error, to end a run with (the
+/// errors themselves scrolled by among the tasks' output); `None` if none failed.
+fn failed_list(records: &[TaskRecord]) -> Option<String> {
+    let failed: Vec<String> = records
+        .iter()
+        .filter(|r| r.state == TaskState::Failed)
+        .map(|r| {
+            // The first line, and the one after it when the first only introduces it
+            // ("the task broke its declarations:").
+            let mut lines = r.error.as_deref().unwrap_or("failed").lines();
+            let mut first = lines.next().unwrap_or("failed").to_string();
+            if first.ends_with(':')
+                && let Some(next) = lines.next()
+            {
+                first = format!("{first} {}", next.trim().trim_start_matches("- "));
+            }
+            format!("  {}: {}", r.id, super::clip(&first))
+        })
+        .collect();
+    (!failed.is_empty()).then(|| {
+        let s = if failed.len() == 1 { "" } else { "s" };
+        format!("Failed task{s}:\n{}", failed.join("\n"))
     })
 }
 

@@ -33,10 +33,10 @@ pub enum FreshError {
     Stage(StageError),
     #[error("cancelled: the run was interrupted; nothing was stored")]
     Cancelled,
-    #[error("{failure}{}", undeclared_hint(.undeclared))]
+    #[error("{failure}{}", .undeclared.hint())]
     Guest {
         failure: Failure,
-        undeclared: Vec<String>,
+        undeclared: Undeclared,
     },
     #[error("the task broke its declarations:\n{}", list(.0.iter().map(|v| format!("the task {v}"))))]
     Violations(Vec<Violation>),
@@ -77,14 +77,43 @@ fn list(items: impl Iterator<Item = String>) -> String {
         .join("\n")
 }
 
-fn undeclared_hint(undeclared: &[String]) -> String {
-    if undeclared.is_empty() {
-        return String::new();
+/// What a guest reached for outside its declarations (SANDBOX-009), each list sorted.
+#[derive(Debug, Clone, Default)]
+pub struct Undeclared {
+    /// Paths it looked for that its view does not hold.
+    pub reads: Vec<String>,
+    /// Paths it tried to create or change where it may not write.
+    pub writes: Vec<String>,
+}
+
+impl Undeclared {
+    pub fn is_empty(&self) -> bool {
+        self.reads.is_empty() && self.writes.is_empty()
     }
-    format!(
-        "\n  it tried to reach paths it did not declare (they do not exist in its sandbox): {}\n  hint: add them to the task's `inputs` if it needs them",
-        undeclared.join(", ")
-    )
+
+    /// Every path, sorted.
+    pub fn all(&self) -> Vec<String> {
+        let all: BTreeSet<&String> = self.reads.iter().chain(&self.writes).collect();
+        all.into_iter().cloned().collect()
+    }
+
+    /// What a message says of them: each kind with the declaration that would allow it.
+    pub fn hint(&self) -> String {
+        let mut text = String::new();
+        if !self.reads.is_empty() {
+            text.push_str(&format!(
+                "\n  it looked for paths it did not declare (they do not exist in its sandbox): {}\n  hint: add them to the task's `inputs` if it needs them",
+                self.reads.join(", ")
+            ));
+        }
+        if !self.writes.is_empty() {
+            text.push_str(&format!(
+                "\n  it tried to write where it may not: {}\n  hint: declare them in the task's `outputs` if it should write them",
+                self.writes.join(", ")
+            ));
+        }
+        text
+    }
 }
 
 /// A fresh run that succeeded, not yet stored or placed: its outputs lie in its view.
@@ -95,6 +124,8 @@ pub struct FreshRun {
     pub outcome: RunOutcome,
     /// What an entry of this run records of its reads.
     pub access: AccessRecord,
+    /// What it reached for outside its declarations.
+    pub reached: Undeclared,
 }
 
 /// Runs a missed task fresh; on success `record` says so and carries its outputs and
@@ -110,6 +141,15 @@ pub fn run(
     let fresh = run_in_sandbox(ctx, id, def, project_dir, prepared, record, Echo::Live)?;
     let (produced, outcome) = (&fresh.produced, &fresh.outcome);
     store_and_place(ctx, id, prepared, &fresh, record)?;
+    // A task that works without what it reached for is still told: it may be reading a
+    // file it meant to, and getting nothing (issue 13).
+    if !fresh.reached.is_empty() {
+        let message = format!(
+            "succeeded, but reached outside its declarations:{}",
+            fresh.reached.hint().replace("\n  ", "\n    ")
+        );
+        ctx.observer.on_warning(id, &message);
+    }
     let hash = ctx.keys.ws.settings.hash;
     record.state = super::record::TaskState::Succeeded;
     record.source = Some(Source::Fresh);
@@ -172,13 +212,14 @@ fn run_in_sandbox(
     let outcome = run_guest(
         ctx, id, def, prepared, &module, &view, deadline, record, echo,
     );
-    record.undeclared = undeclared(&outcome, prepared);
+    let reached = undeclared(&outcome, prepared);
+    record.undeclared = reached.all();
     match &outcome.result {
         Err(Failure::Cancelled) => return Err(FreshError::Cancelled),
         Err(failure) => {
             return Err(FreshError::Guest {
                 failure: failure.clone(),
-                undeclared: record.undeclared.clone(),
+                undeclared: reached,
             });
         }
         Ok(()) => {}
@@ -203,6 +244,7 @@ fn run_in_sandbox(
         produced,
         outcome,
         access,
+        reached,
     })
 }
 
@@ -324,22 +366,28 @@ fn run_guest(
     })
 }
 
-/// The paths the guest reached for that it did not declare (SANDBOX-009), sorted.
-fn undeclared(outcome: &RunOutcome, prepared: &Prepared) -> Vec<String> {
+/// The paths the guest reached for that it did not declare (SANDBOX-009): a call told
+/// the path does not exist looked for it; one refused otherwise tried to write.
+fn undeclared(outcome: &RunOutcome, prepared: &Prepared) -> Undeclared {
     let declared: HashSet<&str> = prepared
         .inputs
         .iter()
         .map(|i| i.guest_path.as_str())
         .collect();
-    outcome
-        .access
-        .refused
-        .iter()
-        .filter(|(p, _)| !declared.contains(p.as_str()))
-        .map(|(p, _)| p.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect()
+    let (mut reads, mut writes) = (BTreeSet::new(), BTreeSet::new());
+    for (path, told) in &outcome.access.refused {
+        if declared.contains(path.as_str()) {
+            continue;
+        }
+        match *told {
+            "no such file or directory" | "not a directory" => reads.insert(path.clone()),
+            _ => writes.insert(path.clone()),
+        };
+    }
+    Undeclared {
+        reads: reads.into_iter().collect(),
+        writes: writes.into_iter().collect(),
+    }
 }
 
 /// The collected outputs, once every one is a path this task may write, hashed.

@@ -65,6 +65,8 @@ pub struct ConsoleObserver {
     colour_err: bool,
     /// The number of tasks of the run, when a progress line is shown.
     progress_total: Option<usize>,
+    /// Where tasks' stdout goes: stderr when stdout carries `--summary -`.
+    task_stdout: Target,
     state: Mutex<State>,
 }
 
@@ -98,23 +100,53 @@ enum Target {
     Stderr,
 }
 
+/// When output is coloured: `--color auto|always|never`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColourWhen {
+    /// On a terminal, unless `NO_COLOR` is set (no-color.org).
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColourWhen {
+    /// Whether a stream that is (or is not) a terminal gets colour.
+    pub fn for_stream(self, is_terminal: bool) -> bool {
+        match self {
+            ColourWhen::Always => true,
+            ColourWhen::Never => false,
+            ColourWhen::Auto => {
+                is_terminal && colour_allowed(std::env::var_os("NO_COLOR").as_deref())
+            }
+        }
+    }
+}
+
 impl ConsoleObserver {
     /// Plain lines, no progress display.
-    pub fn new(mode: OutputMode) -> Self {
-        let colour = colour_allowed(std::env::var_os("NO_COLOR").as_deref());
+    pub fn new(mode: OutputMode, colour: ColourWhen) -> Self {
         ConsoleObserver {
             mode,
-            colour_out: colour && std::io::stdout().is_terminal(),
-            colour_err: colour && std::io::stderr().is_terminal(),
+            colour_out: colour.for_stream(std::io::stdout().is_terminal()),
+            colour_err: colour.for_stream(std::io::stderr().is_terminal()),
             progress_total: None,
+            task_stdout: Target::Stdout,
             state: Mutex::new(State::default()),
         }
     }
 
+    /// Sends the tasks' stdout to stderr, keeping stdout for what wask itself prints
+    /// there (the `--summary -` JSON).
+    pub fn task_stdout_on_stderr(mut self) -> Self {
+        self.task_stdout = Target::Stderr;
+        self
+    }
+
     /// For a run of `total` tasks: as [`ConsoleObserver::new`], with a progress display
     /// when stderr is a terminal and `CI` is not set.
-    pub fn for_run(mode: OutputMode, total: usize) -> Self {
-        let mut observer = Self::new(mode);
+    pub fn for_run(mode: OutputMode, colour: ColourWhen, total: usize) -> Self {
+        let mut observer = Self::new(mode, colour);
         observer.progress_total = progress_wanted().then_some(total);
         observer
     }
@@ -190,8 +222,14 @@ impl ConsoleObserver {
                 continue;
             }
             let mut out = Vec::new();
-            if self.mode == OutputMode::Live {
-                out.extend_from_slice(&self.prefix(id, target));
+            match self.mode {
+                OutputMode::Live => out.extend_from_slice(&self.prefix(id, target)),
+                // A block is headed by its task, so blocks of tasks run side by side
+                // can be told apart.
+                OutputMode::Buffered => {
+                    out.extend_from_slice(self.prefix(id, target).trim_ascii_end());
+                    out.push(b'\n');
+                }
             }
             out.extend_from_slice(&bytes);
             if !out.ends_with(b"\n") {
@@ -252,7 +290,7 @@ impl Observer for ConsoleObserver {
     }
 
     fn on_stdout(&self, id: &TaskId, bytes: &[u8]) {
-        self.output(id, bytes, Target::Stdout);
+        self.output(id, bytes, self.task_stdout);
     }
 
     fn on_stderr(&self, id: &TaskId, bytes: &[u8]) {

@@ -23,8 +23,9 @@ pub enum Stopped {
 
 /// Runs `cmd` to completion, capturing its output, unless `cancel` is set first; then
 /// kills its whole process group. Whatever the build left running in its group when
-/// cargo exits is killed too.
-pub fn run(mut cmd: Command, cancel: &Cancel) -> Result<Output, Stopped> {
+/// cargo exits is killed too. With `progress`, each `Compiling ...` line cargo prints is
+/// also shown on stderr as it comes, under that label: a long build is not silence.
+pub fn run(mut cmd: Command, cancel: &Cancel, progress: Option<&str>) -> Result<Output, Stopped> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -43,11 +44,24 @@ pub fn run(mut cmd: Command, cancel: &Cancel) -> Result<Output, Stopped> {
         // SAFETY: kill with a negative pid signals the process group cargo leads.
         unsafe { libc::kill(-group, libc::SIGKILL) };
     };
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+    let label = progress.map(str::to_string);
+    let drain = |pipe: Option<Box<dyn Read + Send>>, label: Option<String>| {
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut bytes);
+            let Some(p) = pipe else {
+                return bytes;
+            };
+            let mut reader = std::io::BufReader::new(p);
+            let mut line = Vec::new();
+            while matches!(std::io::BufRead::read_until(&mut reader, b'\n', &mut line), Ok(n) if n > 0)
+            {
+                if let Some(label) = &label {
+                    let text = String::from_utf8_lossy(&line);
+                    if let Some(what) = text.trim().strip_prefix("Compiling ") {
+                        eprintln!("  building {label}: compiling {what}");
+                    }
+                }
+                bytes.append(&mut line);
             }
             bytes
         })
@@ -57,12 +71,14 @@ pub fn run(mut cmd: Command, cancel: &Cancel) -> Result<Output, Stopped> {
             .stdout
             .take()
             .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        None,
     );
     let stderr = drain(
         child
             .stderr
             .take()
             .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        label,
     );
     let status = loop {
         match child.try_wait() {

@@ -198,7 +198,8 @@ impl Build<'_> {
             .arg(self.manifest)
             .arg("--target-dir")
             .arg(self.target_dir);
-        super::cargo::run(cmd, self.cancel).map_err(|stopped| match stopped {
+        let progress = (args.first() == Some(&"build")).then_some(self.dir);
+        super::cargo::run(cmd, self.cancel, progress).map_err(|stopped| match stopped {
             super::cargo::Stopped::Cancelled => ModuleError::Cancelled(self.dir.to_string()),
             super::cargo::Stopped::Io(e) => ModuleError::Cargo {
                 dir: self.dir.to_string(),
