@@ -9,12 +9,14 @@
 //! * [`modules`] reads `.wasm` modules, builds guest crates and checks pinned digests;
 //! * [`protect`] says where no output may land, and [`fs`] reaches the cache and the
 //!   workspace through directory handles that never follow a link;
+//! * [`affected`] says which tasks changed files touch (`--affected`, `watch`);
 //! * [`exec`] runs a run set: the lifecycle of one task and the scheduler (EXEC rules);
 //! * [`signing`] is the user's Ed25519 key and the DSSE envelopes it signs (audit
 //!   provenance, remote cache entries);
 //! * [`cli`] is the `wask` command line, and the one place errors become messages;
 //!   [`cancel`] carries Ctrl-C and SIGTERM to whatever is running.
 
+pub mod affected;
 pub mod audit;
 pub mod cache;
 pub mod cancel;

@@ -667,3 +667,115 @@ fn runs_report_what_went_wrong_where_people_look() {
     let plain = ws.wask(&["run", "p:reads", "--color", "never"]);
     assert!(!plain.stderr().contains('\x1b') && !plain.stdout().contains('\x1b'));
 }
+
+/// Runs git in the workspace, failing the test if it fails.
+fn git(ws: &Ws, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&ws.root)
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@localhost",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The tasks a run's summary holds, sorted.
+fn ran(summary: &serde_json::Value) -> Vec<String> {
+    let mut ids: Vec<String> = summary["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Point 10: `wask run --affected` on a real git repository runs the tasks whose inputs
+/// changed since the base (a changed, an added and a removed file; committed or not)
+/// and the tasks that depend on them, nothing else; `--base` picks the commit; outside
+/// a git repository it says so.
+#[test]
+fn affected_runs_only_what_changed_files_touch() {
+    let tasks = |name: &str, inputs: &str, more: &str| {
+        format!(
+            "[tasks.{name}]\nmodule = \"/tools/checksum.wasm\"\nargs = [\"out/{name}.sums\"]\ninputs = [{inputs}]\noutputs = [\"out/{name}.sums\"]\n{more}\n"
+        )
+    };
+    let ws = web(&format!(
+        "{}{}{}{}",
+        tasks("a", "\"a/**\"", ""),
+        tasks("b", "\"b/**\"", ""),
+        tasks("c", "\"c.txt\"", "deps = [\"~:a\"]"),
+        tasks("d", "\"d/**\"", ""),
+    ));
+    ws.write(".gitignore", ".wask/\n.wask-summary.json\nweb/out/\n");
+    ws.write("web/a/1.txt", "1\n");
+    ws.write("web/b/1.txt", "1\n");
+    ws.write("web/c.txt", "c\n");
+    ws.write("web/d/1.txt", "1\n");
+    let outside = ws.wask(&["run", "--affected"]);
+    outside.expect_code(2);
+    assert!(
+        outside.stderr().contains("is not in a git repository"),
+        "{}",
+        outside.stderr()
+    );
+    git(&ws, &["init", "-q", "-b", "main"]);
+    git(&ws, &["add", "-A"]);
+    git(&ws, &["commit", "-q", "-m", "first"]);
+
+    let (none, s) = ws.run(&["--affected"]);
+    none.expect_code(0);
+    assert!(ran(&s).is_empty(), "{:?}: {}", ran(&s), none.stderr());
+
+    // Changed (uncommitted): a, and c which depends on it.
+    ws.write("web/a/1.txt", "changed\n");
+    let (changed, s) = ws.run(&["--affected"]);
+    changed.expect_code(0);
+    assert!(
+        changed
+            .stderr()
+            .contains("affected since HEAD: 1 changed file, 2 tasks"),
+        "{}",
+        changed.stderr()
+    );
+    assert_eq!(ran(&s), ["web:a", "web:c"]);
+
+    // Added, untracked: b only. Removed: d only (a glob that matched it).
+    git(&ws, &["commit", "-q", "-am", "second"]);
+    ws.write("web/b/2.txt", "new\n");
+    std::fs::remove_file(ws.path("web/d/1.txt")).unwrap();
+    let (both, s) = ws.run(&["--affected"]);
+    both.expect_code(0);
+    assert_eq!(ran(&s), ["web:b", "web:d"], "{}", both.stderr());
+
+    // Against the first commit, the committed change to a counts too; REFS narrow it.
+    git(&ws, &["tag", "first", "HEAD~1"]);
+    let (since, s) = ws.run(&["--affected", "--base", "first"]);
+    since.expect_code(0);
+    assert_eq!(ran(&s), ["web:a", "web:b", "web:c", "web:d"]);
+    let (narrow, s) = ws.run(&["web:b", "web:c", "--affected", "--base", "first"]);
+    narrow.expect_code(0);
+    // c runs with its dependency a; a itself was not asked for but must run first.
+    assert_eq!(ran(&s), ["web:a", "web:b", "web:c"]);
+    let bad = ws.wask(&["run", "--affected", "--base", "nosuchref"]);
+    bad.expect_code(2);
+    assert!(
+        bad.stderr().contains("--base nosuchref: no such commit"),
+        "{}",
+        bad.stderr()
+    );
+}

@@ -53,6 +53,14 @@ pub struct RunArgs {
     /// Use no remote cache this run.
     #[arg(long)]
     no_remote_cache: bool,
+    /// Only the tasks (of REFS, or of the whole workspace) whose inputs, module or
+    /// wask.toml changed since a git commit, and the tasks that depend on them.
+    #[arg(long)]
+    affected: bool,
+    /// The commit `--affected` compares with [default: the merge base with the default
+    /// branch, or HEAD when on it: the uncommitted changes].
+    #[arg(long, value_name = "REF", requires = "affected")]
+    base: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -329,6 +337,29 @@ fn select(
     dir: &std::path::Path,
     args: &RunArgs,
 ) -> Result<Vec<usize>, CliError> {
+    if args.affected {
+        let candidates = if args.refs.is_empty() {
+            (0..graph.nodes.len()).collect()
+        } else {
+            resolve_refs(ws, graph, dir, &args.refs)?
+        };
+        let (base, changed) = crate::affected::changed_since(&ws.root, args.base.as_deref())
+            .map_err(CliError::Usage)?;
+        let affected = crate::affected::affected(ws, graph, &changed);
+        let selected: Vec<usize> = candidates
+            .into_iter()
+            .filter(|n| affected.contains(n))
+            .collect();
+        let s = |n: usize| if n == 1 { "" } else { "s" };
+        eprintln!(
+            "affected since {base}: {} changed file{}, {} task{}",
+            changed.len(),
+            s(changed.len()),
+            selected.len(),
+            s(selected.len())
+        );
+        return Ok(selected);
+    }
     if args.workspace {
         return Ok((0..graph.nodes.len()).collect());
     }
