@@ -5,9 +5,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// The first interrupting signal, once one arrived. Clones share it.
+/// The first interrupting signal, once one arrived, or that the run was superseded
+/// (`wask watch`: a newer change made it stale). Clones share both.
 #[derive(Clone, Default)]
-pub struct Cancel(Arc<AtomicUsize>);
+pub struct Cancel {
+    signal: Arc<AtomicUsize>,
+    superseded: Arc<AtomicBool>,
+}
 
 impl Cancel {
     /// A value that is never set (tests, benchmarks).
@@ -29,18 +33,35 @@ impl Cancel {
             flag::register_usize(sig, signal.clone(), sig as usize)?;
             flag::register(sig, armed.clone())?;
         }
-        Ok(Cancel(signal))
+        Ok(Cancel {
+            signal,
+            superseded: Arc::default(),
+        })
     }
 
     /// The signal that arrived first, if any.
     pub fn signal(&self) -> Option<i32> {
-        match self.0.load(Ordering::SeqCst) {
+        match self.signal.load(Ordering::SeqCst) {
             0 => None,
             s => Some(s as i32),
         }
     }
 
     pub fn is_set(&self) -> bool {
-        self.signal().is_some()
+        self.signal().is_some() || self.superseded.load(Ordering::SeqCst)
+    }
+
+    /// A value for one run: set by the same signals, and by its own [`Cancel::supersede`].
+    pub fn for_one_run(&self) -> Cancel {
+        Cancel {
+            signal: self.signal.clone(),
+            superseded: Arc::default(),
+        }
+    }
+
+    /// Stops what runs with this value (not with the one it came from): a newer change
+    /// made it stale. No signal is recorded.
+    pub fn supersede(&self) {
+        self.superseded.store(true, Ordering::SeqCst);
     }
 }

@@ -779,3 +779,89 @@ fn affected_runs_only_what_changed_files_touch() {
         bad.stderr()
     );
 }
+
+/// The lines a running `wask` writes to one of its streams, as they come.
+fn lines_of(stream: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stream)) {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Every line up to and including the first that contains `text`; fails the test if
+/// none comes within a minute (a bound, not a measurement).
+fn until(lines: &std::sync::mpsc::Receiver<String>, text: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let found = line.contains(text);
+                seen.push(line);
+                if found {
+                    return seen;
+                }
+            }
+            Err(_) => panic!(
+                "no line with `{text}` came; the lines were:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+}
+
+/// Point 11: `wask watch` runs the tasks, then on a change runs exactly the tasks it
+/// affects (not the others, not again for its own outputs); a change while a run is
+/// going cancels the stale run and starts again.
+#[test]
+fn watch_runs_what_a_change_affects_and_cancels_a_stale_run() {
+    let ws = workspace(
+        "[tasks.a]\nmodule = \"/tools/probe.wasm\"\nargs = [\"print:a ran\", \"write:/out/a.txt:x\"]\ninputs = [\"a/**\"]\noutputs = [\"out/a.txt\"]\n\n\
+         [tasks.b]\nmodule = \"/tools/probe.wasm\"\nargs = [\"print:b ran\"]\ninputs = [\"b/**\"]\n\n\
+         [tasks.slow]\nmodule = \"/tools/probe.wasm\"\nargs = [\"print:slow started\", \"loop\"]\ninputs = [\"s/**\"]\nlimits = { timeout = \"10m\" }\n",
+    );
+    ws.write("a/1.txt", "1\n");
+    ws.write("b/1.txt", "1\n");
+    ws.write("s/1.txt", "1\n");
+    let mut child = ws.spawn(&["watch", "p:a", "p:b", "-j", "2"]);
+    let out = lines_of(child.stdout.take().unwrap());
+    let err = lines_of(child.stderr.take().unwrap());
+    let first = until(&err, "watching for changes");
+    assert!(
+        first.iter().any(|l| l.contains("Tasks: 2 completed")),
+        "{first:?}"
+    );
+    ws.write("a/1.txt", "changed\n");
+    let second = until(&err, "watching for changes");
+    let ran: Vec<&String> = second.iter().filter(|l| l.contains("done p:")).collect();
+    assert_eq!(ran.len(), 1, "{second:?}");
+    assert!(ran[0].contains("done p:a"), "{second:?}");
+    assert!(until(&out, "a ran").last().unwrap().contains("[p:a]"));
+    crate::support::terminate(child.id());
+    let _ = child.wait();
+
+    let mut child = ws.spawn(&["watch", "p:slow"]);
+    let out = lines_of(child.stdout.take().unwrap());
+    let err = lines_of(child.stderr.take().unwrap());
+    until(&out, "slow started");
+    ws.write("s/1.txt", "changed\n");
+    let stopped = until(&err, "cancelled p:slow");
+    assert!(
+        stopped
+            .iter()
+            .any(|l| l.contains("files changed during the run")),
+        "{stopped:?}"
+    );
+    // The next run starts at once, with the change.
+    until(&out, "slow started");
+    crate::support::terminate(child.id());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 15));
+}

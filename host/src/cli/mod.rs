@@ -12,6 +12,7 @@ mod pin;
 mod profile;
 mod query;
 mod run;
+mod watch;
 mod why;
 
 use crate::graph::Graph;
@@ -62,6 +63,8 @@ enum Command {
         /// The shell to complete in.
         shell: clap_complete::Shell,
     },
+    /// Run tasks, then again when the files they read change (only what a change affects).
+    Watch(watch::WatchArgs),
     /// Show what a plugin says of itself: name, summary, usage, inputs and outputs.
     Describe(describe::DescribeArgs),
     /// Print the `blake3 =` pin of a module, or write it into a task with `--write`.
@@ -128,6 +131,7 @@ pub fn main() -> i32 {
             clap_complete::generate(shell, &mut Cli::command(), "wask", &mut std::io::stdout());
             Ok(EXIT_OK)
         }
+        Command::Watch(args) => watch::watch(cli.directory, args),
         Command::Describe(args) => describe::describe(cli.directory, args),
         Command::Pin(args) => pin::pin(cli.directory, args),
         Command::Schema => {
@@ -137,12 +141,20 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
-        Err(CliError::Load(errors)) => {
+        Err(e) => report(e),
+    }
+}
+
+/// Prints what stopped a command, and returns its exit code (EXEC-021): the one place
+/// errors become messages.
+fn report(error: CliError) -> i32 {
+    match error {
+        CliError::Load(errors) => {
             let mut err = StandardStream::stderr(color_choice());
             let _ = errors.render(&mut err);
             EXIT_BAD_CONFIG
         }
-        Err(CliError::Modules(errors)) => {
+        CliError::Modules(errors) => {
             use crate::modules::ModuleError;
             let lines: Vec<String> = errors.iter().map(|(id, e)| format!("{id}: {e}")).collect();
             eprintln!("error: nothing was run: {}", clip(&lines.join("\n")));
@@ -155,11 +167,11 @@ pub fn main() -> i32 {
                 EXIT_BAD_CONFIG
             }
         }
-        Err(CliError::Usage(message)) => {
+        CliError::Usage(message) => {
             eprintln!("error: {}", clip(&message));
             EXIT_BAD_CONFIG
         }
-        Err(CliError::Other(e)) => {
+        CliError::Other(e) => {
             eprintln!("error: {}", clip(&format!("{e:#}")));
             EXIT_BAD_CONFIG
         }

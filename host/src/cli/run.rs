@@ -70,6 +70,37 @@ enum ModeArg {
 }
 
 pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
+    // Before anything that may take long: a guest crate build is interrupted too.
+    let cancel = crate::cancel::Cancel::on_signals()
+        .map_err(|e| anyhow::anyhow!("cannot install the signal handlers: {e}"))?;
+    run_until(directory, args, cancel)
+}
+
+/// The arguments of one round of `wask watch`: the tasks `refs`, with `jobs`.
+pub(super) fn watch_round(refs: Vec<String>, jobs: Option<usize>) -> RunArgs {
+    RunArgs {
+        refs,
+        workspace: false,
+        fail_fast: false,
+        jobs,
+        dry_run: false,
+        output_mode: None,
+        summary: None,
+        audit_sample: None,
+        profile: None,
+        remote_cache: None,
+        no_remote_cache: false,
+        affected: false,
+        base: None,
+    }
+}
+
+/// [`run`], stopped when `cancel` is set (a signal, or a newer change under `watch`).
+pub(super) fn run_until(
+    directory: Option<PathBuf>,
+    args: RunArgs,
+    cancel: crate::cancel::Cancel,
+) -> Result<i32, CliError> {
     let started = Instant::now();
     if let Some(f) = args.audit_sample
         && !(f > 0.0 && f <= 1.0)
@@ -98,9 +129,6 @@ pub fn run(directory: Option<PathBuf>, args: RunArgs) -> Result<i32, CliError> {
     if args.summary.as_deref() == Some(std::path::Path::new("-")) {
         observer = observer.task_stdout_on_stderr();
     }
-    // Before anything that may take long: a guest crate build is interrupted too.
-    let cancel = crate::cancel::Cancel::on_signals()
-        .map_err(|e| anyhow::anyhow!("cannot install the signal handlers: {e}"))?;
     let keys = KeyContext::new(&ws, &graph, cancel.clone())?;
     if args.dry_run {
         // Keys only: no engine is started.
