@@ -60,3 +60,37 @@ pub fn hex(digest: &[u8]) -> String {
             s
         })
 }
+
+/// The wasmtime this runtime is built on (pinned exactly in the workspace `Cargo.toml`),
+/// and the features it is built with: what `wask --version --verbose` reports.
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// The wasmtime and wasmtime-wasi features enabled (see the workspace `Cargo.toml`).
+pub const WASMTIME_FEATURES: &[&str] = &[
+    "cranelift",
+    "runtime",
+    "std",
+    "parallel-compilation",
+    "component-model",
+    "async",
+    "anyhow",
+    "backtrace",
+    "call-hook",
+    "wasi-p1",
+];
+
+#[cfg(test)]
+mod version_tests {
+    /// The version reported is the one the lock file builds.
+    #[test]
+    fn the_reported_wasmtime_version_is_the_locked_one() {
+        let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
+            .expect("the workspace lock file");
+        let locked = lock
+            .split("[[package]]")
+            .find(|p| p.contains("name = \"wasmtime\"\n"))
+            .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")))
+            .map(|v| v.trim_end_matches('"'));
+        assert_eq!(locked, Some(super::WASMTIME_VERSION));
+    }
+}

@@ -267,10 +267,20 @@ fn cache_dir_can_be_moved_and_cleared() {
     assert!(std::fs::read_dir(elsewhere.path()).unwrap().count() > 0);
     ws.run(&["p:gen"]).0.expect_code(0);
     let info = ws.wask(&["cache", "info"]);
-    assert!(info.stdout().contains("entries: 1"), "{}", info.stdout());
+    assert_eq!(
+        info_count(&info.stdout(), "entries"),
+        1,
+        "{}",
+        info.stdout()
+    );
     ws.wask(&["cache", "clear"]).expect_code(0);
     let info = ws.wask(&["cache", "info"]);
-    assert!(info.stdout().contains("entries: 0"), "{}", info.stdout());
+    assert_eq!(
+        info_count(&info.stdout(), "entries"),
+        0,
+        "{}",
+        info.stdout()
+    );
 }
 
 /// A manifest edited as JSON, with its checksum recomputed as wask would.
@@ -444,4 +454,12 @@ fn a_linked_shard_is_never_followed() {
         before,
         "what the link leads to is untouched"
     );
+}
+
+/// The count `wask cache info` gives on the line of `kind`.
+pub(crate) fn info_count(info: &str, kind: &str) -> u64 {
+    info.lines()
+        .find_map(|l| l.strip_prefix(kind).filter(|rest| rest.starts_with(' ')))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no `{kind}` line in:\n{info}"))
 }

@@ -865,3 +865,82 @@ fn watch_runs_what_a_change_affects_and_cancels_a_stale_run() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(128 + 15));
 }
+
+/// Point 12: a task's `description` is shown by `wask query` (beside the id, and in
+/// JSON); `wask --version --verbose` names wasmtime's version and features.
+#[test]
+fn query_shows_descriptions_and_the_version_names_what_wask_is_built_on() {
+    let ws = workspace(
+        "[tasks.t]\nmodule = \"/tools/probe.wasm\"\ndescription = \"renders the pages\"\n\n[tasks.u]\nmodule = \"/tools/probe.wasm\"\n",
+    );
+    let query = ws.wask(&["query"]);
+    query.expect_code(0);
+    assert_eq!(query.stdout(), "p:t  renders the pages\np:u\n");
+    let json = ws.wask(&["query", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout()).unwrap();
+    assert_eq!(json["tasks"][0]["description"], "renders the pages");
+    assert!(json["tasks"][1]["description"].is_null());
+    ws.write(
+        "wask.toml",
+        "[workspace]\n\n[project]\nname = \"p\"\n\n[tasks.t]\nmodule = \"/tools/probe.wasm\"\ndescription = \"two\\nlines\"\n",
+    );
+    let bad = ws.wask(&["check"]);
+    bad.expect_code(2);
+    assert!(
+        bad.stderr().contains("must be one line"),
+        "{}",
+        bad.stderr()
+    );
+
+    let short = ws.wask(&["--version"]);
+    short.expect_code(0);
+    assert!(short.stdout().starts_with("wask "), "{}", short.stdout());
+    assert_eq!(short.stdout().lines().count(), 1);
+    let verbose = ws.wask(&["--version", "--verbose"]);
+    verbose.expect_code(0);
+    let text = verbose.stdout();
+    assert!(text.contains("wasmtime 48."), "{text}");
+    assert!(
+        text.contains("cranelift") && text.contains("wasi-p1"),
+        "{text}"
+    );
+    assert!(text.contains("cache key revision"), "{text}");
+}
+
+/// Point 12: every `WASK_*` variable the source reads is in the README's table.
+#[test]
+fn every_wask_variable_is_in_the_readme_table() {
+    let repo = crate::support::repo_root();
+    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
+    let table: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.starts_with("| `WASK_"))
+        .collect();
+    let mut read = std::collections::BTreeSet::new();
+    for dir in ["host/src", "runtime/src", "remote/src"] {
+        for entry in walkdir::WalkDir::new(repo.join(dir)).into_iter().flatten() {
+            if entry.path().extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            for piece in text.split("\"WASK_").skip(1) {
+                let name: String = piece
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                    .collect();
+                if piece[name.len()..].starts_with('"') {
+                    read.insert(format!("WASK_{name}"));
+                }
+            }
+        }
+    }
+    assert!(read.len() >= 6, "{read:?}");
+    for name in &read {
+        assert!(
+            table
+                .iter()
+                .any(|row| row.starts_with(&format!("| `{name}` |"))),
+            "{name} is read by wask but not in the README's table"
+        );
+    }
+}

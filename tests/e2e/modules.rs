@@ -153,6 +153,15 @@ fn new_task_scaffolds_a_crate_that_runs_at_once() {
         "{}",
         run.stderr()
     );
+    // `cache info` counts every kind under the cache, and the crate build beside it.
+    let info = ws.wask(&["cache", "info"]);
+    info.expect_code(0);
+    let count = |kind| crate::cache::info_count(&info.stdout(), kind);
+    assert_eq!(count("entries"), 1, "{}", info.stdout());
+    assert_eq!(count("built modules"), 1, "{}", info.stdout());
+    assert_eq!(count("crate builds"), 1, "{}", info.stdout());
+    assert!(count("compiled modules") >= 1, "{}", info.stdout());
+    assert!(count("total") >= 4, "{}", info.stdout());
     // The scaffold describes itself.
     let described = ws.wask(&["describe", "demo:report"]);
     described.expect_code(0);

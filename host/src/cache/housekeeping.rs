@@ -32,7 +32,11 @@ pub struct CacheInfo {
     pub bytes: u64,
     pub temporary: u64,
     pub compiled_modules: u64,
+    /// Bytes of compiled code.
+    pub compiled_bytes: u64,
     pub built_modules: u64,
+    /// Bytes of built modules.
+    pub built_bytes: u64,
     /// The directory carries wask's tag.
     pub tagged: bool,
     /// Names wask did not make (it leaves them alone).
@@ -234,8 +238,10 @@ impl LocalCache {
             entries: scan.entries.len() as u64,
             bytes: scan.entries.iter().map(|e| e.bytes).sum(),
             temporary: scan.temporary.len() as u64,
-            compiled_modules: cache.as_ref().map(compiled_modules).unwrap_or(0),
-            built_modules: cache.as_ref().map(built_modules).unwrap_or(0),
+            compiled_modules: cache.as_ref().map(|c| compiled_modules(c).0).unwrap_or(0),
+            compiled_bytes: cache.as_ref().map(|c| compiled_modules(c).1).unwrap_or(0),
+            built_modules: cache.as_ref().map(|c| built_modules(c).0).unwrap_or(0),
+            built_bytes: cache.as_ref().map(|c| built_modules(c).1).unwrap_or(0),
             tagged: cache.as_ref().is_some_and(marker::is_tagged),
             foreign: scan.foreign,
         }
@@ -401,32 +407,44 @@ impl LocalCache {
 }
 
 /// The compiled modules under `cache`: files of wask's shape in engine directories.
-fn compiled_modules(cache: &Dir) -> u64 {
+fn compiled_modules(cache: &Dir) -> (u64, u64) {
     let Ok(compiled) = cache.open_dir_nofollow(COMPILED) else {
-        return 0;
+        return (0, 0);
     };
     names(&compiled)
         .iter()
         .filter(|e| layout::is_engine_dir(e))
         .filter_map(|e| compiled.open_dir_nofollow(e).ok())
         .map(|dir| {
-            names(&dir)
+            let sizes: Vec<u64> = names(&dir)
                 .iter()
-                .filter(|n| layout::is_compiled_module(n) && is_file(&dir, n))
-                .count() as u64
+                .filter(|n| layout::is_compiled_module(n))
+                .filter_map(|n| file_size(&dir, n))
+                .collect();
+            (sizes.len() as u64, sizes.iter().sum::<u64>())
         })
-        .sum()
+        .fold((0, 0), |(c, b), (c2, b2)| (c + c2, b + b2))
 }
 
-/// The built modules under `cache`.
-fn built_modules(cache: &Dir) -> u64 {
+/// The built modules under `cache`: how many, and their bytes.
+fn built_modules(cache: &Dir) -> (u64, u64) {
     let Ok(built) = cache.open_dir_nofollow(BUILT) else {
-        return 0;
+        return (0, 0);
     };
-    names(&built)
+    let sizes: Vec<u64> = names(&built)
         .iter()
-        .filter(|n| layout::is_built_module(n) && is_file(&built, n))
-        .count() as u64
+        .filter(|n| layout::is_built_module(n))
+        .filter_map(|n| file_size(&built, n))
+        .collect();
+    (sizes.len() as u64, sizes.iter().sum())
+}
+
+/// The size of regular file `name` in `dir`, if it is one.
+fn file_size(dir: &Dir, name: &str) -> Option<u64> {
+    dir.symlink_metadata(name)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
 }
 
 fn is_file(dir: &Dir, name: &str) -> bool {

@@ -52,11 +52,26 @@ pub fn cache(directory: Option<PathBuf>, command: CacheCommand) -> Result<i32, C
         CacheCommand::Info => {
             let info = cache.info();
             println!("cache directory: {}", cache.dir().display());
-            println!("entries: {}", info.entries);
-            println!("size: {} bytes", info.bytes);
-            println!("compiled modules: {}", info.compiled_modules);
-            println!("built modules: {}", info.built_modules);
-            println!("temporary directories: {}", info.temporary);
+            // Everything under the cache, by kind, and the crate builds beside it.
+            let (builds, build_bytes) = crate_builds(&ws.root.join(".wask/build"));
+            let line = |what: &str, count: u64, bytes: u64| {
+                println!("{what:<22} {count:>8}  {:>12}", human_bytes(bytes));
+            };
+            println!("{:<22} {:>8}  {:>12}", "kind", "count", "size");
+            line("entries", info.entries, info.bytes);
+            line(
+                "compiled modules",
+                info.compiled_modules,
+                info.compiled_bytes,
+            );
+            line("built modules", info.built_modules, info.built_bytes);
+            line("crate builds", builds, build_bytes);
+            println!("{:<22} {:>8}", "temporary directories", info.temporary);
+            line(
+                "total",
+                info.entries + info.compiled_modules + info.built_modules + builds,
+                info.bytes + info.compiled_bytes + info.built_bytes + build_bytes,
+            );
             if !info.foreign.is_empty() {
                 println!("not made by wask (left alone): {}", info.foreign.join(", "));
             }
@@ -244,4 +259,44 @@ fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("expected a duration like `30days` or `12h`: {e}"))
+}
+
+/// The guest crate build directories under `dir` (`.wask/build`): how many, and the
+/// bytes of every file in them (links not followed).
+fn crate_builds(dir: &std::path::Path) -> (u64, u64) {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    let mut count = 0;
+    let mut bytes = 0;
+    for build in read.flatten() {
+        if !build.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        count += 1;
+        bytes += walkdir::WalkDir::new(build.path())
+            .follow_links(false)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum::<u64>();
+    }
+    (count, bytes)
+}
+
+/// `1.5 MiB`: a size read at a glance (exact below 1 KiB).
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }

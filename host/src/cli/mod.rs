@@ -24,8 +24,19 @@ use std::path::PathBuf;
 /// A WebAssembly-sandboxed task runner: every task is a WASI module that sees only what
 /// it declared, so its cached result is as good as a fresh run.
 #[derive(Parser)]
-#[command(name = "wask", version, propagate_version = true)]
+#[command(
+    name = "wask",
+    disable_version_flag = true,
+    arg_required_else_help = true
+)]
 pub struct Cli {
+    /// Print the version (with `--verbose`: wasmtime's version and features, the cache
+    /// key revision, the remote cache protocols).
+    #[arg(short = 'V', long)]
+    version: bool,
+    /// With `--version`: everything this build is made of.
+    #[arg(long, requires = "version")]
+    verbose: bool,
     /// Run as if wask was started in DIR.
     #[arg(short = 'C', global = true, value_name = "DIR")]
     directory: Option<PathBuf>,
@@ -34,7 +45,7 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t)]
     color: crate::exec::observer::ColourWhen,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -116,7 +127,11 @@ pub fn main() -> i32 {
         }
     };
     let _ = COLOUR.set(cli.color);
-    let result = match cli.command {
+    let Some(command) = cli.command else {
+        print_version(cli.verbose);
+        return EXIT_OK;
+    };
+    let result = match command {
         Command::Run(args) => run::run(cli.directory, args),
         Command::Check => check::check(cli.directory),
         Command::Graph(args) => graph::graph(cli.directory, args),
@@ -182,6 +197,24 @@ fn report(error: CliError) -> i32 {
 /// hostile file or command line may be megabytes.
 fn clip(message: &str) -> String {
     workspace::diag::clip_lines(message, 4 * workspace::diag::MAX_SHOWN)
+}
+
+/// `wask --version [--verbose]`.
+fn print_version(verbose: bool) {
+    println!("wask {}", env!("CARGO_PKG_VERSION"));
+    if verbose {
+        println!(
+            "wasmtime {} ({})",
+            wask_runtime::WASMTIME_VERSION,
+            wask_runtime::WASMTIME_FEATURES.join(", ")
+        );
+        println!("guest ABI: WASI preview 1 command modules (wasm32-wasip1)");
+        println!("cache key revision {}", crate::key::KEY_REVISION);
+        println!(
+            "remote caches: http, https (Bazel HTTP layout); grpc, grpcs (REAPI v2); TLS by rustls with the system roots"
+        );
+        println!("host: {}-{}", std::env::consts::ARCH, std::env::consts::OS);
+    }
 }
 
 /// `--color`, as the command line gave it; set once, first thing in [`main`].

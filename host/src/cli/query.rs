@@ -69,6 +69,7 @@ pub fn query(directory: Option<PathBuf>, args: QueryArgs) -> Result<i32, CliErro
                     "module": def.module.value,
                     "inputs": strings(&def.inputs),
                     "outputs": strings(&def.outputs),
+                    "description": def.description,
                 })
             })
             .collect();
@@ -78,8 +79,18 @@ pub fn query(directory: Option<PathBuf>, args: QueryArgs) -> Result<i32, CliErro
                 .expect("query serialises")
         );
     } else {
+        // `project:task`, and its description beside it, aligned.
+        let width = listed
+            .iter()
+            .map(|&n| graph.nodes[n].id.to_string().len())
+            .max()
+            .unwrap_or(0);
         for &n in &listed {
-            println!("{}", graph.nodes[n].id);
+            let id = graph.nodes[n].id.to_string();
+            match &graph.task(&ws, n).description {
+                Some(d) => println!("{id:<width$}  {d}"),
+                None => println!("{id}"),
+            }
         }
         if listed.is_empty() {
             eprintln!("no task matches");
