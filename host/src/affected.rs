@@ -75,6 +75,12 @@ pub fn changed_since(
     })?;
     let top = std::path::PathBuf::from(top.trim_end_matches('\n'));
     let base = match base {
+        // git would read it as an option.
+        Some(b) if b.starts_with('-') => {
+            return Err(format!(
+                "--base {b}: a commit, branch or tag, not an option"
+            ));
+        }
         Some(b) => b.to_string(),
         None => default_base(root),
     };
@@ -100,6 +106,8 @@ pub fn changed_since(
             "diff",
             "--name-only",
             "--no-renames",
+            "--no-ext-diff",
+            "--no-textconv",
             "-z",
             &base_commit,
             "--",
@@ -156,11 +164,14 @@ fn default_base(root: &Path) -> String {
         .unwrap_or_else(|| "HEAD".to_string())
 }
 
-/// Runs git in `dir`, returning its stdout, or its stderr as the error.
+/// Runs git in `dir`, returning its stdout, or its stderr as the error. A checkout's
+/// own configuration can name programs for git to run (`core.fsmonitor`, external diff
+/// drivers); none of them is run for wask, which only asks for names.
 fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
     let output = Command::new("git")
         .arg("-C")
         .arg(dir)
+        .args(["-c", "core.fsmonitor=false", "-c", "diff.external="])
         .args(args)
         .env_remove("GIT_DIR")
         .env_remove("GIT_WORK_TREE")

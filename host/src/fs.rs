@@ -84,6 +84,11 @@ pub fn read_at_most(dir: &Dir, name: &str, limit: u64) -> io::Result<Vec<u8>> {
 /// they meant, but never from a FIFO or a device, and no further than `limit` bytes.
 /// The error says what is wrong, to follow the file's name.
 pub fn read_named_text(path: &Path, limit: u64) -> Result<String, String> {
+    String::from_utf8(read_named(path, limit)?).map_err(|_| "it is not UTF-8 text".into())
+}
+
+/// The bytes of a file a person named, as [`read_named_text`] reads it.
+pub fn read_named(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -100,7 +105,7 @@ pub fn read_named_text(path: &Path, limit: u64) -> Result<String, String> {
     if bytes.len() as u64 > limit {
         return Err(format!("it is over {limit} bytes"));
     }
-    String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".into())
+    Ok(bytes)
 }
 
 /// Writes `name` in `dir` whole or not at all: a temporary file, synced, renamed over.

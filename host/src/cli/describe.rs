@@ -80,7 +80,9 @@ impl Module {
         let dir = super::start_dir(directory)?;
         let as_file = dir.join(target);
         if as_file.is_file() || target.ends_with(".wasm") {
-            let bytes = std::fs::read(&as_file)
+            // No larger than a task may load: a module file is no reason to read gigabytes.
+            let limit = wask_runtime::Limits::default().module_bytes;
+            let bytes = crate::fs::read_named(&as_file, limit)
                 .map_err(|e| CliError::Usage(format!("cannot read {target}: {e}")))?;
             return Ok(Module {
                 bytes,
