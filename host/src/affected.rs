@@ -1,7 +1,8 @@
 //! Which tasks a set of changed files touches, for `wask run --affected` and `wask
 //! watch`: a task is affected when a changed path is one of its inputs (or could be:
 //! a removed file matched by a glob), its module, or the `wask.toml` that declares it;
-//! every task that depends on an affected one is affected too. The changed paths come
+//! every task that depends on an affected one is affected too; a task with
+//! `gitignore = false` always is (it may read a file git neither tracks nor lists). The changed paths come
 //! from git ([`changed_since`]) or from the file system's events.
 
 use crate::graph::{Graph, can_meet};
@@ -22,6 +23,12 @@ pub fn affected(ws: &Workspace, graph: &Graph, changed: &BTreeSet<String>) -> BT
             .iter()
             .filter_map(|i| i.value.strip_prefix('!'))
             .collect();
+        // A task that reads ignored files may read one git does not track, whose
+        // change no commit shows: it is always affected.
+        if !def.gitignore {
+            hit.insert(n);
+            continue;
+        }
         let touches = |path: &String| {
             if *path == declared_in || path == root_file {
                 return true;
@@ -118,7 +125,10 @@ pub fn changed_since(
         &[
             "ls-files",
             "--others",
-            "--exclude-standard",
+            // wask's globs skip what `.gitignore` files ignore, not what
+            // `.git/info/exclude` or a user's global excludes do: those files are
+            // inputs, so their changes count.
+            "--exclude-per-directory=.gitignore",
             "-z",
             "--full-name",
         ],

@@ -74,6 +74,18 @@ pub enum Refusal {
     Module { users: String },
     #[error("also matches the outputs of {0}; two tasks may not write the same path")]
     SharedOutput(String),
+    #[error(
+        "lies in a `.wask` directory, where a workspace keeps its cache and state: a forged entry there would be restored by that workspace's runs"
+    )]
+    WaskDirectory,
+    #[error(
+        "is a `CACHEDIR.TAG`, which makes a directory a cache that tools (wask among them) trust"
+    )]
+    CacheTag,
+    #[error("is a `.gitignore`, which decides what other tasks' globs read (and what git commits)")]
+    Gitignore,
+    #[error("lies in a wask cache directory (one with wask's `CACHEDIR.TAG`)")]
+    InsideACache,
 }
 
 /// The rules of one workspace, built once per run.
@@ -167,6 +179,12 @@ impl WriteRules {
         if name == "wask.toml" {
             return Some(Refusal::WorkspaceFile);
         }
+        if name == crate::cache::marker::TAG {
+            return Some(Refusal::CacheTag);
+        }
+        if name == ".gitignore" {
+            return Some(Refusal::Gitignore);
+        }
         if let Some(c) = self.crate_files.get(path) {
             return Some(Refusal::CrateBuild(c.clone()));
         }
@@ -201,6 +219,11 @@ impl WriteRules {
         }
         if let Some(v) = dir.split('/').find(|s| VCS_DIRS.contains(s)) {
             return Some(Refusal::VersionControl(v.to_string()));
+        }
+        // Not only this workspace's: a workspace nested in this one keeps its cache in
+        // its own `.wask`, and would trust what a task of this one wrote there.
+        if dir.split('/').any(|s| s == ".wask") {
+            return Some(Refusal::WaskDirectory);
         }
         if let Some((_, c)) = self.crate_dirs.iter().find(|(d, _)| is_under(dir, d)) {
             return Some(Refusal::CrateBuild(c.clone()));
@@ -337,4 +360,21 @@ fn glob_refusal(
         )),
         _ => None,
     })
+}
+
+/// Whether guest path `path` lies in a directory under `root` that carries wask's cache
+/// tag: a cache kept outside any `.wask` (a nested workspace's `[cache] dir`), which no
+/// output may reach.
+pub fn inside_a_cache(root: &std::path::Path, path: &str) -> bool {
+    let mut dir = parent(path);
+    while let Some(d) = dir {
+        let host = root.join(d.trim_start_matches('/'));
+        if let Ok(opened) = crate::fs::open_ambient(&host)
+            && crate::cache::marker::is_tagged(&opened)
+        {
+            return true;
+        }
+        dir = parent(d);
+    }
+    false
 }

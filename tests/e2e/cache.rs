@@ -228,7 +228,7 @@ fn a_partial_entry_is_never_visible() {
     assert_eq!(ws.read("out/a.txt"), b"alpha\n");
     let info = ws.wask(&["cache", "info"]);
     assert!(
-        info.stdout().contains("temporary directories: 1"),
+        info_count(&info.stdout(), "temporary directories") == 1,
         "{}",
         info.stdout()
     );

@@ -404,6 +404,7 @@ fn query_json_describes_each_task() {
                 "module": "/tools/noop.wasm",
                 "inputs": [],
                 "outputs": ["/assets/dist/bundle.js"],
+                "description": null,
             },
             {
                 "id": "content:html",
@@ -413,6 +414,7 @@ fn query_json_describes_each_task() {
                 "module": "/tools/noop.wasm",
                 "inputs": ["/content/src/**/*.md"],
                 "outputs": ["/content/dist/**/*.html"],
+                "description": null,
             },
         ]})
     );

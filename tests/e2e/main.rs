@@ -13,6 +13,7 @@ mod corruption;
 mod crash;
 mod daily_use;
 mod eighth_review;
+mod eleventh_review;
 mod escapes;
 mod examples;
 mod faults;

@@ -86,6 +86,7 @@ fn findings(ws: &Workspace, graph: &Graph) -> Vec<LoadError> {
                 excluded: &excluded,
                 own_outputs: &own_outputs,
                 predecessor_outputs: &node.predecessor_outputs,
+                predecessor_wrote: &|_| false,
                 gitignore: def.gitignore,
             };
             let is_glob = pattern.split('/').any(wask_runtime::paths::is_glob_segment);

@@ -44,14 +44,14 @@ pub fn describe(directory: Option<PathBuf>, args: DescribeArgs) -> Result<i32, C
             serde_json::to_string_pretty(&text).expect("JSON serialises")
         );
     } else {
-        println!("{}: {}", d.name, d.summary);
+        println!("{}: {}", printable(&d.name), printable(&d.summary));
         for (what, text) in [
             ("usage", &d.usage),
             ("inputs", &d.inputs),
             ("outputs", &d.outputs),
         ] {
             if !text.is_empty() {
-                println!("  {what:<8} {text}");
+                println!("  {what:<8} {}", printable(text));
             }
         }
         println!(
@@ -132,5 +132,45 @@ impl Module {
 
     pub(super) fn blake3(&self) -> String {
         blake3::hash(&self.bytes).to_hex().to_string()
+    }
+}
+
+/// A plugin's text as it may reach a terminal: the module is whoever's, so a control
+/// character (a newline forging a line, an escape sequence hiding one) or a bidi
+/// override is shown escaped, and a value is cut at 500 characters.
+fn printable(text: &str) -> String {
+    let shown: String = text
+        .chars()
+        .take(500)
+        .flat_map(|c| {
+            let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || bidi {
+                c.escape_unicode().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect();
+    if text.chars().count() > 500 {
+        format!("{shown}…")
+    } else {
+        shown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_and_bidi_overrides_are_shown_escaped() {
+        let forged = "ok\n  module   x (blake3 = \"00\")\u{1b}[8m\u{202e}";
+        let shown = super::printable(forged);
+        assert!(
+            !shown.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("\\u{a}") && shown.contains("\\u{1b}"),
+            "{shown}"
+        );
     }
 }

@@ -72,6 +72,12 @@ fn write_pin(file: &std::path::Path, task: &str, digest: &str) -> Result<(), Str
             found.len()
         ));
     };
+    if path[0] == "overlays" {
+        return Err(format!(
+            "task `{task}` comes from the overlay `{}`, which every project it matches shares: a pin there would hold for all of them; pin it by hand if they all run the same module",
+            path[1]
+        ));
+    }
     let mut item = doc.as_item_mut();
     for key in path {
         item = &mut item[key.as_str()];
@@ -94,6 +100,13 @@ fn write_pin(file: &std::path::Path, task: &str, digest: &str) -> Result<(), Str
     let dir = file.parent().ok_or("the file has no directory")?;
     let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| e.to_string())?;
     std::io::Write::write_all(&mut temp, doc.to_string().as_bytes()).map_err(|e| e.to_string())?;
+    // The file keeps its mode (a temporary file is made 0600).
+    let mode = std::fs::metadata(file)
+        .map_err(|e| e.to_string())?
+        .permissions();
+    temp.as_file()
+        .set_permissions(mode)
+        .map_err(|e| e.to_string())?;
     temp.persist(file).map_err(|e| e.error.to_string())?;
     Ok(())
 }

@@ -108,7 +108,7 @@ impl Undeclared {
         }
         if !self.writes.is_empty() {
             text.push_str(&format!(
-                "\n  it tried to write where it may not: {}\n  hint: declare them in the task's `outputs` if it should write them",
+                "\n  it tried to write (or to leave its view) where it may not: {}\n  hint: declare them in the task's `outputs` if it should write them",
                 self.writes.join(", ")
             ));
         }
@@ -399,13 +399,14 @@ fn produced(
     // Whatever its patterns match, a task never writes where another program would act
     // on its bytes, nor where another task writes (`crate::protect`).
     let node = ctx.keys.graph.find(id).expect("a task of the graph");
+    let root = &ctx.keys.ws.root;
     let refused: Vec<(String, Refusal)> = collected
         .iter()
         .filter_map(|c| {
-            Some((
-                c.guest_path.clone(),
-                ctx.rules.refusal(node, &c.guest_path)?,
-            ))
+            let refusal = ctx.rules.refusal(node, &c.guest_path).or_else(|| {
+                crate::protect::inside_a_cache(root, &c.guest_path).then_some(Refusal::InsideACache)
+            })?;
+            Some((c.guest_path.clone(), refusal))
         })
         .collect();
     if !refused.is_empty() {
@@ -482,7 +483,7 @@ fn store_and_place(
             }
         }
         let hash = ctx.keys.ws.settings.hash;
-        let placer = Placer::new(&ctx.keys.ws.root, &ctx.ledger, id.to_string(), hash)
+        let placer = Placer::new(&ctx.keys.ws.root, &ctx.keys.ledger, id.to_string(), hash)
             .map_err(FreshError::Workspace)?;
         let placed = produced
             .iter()

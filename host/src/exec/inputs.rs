@@ -21,9 +21,11 @@ pub struct Rules<'a> {
     pub excluded: &'a [PathBuf],
     /// The task's own outputs, which are never its inputs.
     pub own_outputs: &'a [String],
-    /// The outputs of the task's hard predecessors: what they wrote is read even where
-    /// `.gitignore` ignores it (build output usually is).
+    /// The outputs of the task's hard predecessors: what they wrote (by the ledger) is
+    /// read even where `.gitignore` ignores it (build output usually is).
     pub predecessor_outputs: &'a [String],
+    /// Whether a predecessor really wrote a path (the output ledger says so).
+    pub predecessor_wrote: &'a dyn Fn(&str) -> bool,
     /// Whether globs skip what the workspace's `.gitignore` files ignore.
     pub gitignore: bool,
 }
@@ -66,7 +68,14 @@ pub fn resolve(
         let pattern = pattern.as_str();
         if pattern.split('/').any(is_glob_segment) {
             let mut matched = BTreeMap::new();
-            glob(root, pattern, &is_excluded, ignores.as_mut(), &mut matched)?;
+            glob(
+                root,
+                pattern,
+                &is_excluded,
+                rules.predecessor_wrote,
+                ignores.as_mut(),
+                &mut matched,
+            )?;
             matched.retain(|guest, _| !outputs.is_match(guest));
             found.extend(matched);
         } else if own_outputs.iter().any(|o| o == pattern) {
@@ -81,6 +90,9 @@ pub fn resolve(
     found.retain(|guest, _| !excluded_by_pattern.is_match(guest));
     follow_links(root, found, &is_excluded)
 }
+
+/// The largest `.gitignore` read.
+const MAX_GITIGNORE: u64 = 128 << 10;
 
 /// The workspace's `.gitignore` files, read as a glob's walk reaches them. Only files
 /// inside the workspace count, and only `.gitignore` (not a user's global excludes nor
@@ -111,6 +123,13 @@ impl Gitignores {
         if !self.by_dir.contains_key(dir) {
             let file = dir.join(".gitignore");
             let rules = match std::fs::symlink_metadata(&file) {
+                // Read whole into the matcher: bounded, like every file wask reads.
+                Ok(m) if m.is_file() && m.len() > MAX_GITIGNORE => {
+                    return Err(format!(
+                        "{} is over {MAX_GITIGNORE} bytes; wask reads no larger .gitignore",
+                        self.shown(&file)
+                    ));
+                }
                 Ok(m) if m.is_file() => {
                     let mut builder = GitignoreBuilder::new(dir);
                     if let Some(e) = builder.add(&file) {
@@ -210,6 +229,7 @@ fn glob(
     root: &Path,
     pattern: &str,
     is_excluded: &dyn Fn(&Path) -> bool,
+    predecessor_wrote: &dyn Fn(&str) -> bool,
     mut ignores: Option<&mut Gitignores>,
     found: &mut BTreeMap<String, PathBuf>,
 ) -> Result<(), String> {
@@ -294,7 +314,7 @@ fn glob(
             continue;
         }
         if let Some(ignores) = ignores.as_deref_mut()
-            && !ignores.readable.is_match(&guest)
+            && !(ignores.readable.is_match(&guest) && predecessor_wrote(&guest))
             && (ignored_dirs.iter().any(|d| entry.path().starts_with(d))
                 || ignores.ignores(entry.path(), false)?)
         {

@@ -67,6 +67,9 @@ pub struct KeyContext<'a> {
     pub key: wask_runtime::secret::UserKey,
     /// Set when the user asks to stop: a guest crate's build is interrupted too.
     pub cancel: Cancel,
+    /// Which task last wrote each output (`.wask/outputs`): what a dependency's outputs
+    /// are, when a dependent reads them.
+    pub ledger: super::ledger::Ledger,
     modules: Mutex<HashMap<String, Obtained>>,
 }
 
@@ -124,12 +127,13 @@ impl<'a> KeyContext<'a> {
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
             excluded,
-            wask_dir,
+            wask_dir: wask_dir.clone(),
             key: match key {
                 Some(key) => key,
                 None => wask_runtime::secret::UserKey::load()?,
             },
             cancel,
+            ledger: super::ledger::Ledger::open(&wask_dir),
             modules: Mutex::new(HashMap::new()),
         })
     }
@@ -227,19 +231,41 @@ pub fn prepare(
         let limit = def.limits.module_bytes;
         return Err(PrepareError::ModuleTooLarge { size, limit });
     }
-    // A declared dependency's outputs are inputs too (issue 13); the task's own
-    // `!PATTERN` exclusions still apply to them.
-    let mut patterns: Vec<String> = def.inputs.iter().map(|i| i.value.clone()).collect();
-    patterns.extend(node.dep_outputs.iter().cloned());
+    let patterns: Vec<String> = def.inputs.iter().map(|i| i.value.clone()).collect();
     let outputs: Vec<String> = def.outputs.iter().map(|o| o.value.clone()).collect();
+    // What a predecessor wrote is what the ledger says it last wrote: a file that only
+    // matches its output patterns (a person's, or one it excludes) is not.
+    let pred_ids: Vec<String> = node
+        .hard
+        .iter()
+        .map(|p| ctx.graph.nodes[*p].id.to_string())
+        .collect();
+    let written = |path: &str| pred_ids.iter().any(|p| ctx.ledger.owns(p, path));
     let rules = inputs::Rules {
         excluded: &ctx.excluded,
         own_outputs: &outputs,
         predecessor_outputs: &node.predecessor_outputs,
+        predecessor_wrote: &written,
         gitignore: def.gitignore,
     };
-    let resolved =
+    let mut resolved =
         inputs::resolve(&ctx.ws.root, &patterns, &rules).map_err(PrepareError::Inputs)?;
+    // A declared dependency's outputs are inputs too (issue 13): the files it wrote
+    // there, less the task's own `!PATTERN` exclusions.
+    if !node.dep_outputs.is_empty() {
+        let mut from_deps = node.dep_outputs.clone();
+        from_deps.extend(patterns.iter().filter(|p| p.starts_with('!')).cloned());
+        let theirs =
+            inputs::resolve(&ctx.ws.root, &from_deps, &rules).map_err(PrepareError::Inputs)?;
+        let have: std::collections::HashSet<String> =
+            resolved.iter().map(|r| r.guest_path.clone()).collect();
+        resolved.extend(
+            theirs
+                .into_iter()
+                .filter(|r| !have.contains(&r.guest_path) && written(&r.guest_path)),
+        );
+        resolved.sort_by(|a, b| a.guest_path.cmp(&b.guest_path));
+    }
     let mut hashed = Vec::with_capacity(resolved.len());
     let mut inputs = Vec::with_capacity(resolved.len());
     for i in resolved {

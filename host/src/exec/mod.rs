@@ -36,7 +36,6 @@ pub struct RunContext<'a> {
     /// Where no output may land (`docs/security.md`, "What a task may write").
     pub rules: crate::protect::WriteRules,
     /// Which task wrote each output path (`.wask/outputs`).
-    pub ledger: ledger::Ledger,
     /// Where this run stages sandboxes and restored outputs: on the workspace's
     /// filesystem, claimed when first needed.
     scratch_root: PathBuf,
@@ -68,7 +67,6 @@ impl<'a> RunContext<'a> {
             sandbox,
             observer,
             rules: crate::protect::WriteRules::new(ws, graph, crate::protect::reserved_paths(ws)),
-            ledger: ledger::Ledger::open(&keys.wask_dir),
             scratch_root: keys.wask_dir.join("tmp"),
             scratch: std::sync::OnceLock::new(),
             audit_sample: None,

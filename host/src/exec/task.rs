@@ -130,7 +130,7 @@ fn restore_hit(
     }
     let allowed = restore_rule(ctx, id, prepared)?;
     let staging = ctx.scratch_dir()?;
-    let placer = Placer::new(&ctx.keys.ws.root, &ctx.ledger, id.to_string(), hash)
+    let placer = Placer::new(&ctx.keys.ws.root, &ctx.keys.ledger, id.to_string(), hash)
         .map_err(|e| format!("cannot open the workspace: {e}"))?;
     let restore = || ctx.keys.cache.restore(&entry, &placer, staging, &*allowed);
     match record.timed("restore", restore) {
@@ -249,6 +249,8 @@ fn restore_rule<'c>(
             Err("is a declared input of the task".into())
         } else if let Some(r) = ctx.rules.refusal(node, p) {
             Err(r.to_string())
+        } else if crate::protect::inside_a_cache(&ctx.keys.ws.root, p) {
+            Err(crate::protect::Refusal::InsideACache.to_string())
         } else {
             Ok(())
         }
