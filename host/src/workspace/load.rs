@@ -183,7 +183,17 @@ impl Loader {
         self.default_limits = settings.limits;
         self.default_clock = settings.clock;
         let overlays = std::mem::take(&mut raw.overlays);
-        let ws = raw.workspace.take().expect("root has [workspace]");
+        // Found as the root by its `[workspace]` table, which a misspelt key inside a
+        // dotted header can take out with it when unknown keys are removed.
+        let Some(ws) = raw.workspace.take() else {
+            self.errors.push(LoadError::at(
+                span(root_file, 0..0),
+                "the root wask.toml has no usable `[workspace]` table".to_string(),
+                "expected `[workspace]`",
+            ));
+            self.incomplete = true;
+            return None;
+        };
         let mut projects = Vec::new();
         match ws.into_inner().projects {
             None => {
