@@ -133,6 +133,16 @@ pub fn changed_since(
             "--full-name",
         ],
     )?);
+    // Files marked assume-unchanged or skip-worktree are never compared by git, so it
+    // cannot say whether they changed: they count as changed.
+    for entry in git(root, &["ls-files", "-v", "-z", "--full-name"])?.split('\0') {
+        if let Some((tag, path)) = entry.split_once(' ')
+            && (tag.chars().all(|c| c.is_ascii_lowercase()) || tag == "S")
+        {
+            listed.push('\0');
+            listed.push_str(path);
+        }
+    }
     // git names paths from the top of the checkout; the workspace may be below it.
     let root = root.canonicalize().map_err(|e| e.to_string())?;
     let top = top.canonicalize().map_err(|e| e.to_string())?;

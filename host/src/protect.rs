@@ -86,6 +86,10 @@ pub enum Refusal {
     Gitignore,
     #[error("lies in a wask cache directory (one with wask's `CACHEDIR.TAG`)")]
     InsideACache,
+    #[error(
+        "lies in {0}, the root of another workspace, whose cache and state that workspace trusts"
+    )]
+    AnotherWorkspace(String),
 }
 
 /// The rules of one workspace, built once per run.
@@ -315,6 +319,13 @@ pub fn check_declarations(ws: &Workspace, graph: &Graph, rules: &WriteRules) -> 
                     Some(r) => Some(r.to_string()),
                 }
             };
+            // Another workspace's root or a wask cache already above where it writes.
+            let above = if is_glob(pattern) {
+                format!("{}/x", output_root(pattern).trim_end_matches('/'))
+            } else {
+                pattern.clone()
+            };
+            let why = why.or_else(|| foreign_ground(&ws.root, &above).map(|r| r.to_string()));
             if let Some(why) = why {
                 errors.push(LoadError::at(
                     out.span.clone(),
@@ -362,19 +373,33 @@ fn glob_refusal(
     })
 }
 
-/// Whether guest path `path` lies in a directory under `root` that carries wask's cache
-/// tag: a cache kept outside any `.wask` (a nested workspace's `[cache] dir`), which no
-/// output may reach.
-pub fn inside_a_cache(root: &std::path::Path, path: &str) -> bool {
+/// Why guest path `path` may not be written for what lies above it on the host, if so:
+/// a directory under `root` that is another workspace's root (its `wask.toml` has a
+/// `[workspace]` table: its cache and state are its own, wherever they are), or that
+/// carries wask's cache tag (a cache kept outside any `.wask`). Checked when outputs
+/// are collected, again just before they are placed, and before a restore writes.
+pub fn foreign_ground(root: &std::path::Path, path: &str) -> Option<Refusal> {
     let mut dir = parent(path);
     while let Some(d) = dir {
         let host = root.join(d.trim_start_matches('/'));
+        if d != "/" && is_workspace_root(&host) {
+            return Some(Refusal::AnotherWorkspace(d.to_string()));
+        }
         if let Ok(opened) = crate::fs::open_ambient(&host)
             && crate::cache::marker::is_tagged(&opened)
         {
-            return true;
+            return Some(Refusal::InsideACache);
         }
         dir = parent(d);
     }
-    false
+    None
+}
+
+/// Whether `dir` holds a `wask.toml` with a `[workspace]` table (a regular file of at
+/// most 1 MiB; anything else is not a workspace root wask would load).
+fn is_workspace_root(dir: &std::path::Path) -> bool {
+    crate::fs::read_named_text(&dir.join("wask.toml"), 1 << 20)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .is_some_and(|t| t.contains_key("workspace"))
 }

@@ -37,4 +37,5 @@ mod seventh_review;
 mod sixth_review;
 mod tenth_review;
 mod third_review;
+mod twelfth_review;
 mod why;

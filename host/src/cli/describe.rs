@@ -33,11 +33,12 @@ pub fn describe(directory: Option<PathBuf>, args: DescribeArgs) -> Result<i32, C
         let text = serde_json::json!({
             "module": module.shown,
             "blake3": module.blake3(),
-            "name": d.name,
-            "summary": d.summary,
-            "usage": d.usage,
-            "inputs": d.inputs,
-            "outputs": d.outputs,
+            // The same text a terminal would show: JSON escapes C0 controls only.
+            "name": printable(&d.name),
+            "summary": printable(&d.summary),
+            "usage": printable(&d.usage),
+            "inputs": printable(&d.inputs),
+            "outputs": printable(&d.outputs),
         });
         println!(
             "{}",
@@ -143,8 +144,7 @@ fn printable(text: &str) -> String {
         .chars()
         .take(500)
         .flat_map(|c| {
-            let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-            if c.is_control() || bidi {
+            if c.is_control() || invisible(c) {
                 c.escape_unicode().collect::<Vec<_>>()
             } else {
                 vec![c]
@@ -156,6 +156,17 @@ fn printable(text: &str) -> String {
     } else {
         shown
     }
+}
+
+/// Characters that change or hide how text around them shows without showing
+/// themselves: line and paragraph separators, bidi controls, zero-width and other
+/// format characters, fillers that render blank.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00ad}' | '\u{034f}' | '\u{061c}' | '\u{115f}' | '\u{1160}' | '\u{17b4}' | '\u{17b5}'
+        | '\u{180b}'..='\u{180f}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+        | '\u{2060}'..='\u{206f}' | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{feff}'
+        | '\u{ffa0}' | '\u{fff9}'..='\u{fffb}' | '\u{e0000}'..='\u{e0fff}')
 }
 
 #[cfg(test)]

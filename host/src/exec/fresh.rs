@@ -403,9 +403,10 @@ fn produced(
     let refused: Vec<(String, Refusal)> = collected
         .iter()
         .filter_map(|c| {
-            let refusal = ctx.rules.refusal(node, &c.guest_path).or_else(|| {
-                crate::protect::inside_a_cache(root, &c.guest_path).then_some(Refusal::InsideACache)
-            })?;
+            let refusal = ctx
+                .rules
+                .refusal(node, &c.guest_path)
+                .or_else(|| crate::protect::foreign_ground(root, &c.guest_path))?;
             Some((c.guest_path.clone(), refusal))
         })
         .collect();
@@ -481,6 +482,22 @@ fn store_and_place(
                 let _ =
                     crate::explain::ExplainStore::new(&ctx.keys.wask_dir).record(id, &explained);
             }
+        }
+        // Looked at again just before placing: storing may take seconds, during which
+        // what lies above an output on the host can change (a nested workspace's first
+        // run making its cache).
+        let root = &ctx.keys.ws.root;
+        let refused: Vec<(String, Refusal)> = produced
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    p.path.clone(),
+                    crate::protect::foreign_ground(root, &p.path)?,
+                ))
+            })
+            .collect();
+        if !refused.is_empty() {
+            return Err(FreshError::Refused(refused));
         }
         let hash = ctx.keys.ws.settings.hash;
         let placer = Placer::new(&ctx.keys.ws.root, &ctx.keys.ledger, id.to_string(), hash)

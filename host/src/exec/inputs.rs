@@ -94,6 +94,10 @@ pub fn resolve(
 /// The largest `.gitignore` read.
 const MAX_GITIGNORE: u64 = 128 << 10;
 
+/// The most `.gitignore` bytes one task's globs read: compiled patterns take a few
+/// hundred times their text in memory.
+const MAX_GITIGNORES: u64 = 512 << 10;
+
 /// The workspace's `.gitignore` files, read as a glob's walk reaches them. Only files
 /// inside the workspace count, and only `.gitignore` (not a user's global excludes nor
 /// `.git/info/exclude`): what a task reads must not depend on whose machine it runs on
@@ -105,6 +109,8 @@ struct Gitignores {
     readable: GlobSet,
     /// Where predecessors write: an ignored directory on the way there is still walked.
     readable_roots: Vec<String>,
+    /// Bytes of `.gitignore` read so far, against [`MAX_GITIGNORES`].
+    read: u64,
 }
 
 impl Gitignores {
@@ -114,6 +120,7 @@ impl Gitignores {
             by_dir: HashMap::new(),
             readable: glob_set(predecessor_outputs).map_err(|e| e.to_string())?,
             readable_roots: predecessor_outputs.iter().map(|p| output_root(p)).collect(),
+            read: 0,
         })
     }
 
@@ -130,7 +137,14 @@ impl Gitignores {
                         self.shown(&file)
                     ));
                 }
+                Ok(m) if m.is_file() && self.read + m.len() > MAX_GITIGNORES => {
+                    return Err(format!(
+                        "the .gitignore files this task's globs reach hold over {MAX_GITIGNORES} bytes in all (at {}); wask reads no more for one task",
+                        self.shown(&file)
+                    ));
+                }
                 Ok(m) if m.is_file() => {
+                    self.read += m.len();
                     let mut builder = GitignoreBuilder::new(dir);
                     if let Some(e) = builder.add(&file) {
                         return Err(format!("cannot read {}: {e}", self.shown(&file)));

@@ -67,8 +67,8 @@ pub struct KeyContext<'a> {
     pub key: wask_runtime::secret::UserKey,
     /// Set when the user asks to stop: a guest crate's build is interrupted too.
     pub cancel: Cancel,
-    /// Which task last wrote each output (`.wask/outputs`): what a dependency's outputs
-    /// are, when a dependent reads them.
+    /// Which task last wrote each output (`.wask/outputs`), which decides what a
+    /// restore or a fresh run may replace.
     pub ledger: super::ledger::Ledger,
     modules: Mutex<HashMap<String, Obtained>>,
 }
@@ -216,13 +216,24 @@ pub struct Prepared {
     pub module: Arc<ModuleBytes>,
 }
 
+/// What a task's hard predecessors did in this run, as its key needs it.
+#[derive(Default)]
+pub struct Predecessors {
+    /// Each one's stdout and stderr digests, in graph order.
+    pub streams: Vec<(Digest, Digest)>,
+    /// The outputs they left in this run (fresh or restored): what the task may read of
+    /// theirs. A file that only matches their patterns (a person's, one they excluded
+    /// or stopped writing) is not theirs.
+    pub wrote: std::collections::HashSet<String>,
+}
+
 /// Derives a task's key (PATH-004: inputs are resolved now, after its predecessors).
 pub fn prepare(
     ctx: &KeyContext<'_>,
     node: &Node,
     def: &TaskDef,
     project_dir: &str,
-    preds: Vec<(Digest, Digest)>,
+    preds: Predecessors,
 ) -> Result<Prepared, PrepareError> {
     let hash = ctx.ws.settings.hash;
     let module = ctx.module(def).map_err(PrepareError::Module)?;
@@ -233,14 +244,7 @@ pub fn prepare(
     }
     let patterns: Vec<String> = def.inputs.iter().map(|i| i.value.clone()).collect();
     let outputs: Vec<String> = def.outputs.iter().map(|o| o.value.clone()).collect();
-    // What a predecessor wrote is what the ledger says it last wrote: a file that only
-    // matches its output patterns (a person's, or one it excludes) is not.
-    let pred_ids: Vec<String> = node
-        .hard
-        .iter()
-        .map(|p| ctx.graph.nodes[*p].id.to_string())
-        .collect();
-    let written = |path: &str| pred_ids.iter().any(|p| ctx.ledger.owns(p, path));
+    let written = |path: &str| preds.wrote.contains(path);
     let rules = inputs::Rules {
         excluded: &ctx.excluded,
         own_outputs: &outputs,
@@ -319,7 +323,7 @@ pub fn prepare(
                     .map(|o| format!("!{}", o.value)),
             )
             .collect(),
-        predecessors: preds,
+        predecessors: preds.streams,
         env: view.into_iter().collect(),
         fixed_clock_epoch: match def.clock {
             ClockSetting::Fixed => Some(ctx.ws.settings.epoch_seconds),

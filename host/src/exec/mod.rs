@@ -15,7 +15,6 @@ pub mod scratch;
 pub mod slots;
 pub mod task;
 
-use crate::key::Digest;
 use crate::refs::TaskId;
 use crate::workspace::{MutexMode, MutexScope};
 pub use keys::KeyContext;
@@ -181,7 +180,7 @@ enum Report {
 
 /// What a worker is given: a task to start, or a miss that now holds its mutex.
 enum Job {
-    Start(Vec<(Digest, Digest)>),
+    Start(keys::Predecessors),
     Miss(Box<task::Miss>),
 }
 
@@ -242,17 +241,26 @@ impl Progress {
                 .expect("a task waiting for its mutex missed");
             return Job::Miss(miss);
         }
-        let preds = ctx.keys.graph.nodes[n]
-            .hard
-            .iter()
-            .map(|p| {
-                self.records[*p]
-                    .as_ref()
-                    .and_then(|r| r.streams)
-                    .expect("succeeded predecessors have streams")
-            })
-            .collect();
-        Job::Start(preds)
+        let hard = &ctx.keys.graph.nodes[n].hard;
+        let record = |p: &usize| {
+            self.records[*p]
+                .as_ref()
+                .expect("a task starts after its predecessors succeeded")
+        };
+        Job::Start(keys::Predecessors {
+            streams: hard
+                .iter()
+                .map(|p| {
+                    record(p)
+                        .streams
+                        .expect("succeeded predecessors have streams")
+                })
+                .collect(),
+            wrote: hard
+                .iter()
+                .flat_map(|p| record(p).outputs.iter().cloned())
+                .collect(),
+        })
     }
 
     fn on_report(

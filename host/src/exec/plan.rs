@@ -35,6 +35,8 @@ pub enum Planned {
 pub fn plan(ctx: &KeyContext<'_>, run_set: &[usize]) -> Vec<(usize, Planned)> {
     let g = ctx.graph;
     let mut streams: HashMap<usize, (Digest, Digest)> = HashMap::new();
+    // What each known predecessor leaves: its entry's outputs.
+    let mut outputs: HashMap<usize, Vec<String>> = HashMap::new();
     let mut out = Vec::with_capacity(run_set.len());
     for n in topological(g, run_set) {
         let node = &g.nodes[n];
@@ -48,7 +50,14 @@ pub fn plan(ctx: &KeyContext<'_>, run_set: &[usize]) -> Vec<(usize, Planned)> {
             out.push((n, Planned::AfterRunning(unknown)));
             continue;
         }
-        let preds = node.hard.iter().map(|p| streams[p]).collect();
+        let preds = super::keys::Predecessors {
+            streams: node.hard.iter().map(|p| streams[p]).collect(),
+            wrote: node
+                .hard
+                .iter()
+                .flat_map(|p| outputs[p].iter().cloned())
+                .collect(),
+        };
         let project_dir = &ctx.ws.projects[node.project].dir;
         let def = g.task(ctx.ws, n);
         let planned = match prepare(ctx, node, def, project_dir, preds) {
@@ -66,6 +75,10 @@ pub fn plan(ctx: &KeyContext<'_>, run_set: &[usize]) -> Vec<(usize, Planned)> {
                 if let Some(e) = &entry {
                     let d = |h: &str| Digest::from_hex(h).unwrap_or(Digest([0; 32]));
                     streams.insert(n, (d(&e.manifest.stdout.hash), d(&e.manifest.stderr.hash)));
+                    outputs.insert(
+                        n,
+                        e.manifest.outputs.iter().map(|o| o.path.clone()).collect(),
+                    );
                 }
                 Planned::Known {
                     prepared: Box::new(prepared),

@@ -36,7 +36,7 @@ pub fn start(
     id: &TaskId,
     def: &TaskDef,
     project_dir: &str,
-    preds: Vec<(Digest, Digest)>,
+    preds: super::keys::Predecessors,
     has_mutex: bool,
 ) -> Started {
     ctx.observer.on_task_started(id);
@@ -249,8 +249,8 @@ fn restore_rule<'c>(
             Err("is a declared input of the task".into())
         } else if let Some(r) = ctx.rules.refusal(node, p) {
             Err(r.to_string())
-        } else if crate::protect::inside_a_cache(&ctx.keys.ws.root, p) {
-            Err(crate::protect::Refusal::InsideACache.to_string())
+        } else if let Some(r) = crate::protect::foreign_ground(&ctx.keys.ws.root, p) {
+            Err(r.to_string())
         } else {
             Ok(())
         }
