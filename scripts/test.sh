@@ -36,3 +36,5 @@ WASK_TEST_BINARY="$target_dir/release/wask" cargo test --locked --release --work
 cargo package --locked --no-verify --allow-dirty -p wask-runtime -p wask-remote -p wask >/dev/null
 # The example plugins are a workspace of their own; their logic is tested natively.
 cargo test --locked --release --manifest-path examples/plugins/Cargo.toml
+# The Python guest SDK (standard library only) is tested natively, as a task's logic is.
+python3 -m unittest discover -s guest-sdk/python/tests
