@@ -42,13 +42,8 @@ pub fn check(directory: Option<PathBuf>) -> Result<i32, CliError> {
 /// Everything a run would trip over in the files the tasks name, in task order.
 fn findings(ws: &Workspace, graph: &Graph) -> Vec<LoadError> {
     let mut out = Vec::new();
-    let written_by_a_task = |path: &str| {
-        ws.projects
-            .iter()
-            .flat_map(|p| p.tasks.values())
-            .flat_map(|t| &t.outputs)
-            .any(|o| can_meet(&o.value, path))
-    };
+    let written = crate::exec::keys::WrittenByTasks::of(ws);
+    let written_by_a_task = |path: &str| written.covers(path);
     let excluded = [ws.root.join(".wask"), ws.settings.cache_dir.clone()];
     for (n, node) in graph.nodes.iter().enumerate() {
         let def = graph.task(ws, n);

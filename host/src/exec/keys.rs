@@ -176,25 +176,18 @@ impl<'a> KeyContext<'a> {
     ) -> Result<(), Vec<(String, Arc<ModuleError>)>> {
         let mut errors = Vec::new();
         let mut done = std::collections::HashSet::new();
+        // Every module is had before anything runs, so a wrong path is the same
+        // configuration error (exit 2) whatever its form; but not one a task of the
+        // workspace writes, which exists only once that task has run.
+        let written = WrittenByTasks::of(self.ws);
         for &n in run_set {
             let def = self.graph.task(self.ws, n);
             if !done.insert(def.module.value.clone()) {
                 continue;
             }
-            // Every module is had before anything runs, so a wrong path is the same
-            // configuration error (exit 2) whatever its form; but not one a task of the
-            // workspace writes, which exists only once that task has run.
-            let written = self
-                .ws
-                .projects
-                .iter()
-                .flat_map(|p| p.tasks.values())
-                .any(|t| {
-                    t.outputs
-                        .iter()
-                        .any(|o| crate::graph::can_meet(&o.value, &def.module.value))
-                });
-            if !written && let Err(e) = self.module(def) {
+            if !written.covers(&def.module.value)
+                && let Err(e) = self.module(def)
+            {
                 errors.push((self.graph.nodes[n].id.to_string(), e));
             }
         }
@@ -214,6 +207,36 @@ pub struct Prepared {
     /// The guest's environment (absent variables left out).
     pub env: Vec<(String, String)>,
     pub module: Arc<ModuleBytes>,
+}
+
+/// Every output pattern of a workspace, matched at once: whether a task of it writes a
+/// given path (one glob set, not a glob compiled per task and path).
+pub struct WrittenByTasks {
+    literals: std::collections::HashSet<String>,
+    globs: globset::GlobSet,
+}
+
+impl WrittenByTasks {
+    pub fn of(ws: &Workspace) -> WrittenByTasks {
+        let patterns = ws
+            .projects
+            .iter()
+            .flat_map(|p| p.tasks.values())
+            .flat_map(|t| t.outputs.iter().map(|o| o.value.clone()));
+        let (globs, literals): (Vec<String>, Vec<String>) =
+            patterns.partition(|p| wask_runtime::paths::is_glob(p));
+        WrittenByTasks {
+            literals: literals.into_iter().collect(),
+            // Every pattern was compiled when the workspace loaded.
+            globs: wask_runtime::paths::glob_set(&globs)
+                .unwrap_or_else(|_| globset::GlobSet::empty()),
+        }
+    }
+
+    /// Whether some task's outputs match the literal path `path`.
+    pub fn covers(&self, path: &str) -> bool {
+        self.literals.contains(path) || self.globs.is_match(path)
+    }
 }
 
 /// What a task's hard predecessors did in this run, as its key needs it.
