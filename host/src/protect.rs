@@ -108,6 +108,11 @@ pub struct WriteRules {
     outputs: GlobSet,
     owners: Vec<usize>,
     names: Vec<String>,
+    /// The workspace root and its project directories: never another workspace.
+    own_dirs: BTreeSet<String>,
+    /// Whether a directory is another workspace's root, once looked at: a task can
+    /// never write a `wask.toml`, so the answer holds for the run.
+    workspace_roots: std::sync::Mutex<BTreeMap<String, bool>>,
 }
 
 impl WriteRules {
@@ -171,7 +176,46 @@ impl WriteRules {
             outputs: glob_set(&patterns).unwrap_or_else(|_| GlobSet::empty()),
             owners,
             names: graph.nodes.iter().map(|n| n.id.to_string()).collect(),
+            own_dirs: std::iter::once("/".to_string())
+                .chain(ws.projects.iter().map(|p| p.dir.clone()))
+                .collect(),
+            workspace_roots: Default::default(),
         }
+    }
+
+    /// Why guest path `path` may not be written for what lies above it on the host, if
+    /// so: a directory under `root` that is another workspace's root (its `wask.toml`
+    /// has a `[workspace]` table: its cache and state are its own, wherever they are),
+    /// or that carries wask's cache tag (a cache kept outside any `.wask`). Checked when
+    /// outputs are collected, again just before they are placed, and before a restore
+    /// writes. The workspace's own root and projects are neither.
+    pub fn foreign_ground(&self, root: &std::path::Path, path: &str) -> Option<Refusal> {
+        let mut dir = parent(path);
+        while let Some(d) = dir {
+            if !self.own_dirs.contains(d) {
+                let host = root.join(d.trim_start_matches('/'));
+                let known = self.workspace_roots.lock().unwrap().get(d).copied();
+                let is_root = known.unwrap_or_else(|| {
+                    let found = is_workspace_root(&host);
+                    self.workspace_roots
+                        .lock()
+                        .unwrap()
+                        .insert(d.to_string(), found);
+                    found
+                });
+                if is_root {
+                    return Some(Refusal::AnotherWorkspace(d.to_string()));
+                }
+                // Not remembered: a cache can be made while the run goes on.
+                if let Ok(opened) = crate::fs::open_ambient(&host)
+                    && crate::cache::marker::is_tagged(&opened)
+                {
+                    return Some(Refusal::InsideACache);
+                }
+            }
+            dir = parent(d);
+        }
+        None
     }
 
     /// Why task `task` may not write `path` (workspace-absolute), if it may not.
@@ -325,7 +369,11 @@ pub fn check_declarations(ws: &Workspace, graph: &Graph, rules: &WriteRules) -> 
             } else {
                 pattern.clone()
             };
-            let why = why.or_else(|| foreign_ground(&ws.root, &above).map(|r| r.to_string()));
+            let why = why.or_else(|| {
+                rules
+                    .foreign_ground(&ws.root, &above)
+                    .map(|r| r.to_string())
+            });
             if let Some(why) = why {
                 errors.push(LoadError::at(
                     out.span.clone(),
@@ -371,28 +419,6 @@ fn glob_refusal(
         )),
         _ => None,
     })
-}
-
-/// Why guest path `path` may not be written for what lies above it on the host, if so:
-/// a directory under `root` that is another workspace's root (its `wask.toml` has a
-/// `[workspace]` table: its cache and state are its own, wherever they are), or that
-/// carries wask's cache tag (a cache kept outside any `.wask`). Checked when outputs
-/// are collected, again just before they are placed, and before a restore writes.
-pub fn foreign_ground(root: &std::path::Path, path: &str) -> Option<Refusal> {
-    let mut dir = parent(path);
-    while let Some(d) = dir {
-        let host = root.join(d.trim_start_matches('/'));
-        if d != "/" && is_workspace_root(&host) {
-            return Some(Refusal::AnotherWorkspace(d.to_string()));
-        }
-        if let Ok(opened) = crate::fs::open_ambient(&host)
-            && crate::cache::marker::is_tagged(&opened)
-        {
-            return Some(Refusal::InsideACache);
-        }
-        dir = parent(d);
-    }
-    None
 }
 
 /// Whether `dir` holds a `wask.toml` with a `[workspace]` table (a regular file of at

@@ -406,7 +406,7 @@ fn produced(
             let refusal = ctx
                 .rules
                 .refusal(node, &c.guest_path)
-                .or_else(|| crate::protect::foreign_ground(root, &c.guest_path))?;
+                .or_else(|| ctx.rules.foreign_ground(root, &c.guest_path))?;
             Some((c.guest_path.clone(), refusal))
         })
         .collect();
@@ -489,12 +489,7 @@ fn store_and_place(
         let root = &ctx.keys.ws.root;
         let refused: Vec<(String, Refusal)> = produced
             .iter()
-            .filter_map(|p| {
-                Some((
-                    p.path.clone(),
-                    crate::protect::foreign_ground(root, &p.path)?,
-                ))
-            })
+            .filter_map(|p| Some((p.path.clone(), ctx.rules.foreign_ground(root, &p.path)?)))
             .collect();
         if !refused.is_empty() {
             return Err(FreshError::Refused(refused));

@@ -249,7 +249,7 @@ fn restore_rule<'c>(
             Err("is a declared input of the task".into())
         } else if let Some(r) = ctx.rules.refusal(node, p) {
             Err(r.to_string())
-        } else if let Some(r) = crate::protect::foreign_ground(&ctx.keys.ws.root, p) {
+        } else if let Some(r) = ctx.rules.foreign_ground(&ctx.keys.ws.root, p) {
             Err(r.to_string())
         } else {
             Ok(())

@@ -124,6 +124,19 @@ impl Loader {
         };
         let file = self.sources.add(shown, text);
         let text = self.sources.text(file);
+        // The common case, a file that fits the schema, is read once.
+        match toml::from_str::<RawFile>(text) {
+            Ok(raw) => return Some((file, raw)),
+            Err(e) if !e.message().starts_with("unknown field") => {
+                let range = e.span().unwrap_or(0..0);
+                let message = e.message().trim().to_string();
+                self.errors
+                    .push(LoadError::at(span(file, range), message, "here"));
+                self.incomplete = true;
+                return None;
+            }
+            Err(_) => {}
+        }
         let mut table = match toml::de::DeTable::parse(text) {
             Ok(table) => table,
             Err(e) => {
