@@ -5,7 +5,7 @@
 //! `gitignore = false` always is (it may read a file git neither tracks nor lists). The changed paths come
 //! from git ([`changed_since`]) or from the file system's events.
 
-use crate::graph::{Graph, can_meet};
+use crate::graph::{Graph, PathPatterns};
 use crate::workspace::{ModuleSpec, Workspace};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -17,46 +17,46 @@ pub fn affected(ws: &Workspace, graph: &Graph, changed: &BTreeSet<String>) -> BT
     let mut hit = BTreeSet::new();
     for n in 0..graph.nodes.len() {
         let def = graph.task(ws, n);
-        let declared_in = format!("/{}", ws.sources.name(def.span.file));
-        let excluded: Vec<&str> = def
-            .inputs
-            .iter()
-            .filter_map(|i| i.value.strip_prefix('!'))
-            .collect();
         // A task that reads ignored files may read one git does not track, whose
         // change no commit shows: it is always affected.
         if !def.gitignore {
             hit.insert(n);
             continue;
         }
+        let declared_in = format!("/{}", ws.sources.name(def.span.file));
+        let (excluded, included): (Vec<String>, Vec<String>) = def
+            .inputs
+            .iter()
+            .map(|i| i.value.clone())
+            .partition(|v| v.starts_with('!'));
+        let included = PathPatterns::new(included);
+        let excluded = PathPatterns::new(excluded.into_iter().map(|e| e[1..].to_string()));
         let touches = |path: &String| {
-            if *path == declared_in || path == root_file {
-                return true;
-            }
             let module = match &def.module_spec {
                 ModuleSpec::File { path: m, .. } => m == path,
                 ModuleSpec::Crate { dir, .. } => wask_runtime::paths::is_under(path, dir),
             };
-            let input = def
-                .inputs
-                .iter()
-                .filter(|i| !i.value.starts_with('!'))
-                .any(|i| can_meet(&i.value, path))
-                && !excluded.iter().any(|e| can_meet(e, path));
-            module || input
+            *path == declared_in
+                || path == root_file
+                || module
+                || (included.matches(path) && !excluded.matches(path))
         };
         if changed.iter().any(touches) {
             hit.insert(n);
         }
     }
     // Dependents: whatever reads an affected task's outputs, or runs after it by `deps`.
-    let mut grew = true;
-    while grew {
-        grew = false;
-        for (n, node) in graph.nodes.iter().enumerate() {
-            if !hit.contains(&n) && node.hard.iter().any(|p| hit.contains(p)) {
-                hit.insert(n);
-                grew = true;
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); graph.nodes.len()];
+    for (n, node) in graph.nodes.iter().enumerate() {
+        for p in &node.hard {
+            dependents[*p].push(n);
+        }
+    }
+    let mut stack: Vec<usize> = hit.iter().copied().collect();
+    while let Some(n) = stack.pop() {
+        for d in &dependents[n] {
+            if hit.insert(*d) {
+                stack.push(*d);
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The daily workflow (issue 13), through the binary.
 
 use crate::hardening::{hostile, set_tasks, workspace};
-use crate::support::{Ws, plugin_wasm, task};
+use crate::support::{Ws, plugin_wasm, task, task_ids};
 
 /// Point 1: a task's own outputs are never its inputs. `inputs = ["**"]` beside
 /// `outputs = ["SUMS"]` runs again (a hit: its last SUMS is not in its key), and a
@@ -668,41 +668,6 @@ fn runs_report_what_went_wrong_where_people_look() {
     assert!(!plain.stderr().contains('\x1b') && !plain.stdout().contains('\x1b'));
 }
 
-/// Runs git in the workspace, failing the test if it fails.
-fn git(ws: &Ws, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(&ws.root)
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@localhost",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The tasks a run's summary holds, sorted.
-fn ran(summary: &serde_json::Value) -> Vec<String> {
-    let mut ids: Vec<String> = summary["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
-}
-
 /// Point 10: `wask run --affected` on a real git repository runs the tasks whose inputs
 /// changed since the base (a changed, an added and a removed file; committed or not)
 /// and the tasks that depend on them, nothing else; `--base` picks the commit; outside
@@ -733,13 +698,18 @@ fn affected_runs_only_what_changed_files_touch() {
         "{}",
         outside.stderr()
     );
-    git(&ws, &["init", "-q", "-b", "main"]);
-    git(&ws, &["add", "-A"]);
-    git(&ws, &["commit", "-q", "-m", "first"]);
+    ws.git(&["init", "-q", "-b", "main"]);
+    ws.git(&["add", "-A"]);
+    ws.git(&["commit", "-q", "-m", "first"]);
 
     let (none, s) = ws.run(&["--affected"]);
     none.expect_code(0);
-    assert!(ran(&s).is_empty(), "{:?}: {}", ran(&s), none.stderr());
+    assert!(
+        task_ids(&s).is_empty(),
+        "{:?}: {}",
+        task_ids(&s),
+        none.stderr()
+    );
 
     // Changed (uncommitted): a, and c which depends on it.
     ws.write("web/a/1.txt", "changed\n");
@@ -752,25 +722,25 @@ fn affected_runs_only_what_changed_files_touch() {
         "{}",
         changed.stderr()
     );
-    assert_eq!(ran(&s), ["web:a", "web:c"]);
+    assert_eq!(task_ids(&s), ["web:a", "web:c"]);
 
     // Added, untracked: b only. Removed: d only (a glob that matched it).
-    git(&ws, &["commit", "-q", "-am", "second"]);
+    ws.git(&["commit", "-q", "-am", "second"]);
     ws.write("web/b/2.txt", "new\n");
     std::fs::remove_file(ws.path("web/d/1.txt")).unwrap();
     let (both, s) = ws.run(&["--affected"]);
     both.expect_code(0);
-    assert_eq!(ran(&s), ["web:b", "web:d"], "{}", both.stderr());
+    assert_eq!(task_ids(&s), ["web:b", "web:d"], "{}", both.stderr());
 
     // Against the first commit, the committed change to a counts too; REFS narrow it.
-    git(&ws, &["tag", "first", "HEAD~1"]);
+    ws.git(&["tag", "first", "HEAD~1"]);
     let (since, s) = ws.run(&["--affected", "--base", "first"]);
     since.expect_code(0);
-    assert_eq!(ran(&s), ["web:a", "web:b", "web:c", "web:d"]);
+    assert_eq!(task_ids(&s), ["web:a", "web:b", "web:c", "web:d"]);
     let (narrow, s) = ws.run(&["web:b", "web:c", "--affected", "--base", "first"]);
     narrow.expect_code(0);
     // c runs with its dependency a; a itself was not asked for but must run first.
-    assert_eq!(ran(&s), ["web:a", "web:b", "web:c"]);
+    assert_eq!(task_ids(&s), ["web:a", "web:b", "web:c"]);
     let bad = ws.wask(&["run", "--affected", "--base", "nosuchref"]);
     bad.expect_code(2);
     assert!(

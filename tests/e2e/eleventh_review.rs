@@ -141,29 +141,9 @@ fn a_gitignore_is_never_an_output_and_a_huge_one_is_refused() {
     fails_with(&run, &record, "over 131072 bytes");
 }
 
-/// A module in a custom section (`wask.describe`) holding `text`.
+/// A module whose `wask.describe` section holds `text`.
 fn module_describing(text: &str) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let name = b"wask.describe";
-    let mut body = Vec::new();
-    leb(name.len(), &mut body);
-    body.extend_from_slice(name);
-    body.extend_from_slice(text.as_bytes());
-    let mut module = b"\0asm\x01\0\0\0".to_vec();
-    module.push(0);
-    leb(body.len(), &mut module);
-    module.extend(body);
-    module
+    crate::support::module_with_section("wask.describe", text.as_bytes())
 }
 
 /// `wask describe` printed a plugin's control characters raw: a forged `module ...
@@ -259,41 +239,19 @@ fn affected_sees_inputs_git_hides() {
     ws.write("src/conf.local", "1\n");
     ws.write("gen/a.gen", "1\n");
     ws.write("other/x", "1\n");
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(&ws.root)
-            .args([
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@localhost",
-                "-c",
-                "commit.gpgsign=false",
-            ])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    git(&["init", "-q", "-b", "main"]);
+    ws.git(&["init", "-q", "-b", "main"]);
     std::fs::write(ws.root.join(".git/info/exclude"), "*.gen\n").unwrap();
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "one"]);
+    ws.git(&["add", "-A"]);
+    ws.git(&["commit", "-q", "-m", "one"]);
     ws.write("gen/a.gen", "2\n");
     let (run, summary) = ws.run(&["--affected"]);
     run.expect_code(0);
-    let ids: Vec<&str> = summary["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap())
-        .collect();
-    assert!(ids.contains(&"p:all"), "{ids:?}");
-    assert!(ids.contains(&"p:gen"), "{ids:?}: {}", run.stderr());
-    assert!(!ids.contains(&"p:other"), "{ids:?}");
+    let ids = crate::support::task_ids(&summary);
+    assert!(ids.iter().any(|i| i == "p:all"), "{ids:?}");
+    assert!(
+        ids.iter().any(|i| i == "p:gen"),
+        "{ids:?}: {}",
+        run.stderr()
+    );
+    assert!(!ids.iter().any(|i| i == "p:other"), "{ids:?}");
 }

@@ -304,3 +304,58 @@ pub fn fifo(dir: &Path) -> PathBuf {
     );
     fifo
 }
+
+impl Ws {
+    /// Runs git in the workspace as a fixed author, unsigned; fails the test if it fails.
+    pub fn git(&self, args: &[&str]) {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&self.root)
+            .args(["-c", "user.name=t", "-c", "user.email=t@localhost"])
+            .args(["-c", "commit.gpgsign=false"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The ids of the tasks a run's summary holds, sorted.
+pub fn task_ids(summary: &serde_json::Value) -> Vec<String> {
+    let mut ids: Vec<String> = summary["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// A WebAssembly module holding nothing but the custom section `name` with `data`.
+pub fn module_with_section(name: &str, data: &[u8]) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::new();
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(data);
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    module.push(0);
+    leb(body.len(), &mut module);
+    module.extend(body);
+    module
+}

@@ -102,23 +102,10 @@ fn describe_escapes_invisible_characters_in_text_and_json() {
         "y".repeat(5000)
     );
     let toml = format!("name = \"x\"\nsummary = {}\n", toml::Value::String(summary));
-    let name = b"wask.describe";
-    let mut body = vec![name.len() as u8];
-    body.extend_from_slice(name);
-    body.extend_from_slice(toml.as_bytes());
-    let mut module = b"\0asm\x01\0\0\0".to_vec();
-    module.push(0);
-    let mut n = body.len();
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        module.push(if n == 0 { byte } else { byte | 0x80 });
-        if n == 0 {
-            break;
-        }
-    }
-    module.extend(body);
-    ws.write("x.wasm", module);
+    ws.write(
+        "x.wasm",
+        crate::support::module_with_section("wask.describe", toml.as_bytes()),
+    );
     for args in [
         vec!["describe", "x.wasm"],
         vec!["describe", "x.wasm", "--json"],
@@ -146,39 +133,17 @@ fn affected_counts_files_git_is_told_not_to_compare() {
     ws.write(".gitignore", ".wask/\n.wask-summary.json\n");
     ws.write("a/x.txt", "1\n");
     ws.write("b/x.txt", "1\n");
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(&ws.root)
-            .args([
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@localhost",
-                "-c",
-                "commit.gpgsign=false",
-            ])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    git(&["init", "-q", "-b", "main"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "one"]);
-    git(&["update-index", "--assume-unchanged", "a/x.txt"]);
+    ws.git(&["init", "-q", "-b", "main"]);
+    ws.git(&["add", "-A"]);
+    ws.git(&["commit", "-q", "-m", "one"]);
+    ws.git(&["update-index", "--assume-unchanged", "a/x.txt"]);
     ws.write("a/x.txt", "CHANGED\n");
     let (run, summary) = ws.run(&["--affected"]);
     run.expect_code(0);
-    let ids: Vec<&str> = summary["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["p:a"], "{}", run.stderr());
+    assert_eq!(
+        crate::support::task_ids(&summary),
+        ["p:a"],
+        "{}",
+        run.stderr()
+    );
 }

@@ -42,14 +42,13 @@ pub fn check(directory: Option<PathBuf>) -> Result<i32, CliError> {
 /// Everything a run would trip over in the files the tasks name, in task order.
 fn findings(ws: &Workspace, graph: &Graph) -> Vec<LoadError> {
     let mut out = Vec::new();
-    let written = crate::exec::keys::WrittenByTasks::of(ws);
-    let written_by_a_task = |path: &str| written.covers(path);
+    let written = crate::graph::PathPatterns::outputs_of(ws);
     let excluded = [ws.root.join(".wask"), ws.settings.cache_dir.clone()];
     for (n, node) in graph.nodes.iter().enumerate() {
         let def = graph.task(ws, n);
         let module = &def.module;
         let missing = match &def.module_spec {
-            ModuleSpec::File { path, .. } if !written_by_a_task(path) => {
+            ModuleSpec::File { path, .. } if !written.matches(path) => {
                 crate::modules::missing_file(ws, path).map(|e| e.to_string())
             }
             ModuleSpec::Crate { dir, .. } => {

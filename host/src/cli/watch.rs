@@ -191,16 +191,10 @@ fn affected_tasks(
             BTreeSet::new()
         };
     };
-    let outputs: Vec<String> = ws
-        .projects
-        .iter()
-        .flat_map(|p| p.tasks.values())
-        .flat_map(|t| t.outputs.iter().map(|o| o.value.clone()))
-        .collect();
-    let written = wask_runtime::paths::glob_set(&outputs).ok();
+    let written = crate::graph::PathPatterns::outputs_of(&ws);
     let sources: BTreeSet<String> = changed
         .iter()
-        .filter(|p| !written.as_ref().is_some_and(|w| w.is_match(p.as_str())))
+        .filter(|p| !written.matches(p))
         .cloned()
         .collect();
     crate::affected::affected(&ws, &graph, &sources)

@@ -179,13 +179,13 @@ impl<'a> KeyContext<'a> {
         // Every module is had before anything runs, so a wrong path is the same
         // configuration error (exit 2) whatever its form; but not one a task of the
         // workspace writes, which exists only once that task has run.
-        let written = WrittenByTasks::of(self.ws);
+        let written = crate::graph::PathPatterns::outputs_of(self.ws);
         for &n in run_set {
             let def = self.graph.task(self.ws, n);
             if !done.insert(def.module.value.clone()) {
                 continue;
             }
-            if !written.covers(&def.module.value)
+            if !written.matches(&def.module.value)
                 && let Err(e) = self.module(def)
             {
                 errors.push((self.graph.nodes[n].id.to_string(), e));
@@ -207,36 +207,6 @@ pub struct Prepared {
     /// The guest's environment (absent variables left out).
     pub env: Vec<(String, String)>,
     pub module: Arc<ModuleBytes>,
-}
-
-/// Every output pattern of a workspace, matched at once: whether a task of it writes a
-/// given path (one glob set, not a glob compiled per task and path).
-pub struct WrittenByTasks {
-    literals: std::collections::HashSet<String>,
-    globs: globset::GlobSet,
-}
-
-impl WrittenByTasks {
-    pub fn of(ws: &Workspace) -> WrittenByTasks {
-        let patterns = ws
-            .projects
-            .iter()
-            .flat_map(|p| p.tasks.values())
-            .flat_map(|t| t.outputs.iter().map(|o| o.value.clone()));
-        let (globs, literals): (Vec<String>, Vec<String>) =
-            patterns.partition(|p| wask_runtime::paths::is_glob(p));
-        WrittenByTasks {
-            literals: literals.into_iter().collect(),
-            // Every pattern was compiled when the workspace loaded.
-            globs: wask_runtime::paths::glob_set(&globs)
-                .unwrap_or_else(|_| globset::GlobSet::empty()),
-        }
-    }
-
-    /// Whether some task's outputs match the literal path `path`.
-    pub fn covers(&self, path: &str) -> bool {
-        self.literals.contains(path) || self.globs.is_match(path)
-    }
 }
 
 /// What a task's hard predecessors did in this run, as its key needs it.
@@ -277,21 +247,28 @@ pub fn prepare(
     };
     let mut resolved =
         inputs::resolve(&ctx.ws.root, &patterns, &rules).map_err(PrepareError::Inputs)?;
-    // A declared dependency's outputs are inputs too (issue 13): the files it wrote
-    // there, less the task's own `!PATTERN` exclusions.
+    // A declared dependency's outputs are inputs too (issue 13): the files it left
+    // under them in this run, less the task's own `!PATTERN` exclusions. They are known
+    // by name, so nothing is walked; one a person has since removed (seen by `why`
+    // between runs) is left out, as a glob would leave it out.
     if !node.dep_outputs.is_empty() {
-        let mut from_deps = node.dep_outputs.clone();
-        from_deps.extend(patterns.iter().filter(|p| p.starts_with('!')).cloned());
-        let theirs =
-            inputs::resolve(&ctx.ws.root, &from_deps, &rules).map_err(PrepareError::Inputs)?;
-        let have: std::collections::HashSet<String> =
-            resolved.iter().map(|r| r.guest_path.clone()).collect();
-        resolved.extend(
-            theirs
-                .into_iter()
-                .filter(|r| !have.contains(&r.guest_path) && written(&r.guest_path)),
-        );
-        resolved.sort_by(|a, b| a.guest_path.cmp(&b.guest_path));
+        let theirs = crate::graph::PathPatterns::new(node.dep_outputs.iter().cloned());
+        let have: std::collections::HashSet<&str> =
+            resolved.iter().map(|r| r.guest_path.as_str()).collect();
+        let mut from_deps: Vec<String> = preds
+            .wrote
+            .iter()
+            .filter(|p| theirs.matches(p) && !have.contains(p.as_str()))
+            .filter(|p| ctx.ws.host_path(p).symlink_metadata().is_ok())
+            .cloned()
+            .collect();
+        if !from_deps.is_empty() {
+            from_deps.extend(patterns.iter().filter(|p| p.starts_with('!')).cloned());
+            let extra =
+                inputs::resolve(&ctx.ws.root, &from_deps, &rules).map_err(PrepareError::Inputs)?;
+            resolved.extend(extra);
+            resolved.sort_by(|a, b| a.guest_path.cmp(&b.guest_path));
+        }
     }
     let mut hashed = Vec::with_capacity(resolved.len());
     let mut inputs = Vec::with_capacity(resolved.len());

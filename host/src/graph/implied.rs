@@ -140,6 +140,41 @@ fn is_glob(pattern: &str) -> bool {
     pattern.split('/').any(is_glob_segment)
 }
 
+/// Patterns matched against literal paths all at once: whether [`can_meet`] holds for
+/// any of them and a path, with one glob set instead of a glob compiled per question.
+pub struct PathPatterns {
+    literals: std::collections::HashSet<String>,
+    globs: globset::GlobSet,
+}
+
+impl PathPatterns {
+    pub fn new(patterns: impl IntoIterator<Item = String>) -> PathPatterns {
+        let (globs, literals): (Vec<String>, Vec<String>) =
+            patterns.into_iter().partition(|p| is_glob(p));
+        PathPatterns {
+            literals: literals.into_iter().collect(),
+            // Every pattern was compiled when the workspace loaded.
+            globs: wask_runtime::paths::glob_set(&globs)
+                .unwrap_or_else(|_| globset::GlobSet::empty()),
+        }
+    }
+
+    /// Every output pattern of the workspace: whether some task writes a path.
+    pub fn outputs_of(ws: &crate::workspace::Workspace) -> PathPatterns {
+        PathPatterns::new(
+            ws.projects
+                .iter()
+                .flat_map(|p| p.tasks.values())
+                .flat_map(|t| t.outputs.iter().map(|o| o.value.clone())),
+        )
+    }
+
+    /// Whether some pattern names the literal path `path`.
+    pub fn matches(&self, path: &str) -> bool {
+        self.literals.contains(path) || self.globs.is_match(path)
+    }
+}
+
 /// Whether two patterns can name the same file, by the rules of the module docs.
 pub fn can_meet(a: &str, b: &str) -> bool {
     match (is_glob(a), is_glob(b)) {

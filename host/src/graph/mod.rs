@@ -3,7 +3,7 @@
 //! and the checks of DAG-004, all reported together.
 
 mod implied;
-pub use implied::can_meet;
+pub use implied::{PathPatterns, can_meet};
 mod meet;
 
 use crate::protect::{self, WriteRules};

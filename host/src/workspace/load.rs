@@ -20,6 +20,22 @@ pub(super) const FILE_NAME: &str = "wask.toml";
 /// How many unknown keys of one file are reported before the rest are left unsaid.
 const MAX_UNKNOWN_KEYS: usize = 50;
 
+fn is_unknown_key(e: &toml::de::Error) -> bool {
+    e.message().starts_with("unknown field")
+}
+
+/// A TOML or schema error at its span; an unknown key labelled with the known key
+/// closest to it.
+fn toml_error(file: FileId, e: &toml::de::Error) -> LoadError {
+    let message = e.message().trim().to_string();
+    let label = if is_unknown_key(e) {
+        unknown_key_hint(&message)
+    } else {
+        "here".to_string()
+    };
+    LoadError::at(span(file, e.span().unwrap_or(0..0)), message, label)
+}
+
 /// "did you mean `inputs`?" for serde's "unknown field `inptus`, expected one of
 /// `module`, ..." (every name in backticks after the first is a candidate).
 fn unknown_key_hint(message: &str) -> String {
@@ -115,38 +131,19 @@ impl Loader {
             .unwrap_or_else(|_| path.display().to_string());
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) => {
-                self.errors
-                    .push(LoadError::plain(format!("cannot read {shown}: {e}")));
-                self.incomplete = true;
-                return None;
-            }
+            Err(e) => return self.leave_out(LoadError::plain(format!("cannot read {shown}: {e}"))),
         };
         let file = self.sources.add(shown, text);
         let text = self.sources.text(file);
         // The common case, a file that fits the schema, is read once.
         match toml::from_str::<RawFile>(text) {
             Ok(raw) => return Some((file, raw)),
-            Err(e) if !e.message().starts_with("unknown field") => {
-                let range = e.span().unwrap_or(0..0);
-                let message = e.message().trim().to_string();
-                self.errors
-                    .push(LoadError::at(span(file, range), message, "here"));
-                self.incomplete = true;
-                return None;
-            }
+            Err(e) if !is_unknown_key(&e) => return self.leave_out(toml_error(file, &e)),
             Err(_) => {}
         }
         let mut table = match toml::de::DeTable::parse(text) {
             Ok(table) => table,
-            Err(e) => {
-                let range = e.span().unwrap_or(0..0);
-                let message = e.message().trim().to_string();
-                self.errors
-                    .push(LoadError::at(span(file, range), message, "here"));
-                self.incomplete = true;
-                return None;
-            }
+            Err(e) => return self.leave_out(toml_error(file, &e)),
         };
         // serde stops at the first unknown key; each one found is taken out and the
         // file read again, so one `check` names every misspelt key (issue 13).
@@ -161,21 +158,22 @@ impl Loader {
                 Err(e) => e,
             };
             let range = e.span().unwrap_or(0..0);
-            let message = e.message().trim().to_string();
-            let is_unknown = message.starts_with("unknown field");
-            let label = if is_unknown {
-                unknown_key_hint(&message)
-            } else {
-                "here".to_string()
-            };
-            self.errors
-                .push(LoadError::at(span(file, range.clone()), message, label));
-            if !is_unknown || unknown >= MAX_UNKNOWN_KEYS || !remove_key_at(&mut table, &range) {
-                self.incomplete = true;
-                return None;
+            if !is_unknown_key(&e)
+                || unknown >= MAX_UNKNOWN_KEYS
+                || !remove_key_at(&mut table, &range)
+            {
+                return self.leave_out(toml_error(file, &e));
             }
+            self.errors.push(toml_error(file, &e));
             unknown += 1;
         }
+    }
+
+    /// Records an error for which a file, project or task was left out of the load.
+    pub(super) fn leave_out<T>(&mut self, error: LoadError) -> Option<T> {
+        self.errors.push(error);
+        self.incomplete = true;
+        None
     }
 
     pub(super) fn err(
@@ -199,13 +197,11 @@ impl Loader {
         // Found as the root by its `[workspace]` table, which a misspelt key inside a
         // dotted header can take out with it when unknown keys are removed.
         let Some(ws) = raw.workspace.take() else {
-            self.errors.push(LoadError::at(
+            return self.leave_out(LoadError::at(
                 span(root_file, 0..0),
-                "the root wask.toml has no usable `[workspace]` table".to_string(),
+                "the root wask.toml has no usable `[workspace]` table",
                 "expected `[workspace]`",
             ));
-            self.incomplete = true;
-            return None;
         };
         let mut projects = Vec::new();
         match ws.into_inner().projects {
@@ -297,14 +293,11 @@ impl Loader {
                     }
                     None if implicit => self.dir_name(),
                     None => {
-                        self.err(
-                            file,
-                            range,
-                            "`[project]` needs a `name`".into(),
+                        return self.leave_out(LoadError::at(
+                            span(file, range),
+                            "`[project]` needs a `name`",
                             "add `name = \"...\"`",
-                        );
-                        self.incomplete = true;
-                        return None;
+                        ));
                     }
                 };
                 let mut tags = Vec::new();
@@ -320,13 +313,11 @@ impl Loader {
             }
             None if implicit => (self.dir_name(), Vec::new()),
             None => {
-                self.errors.push(LoadError::at(
+                return self.leave_out(LoadError::at(
                     span(file, 0..0),
-                    "this wask.toml has no `[project]` table".to_string(),
+                    "this wask.toml has no `[project]` table",
                     "expected `[project]` with a `name`",
                 ));
-                self.incomplete = true;
-                return None;
             }
         };
         let mut tasks = BTreeMap::new();
@@ -340,11 +331,8 @@ impl Loader {
                 );
             }
             let task_span = span(file, tname.span());
-            match self.task(file, dir, tname.get_ref(), task_span, t.into_inner()) {
-                Some(def) => {
-                    tasks.insert(tname.into_inner(), def);
-                }
-                None => self.incomplete = true,
+            if let Some(def) = self.task(file, dir, tname.get_ref(), task_span, t.into_inner()) {
+                tasks.insert(tname.into_inner(), def);
             }
         }
         Some(Project {

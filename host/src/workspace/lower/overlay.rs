@@ -60,11 +60,8 @@ impl Loader {
                 }
                 let task_span = span(file, name_span.span());
                 let dir = project.dir.clone();
-                match self.task(file, &dir, tname, task_span, raw.get_ref().clone()) {
-                    Some(def) => {
-                        project.tasks.insert(tname.to_string(), def);
-                    }
-                    None => self.incomplete = true,
+                if let Some(def) = self.task(file, &dir, tname, task_span, raw.get_ref().clone()) {
+                    project.tasks.insert(tname.to_string(), def);
                 }
             }
         }

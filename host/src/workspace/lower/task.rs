@@ -212,7 +212,11 @@ impl Loader {
             self.errors
                 .push(LoadError::at(task_span.clone(), what, "in this task"));
         }
-        let (module, module_spec) = module?;
+        // A task left out: the graph of what is left would miss it (see `Loader`).
+        let Some((module, module_spec)) = module else {
+            self.incomplete = true;
+            return None;
+        };
         Some(TaskDef {
             name: name.to_string(),
             span: task_span,
